@@ -1,0 +1,168 @@
+"""Typed events the Trainer emits: the contract between the training engine and its viewers.
+
+Every event is a frozen dataclass with a `kind`; `to_json()` is the line written to the run's
+`metrics.jsonl`, and `event_from_dict()` reads such a line back (the TUI's run browser and
+chart attach to a file another process is still writing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "Event",
+    "StepEvent",
+    "EvalEvent",
+    "EarlyStopEvent",
+    "CheckpointEvent",
+    "LogEvent",
+    "StartEvent",
+    "DoneEvent",
+    "event_from_dict",
+    "read_events",
+]
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+    time: float = field(default_factory=time.time, kw_only=True)  # wall clock, seconds since epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), allow_nan=True)
+
+
+@dataclass(frozen=True)
+class StartEvent(Event):
+    """Training (re)started: where from and how far it will go."""
+
+    kind: ClassVar[str] = "start"
+    run_dir: str
+    profile: str  # profile name
+    step: int  # first step that will run (0, or the resumed step)
+    total_steps: int
+    resumed: bool
+    device: str
+    params: int
+
+
+@dataclass(frozen=True)
+class StepEvent(Event):
+    kind: ClassVar[str] = "step"
+    step: int  # optimizer steps done so far (1-based after the first step)
+    total_steps: int
+    epoch: int
+    loss: float  # mean training loss of the batch (over supervision passes)
+    lr: float
+    grad_norm: float
+    tokens_per_s: float  # supervised tokens through the model per second, recent average
+    elapsed_s: float
+    eta_s: float
+
+
+@dataclass(frozen=True)
+class EvalEvent(Event):
+    kind: ClassVar[str] = "eval"
+    step: int
+    val_loss: float
+    val_token_acc: float
+
+
+@dataclass(frozen=True)
+class EarlyStopEvent(Event):
+    """Early-stopping status after each evaluation.
+
+    state: "improving" | "waiting" | "stopped" | "target-reached" | "disabled"
+    """
+
+    kind: ClassVar[str] = "early_stop"
+    step: int
+    state: str
+    best_val_loss: float
+    best_step: int
+    evals_since_best: int
+    patience: int
+    patience_left: int
+
+    @property
+    def label(self) -> str:
+        if self.state == "waiting":
+            return f"waiting {self.evals_since_best} of {self.patience}"
+        return self.state
+
+
+@dataclass(frozen=True)
+class CheckpointEvent(Event):
+    kind: ClassVar[str] = "checkpoint"
+    step: int
+    path: str
+    is_best: bool
+    reason: str  # "periodic" | "best" | "final" | "stop"
+
+
+@dataclass(frozen=True)
+class LogEvent(Event):
+    kind: ClassVar[str] = "log"
+    message: str
+    level: str = "info"  # "info" | "warning" | "error"
+
+
+@dataclass(frozen=True)
+class DoneEvent(Event):
+    """Training ended. reason: "finished" | "early-stopped" | "stopped" | "error"."""
+
+    kind: ClassVar[str] = "done"
+    reason: str
+    step: int
+    message: str = ""
+    best_val_loss: float | None = None
+
+
+_KINDS: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (StartEvent, StepEvent, EvalEvent, EarlyStopEvent, CheckpointEvent, LogEvent, DoneEvent)
+}
+
+
+def event_from_dict(d: dict[str, Any]) -> Event | None:
+    """Rebuild an event from its JSON dict; None for unknown kinds or malformed rows."""
+    cls = _KINDS.get(d.get("kind", ""))
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in d.items() if k in names})
+    except TypeError:
+        return None
+
+
+def read_events(path, offset: int = 0) -> tuple[list[Event], int]:
+    """Read complete lines of a metrics.jsonl from byte `offset`; return (events, new offset).
+
+    A trailing partial line (another process mid-write) is left for the next call.
+    """
+    events: list[Event] = []
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return events, offset
+    end = data.rfind(b"\n")
+    if end < 0:
+        return events, offset
+    for line in data[: end + 1].splitlines():
+        try:
+            ev = event_from_dict(json.loads(line))
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if ev is not None:
+            events.append(ev)
+    return events, offset + end + 1
