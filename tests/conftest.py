@@ -1,0 +1,56 @@
+"""Shared fixtures. Tests run offline (HF_HUB_OFFLINE=1) on CPU with tiny models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def _torch_threads() -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # 2 cores shared by xdist workers
+    except ImportError:
+        pass
+
+
+_torch_threads()
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared beside the checkout (real GSM8K and GPT-2 files); skip cleanly when absent."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent: the shared GSM8K/GPT-2 files are not beside this checkout")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def gsm8k_dir(shared_dir: Path) -> Path:
+    d = shared_dir / "gsm8k"
+    if not (d / "train.jsonl").is_file():
+        pytest.skip(f"{d}/train.jsonl is absent")
+    return d
+
+
+@pytest.fixture(scope="session")
+def gpt2_dir(shared_dir: Path) -> Path:
+    d = shared_dir / "gpt2"
+    if not (d / "vocab.json").is_file():
+        pytest.skip(f"{d}/vocab.json is absent")
+    return d
