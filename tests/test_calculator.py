@@ -1,0 +1,149 @@
+"""The calculator must compute GSM8K annotations and refuse everything else, quickly and without raising."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trm_core.calculator import format_result, safe_eval
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("<<2+3*4=", 14),
+        ("2+3*4", 14),
+        ("48/2", 24),  # whole float -> int
+        ("7/2", 3.5),
+        ("1/3", 0.333333),
+        ("(5+3)*2", 16),
+        ("-(3)", -3),
+        ("+4", 4),
+        ("10//3", 3),
+        ("10%3", 1),
+        ("1,200*3", 3600),
+        ("$5*2", 10),
+        ("2**10", 1024),
+        ("0.1+0.2", 0.3),
+        ("  12 * 0.25 ", 3),
+        ("1,234,567+1", 1234568),
+    ],
+)
+def test_computes(expr: str, expected: int | float) -> None:
+    result = safe_eval(expr)
+    assert result == expected
+    assert type(result) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "__import__('os')",
+        "__import__('os').system('true')",
+        "9**9**9",
+        "10**100",
+        "2**0.5",
+        "0**-1",
+        "().__class__",
+        "(1).__class__",
+        "x+1",
+        "'a'*3",
+        "[1,2]",
+        "1,2",
+        "lambda: 1",
+        "1 if 1 else 2",
+        "1<2",
+        "True+1",
+        "5/0",
+        "5//0",
+        "5%0",
+        "1e400",
+        "1e16",
+        "99999999*99999999",
+        "~1",
+        "1<<3",
+        "",
+        "=",
+        "1+",
+        "1" * 300,
+        "\x00",
+    ],
+)
+def test_refuses(expr: str) -> None:
+    assert safe_eval(expr) is None
+
+
+def test_deep_nesting_is_refused_fast() -> None:
+    for text in [
+        "(" * 10_000 + "1" + ")" * 10_000,
+        "-" * 10_000 + "1",
+        "(" * 33 + "1" + ")" * 33,
+        "-" * 150 + "1",
+    ]:
+        start = time.perf_counter()
+        assert safe_eval(text) is None
+        assert time.perf_counter() - start < 0.05
+    assert safe_eval("(" * 32 + "1" + ")" * 32) == 1  # the limit itself is fine
+
+
+def test_each_refusal_is_fast() -> None:
+    for text in ["9**9**9", "__import__('os')", "().__class__", "2**64**64", "(9**64)**64"]:
+        start = time.perf_counter()
+        assert safe_eval(text) is None
+        assert time.perf_counter() - start < 0.05
+
+
+def test_format_result() -> None:
+    assert format_result(14) == "14"
+    assert format_result(2.5) == "2.5"
+    assert format_result(-0.333333) == "-0.333333"
+    assert format_result(0.000001) == "0.000001"
+
+
+_fast = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@_fast
+@given(st.text(max_size=400))
+def test_random_text_never_raises_and_is_fast(text: str) -> None:
+    start = time.perf_counter()
+    result = safe_eval(text)
+    assert time.perf_counter() - start < 0.05
+    assert result is None or isinstance(result, (int, float))
+
+
+_ARITH = st.text(alphabet="0123456789.+-*/%() e", max_size=200)
+
+
+@_fast
+@given(_ARITH)
+def test_arithmetic_alphabet_never_raises(text: str) -> None:
+    start = time.perf_counter()
+    result = safe_eval(text)
+    assert time.perf_counter() - start < 0.05
+    if result is not None:
+        assert abs(result) <= 1e15
+        assert not isinstance(result, bool)
+
+
+_IDENT = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
+_TOKEN = st.one_of(_IDENT, st.integers(0, 999).map(str), st.sampled_from(list("+-*/%()") + ["**", "//", "."]))
+
+
+@_fast
+@given(st.lists(_TOKEN, min_size=1, max_size=30), st.data())
+def test_any_name_means_none(tokens: list[str], data: st.DataObject) -> None:
+    # Force at least one identifier into the expression: no name is ever looked up or evaluated.
+    name = data.draw(_IDENT)
+    tokens.insert(data.draw(st.integers(0, len(tokens))), name)
+    assert safe_eval(" ".join(tokens)) is None
+
+
+@_fast
+@given(st.integers(-10_000, 10_000), st.integers(-10_000, 10_000), st.sampled_from("+-*"))
+def test_agrees_with_python_on_integers(a: int, b: int, op: str) -> None:
+    expected = {"+": a + b, "-": a - b, "*": a * b}[op]
+    assert safe_eval(f"{a} {op} ({b})") == expected
