@@ -303,7 +303,10 @@ def _check_ranges(p: Profile, problems: list[str]) -> None:
     if d.synthetic_max_steps > 4:
         problems.append(f"data.synthetic_max_steps must be at most 4, got {d.synthetic_max_steps}")
     src = d.source
-    if not (src == "synthetic" or src.startswith("hf:") or src.startswith("jsonl:")) or src in ("hf:", "jsonl:"):
+    if not (src == "synthetic" or src.startswith("hf:") or src.startswith("jsonl:")) or src in (
+        "hf:",
+        "jsonl:",
+    ):
         problems.append(
             f"data.source must be 'synthetic', 'jsonl:<file-or-dir>' or 'hf:<dataset>', got {src!r}"
         )
