@@ -1,0 +1,372 @@
+"""GSM8K-style data: sources, prompt formatting, label masking and length-bucketed batches.
+
+Sources: `hf:openai/gsm8k` (the hub), `jsonl:<file-or-dir>` (GSM8K's schema, offline) and
+`synthetic` (our own generator). An example becomes `Question: {q}\\nAnswer: {answer}<eos>`;
+the loss covers the answer and EOS (or everything with `loss_on = "all"`), never padding.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trm_core.errors import DataError
+
+IGNORE_INDEX = -100
+SPLITS = ("train", "test")
+SYNTHETIC_TEST_SIZE = 1000
+SYNTHETIC_TEST_SEED_OFFSET = 1_000_003  # the synthetic "test" split draws from its own seed
+MEGA_CHUNK_BATCHES = 50  # length-sort within chunks this many batches long, then shuffle batches
+
+
+@dataclass
+class Example:
+    question: str
+    answer: str  # GSM8K form: steps with <<a*b=c>> annotations, then "#### N"
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def format_prompt(question: str) -> str:
+    """The text the model is conditioned on (and prompted with at generation time)."""
+    return f"Question: {question}\nAnswer:"
+
+
+def format_completion(answer: str) -> str:
+    """The supervised continuation; the tokenizer's EOS id is appended after tokenizing."""
+    return f" {answer}"
+
+
+_ANSWER_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def extract_answer(text: str) -> str | None:
+    """The final number after the last "####", normalised: "$1,234.00" -> "1234"; None if absent."""
+    if "####" not in text:
+        return None
+    tail = text.rsplit("####", 1)[1].split("\n", 1)[0]
+    tail = tail.replace(",", "").replace("$", "").replace(" ", "")
+    m = _ANSWER_NUMBER.match(tail)
+    if m is None:
+        return None
+    number = m.group(0)
+    if "." in number:
+        number = number.rstrip("0").rstrip(".")  # "72.0" and "72.00" -> "72", "2.50" -> "2.5"
+    negative = number.startswith("-")
+    whole, _, frac = number.lstrip("-").partition(".")
+    whole = whole.lstrip("0") or "0"  # "007" -> "7"
+    number = whole + (f".{frac}" if frac else "")
+    return f"-{number}" if negative and number != "0" else number
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def load_examples(
+    source: str,
+    split: str = "train",
+    *,
+    synthetic_size: int = 20000,
+    min_steps: int = 1,
+    max_steps: int = 4,
+    seed: int = 0,
+) -> list[Example]:
+    """Examples of `split` ("train" or "test") from `source`; raises DataError with one sentence."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split '{split}'; use 'train' or 'test'")
+    source = source.strip()
+    if source == "synthetic":
+        return _load_synthetic(split, synthetic_size, min_steps, max_steps, seed)
+    if source.startswith("jsonl:"):
+        return _load_jsonl(source[len("jsonl:") :].strip(), split)
+    if source.startswith("hf:"):
+        return _load_hf(source, split)
+    raise DataError(
+        f"unknown data source '{source}'; use 'hf:openai/gsm8k', 'jsonl:<file-or-dir>' or 'synthetic'"
+    )
+
+
+def _load_synthetic(split: str, size: int, min_steps: int, max_steps: int, seed: int) -> list[Example]:
+    from trm_core.synthetic import generate_examples
+
+    train = generate_examples(size, seed=seed, min_steps=min_steps, max_steps=max_steps)
+    if split == "train":
+        return train
+    # Held out: another seed, and any question that also appears in train is dropped.
+    seen = {ex.question for ex in train}
+    test = generate_examples(
+        SYNTHETIC_TEST_SIZE, seed=seed + SYNTHETIC_TEST_SEED_OFFSET, min_steps=min_steps, max_steps=max_steps
+    )
+    return [ex for ex in test if ex.question not in seen]
+
+
+def _row_to_example(row: Any, where: str) -> Example:
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: not a JSON object with 'question' and 'answer'")
+    for key in ("question", "answer"):
+        if key not in row:
+            raise DataError(f"{where}: missing '{key}'")
+        if not isinstance(row[key], str):
+            raise DataError(f"{where}: '{key}' is not a string")
+    return Example(question=row["question"], answer=row["answer"])
+
+
+def _load_jsonl(target: str, split: str) -> list[Example]:
+    if not target:
+        raise DataError("data source 'jsonl:' needs a file or a folder, e.g. 'jsonl:data/gsm8k'")
+    path = Path(target).expanduser()
+    if path.is_dir():
+        path = path / f"{split}.jsonl"
+        if not path.is_file():
+            raise DataError(
+                f"{target} has no {split}.jsonl (a jsonl: folder holds train.jsonl and test.jsonl)"
+            )
+    elif not path.exists():
+        raise DataError(f"{target}: no such file or folder for data source 'jsonl:{target}'")
+    shown = str(Path(target) / path.name) if Path(target).expanduser().is_dir() else target
+    examples: list[Example] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{shown} line {lineno}: not valid JSON ({e.msg})") from None
+                examples.append(_row_to_example(row, f"{shown} line {lineno}"))
+    except UnicodeDecodeError:
+        raise DataError(f"{shown}: not a UTF-8 text file") from None
+    except OSError as e:
+        raise DataError(f"{shown}: cannot read ({e.strerror})") from None
+    if not examples:
+        raise DataError(f"{shown}: has no examples")
+    return examples
+
+
+def _load_hf(source: str, split: str) -> list[Example]:
+    repo = source[len("hf:") :].strip()
+    alternatives = "use 'jsonl:<dir>' (a folder with GSM8K's train.jsonl and test.jsonl) or 'synthetic'"
+    if not repo:
+        raise DataError(f"data source 'hf:' needs a dataset name like 'hf:openai/gsm8k'; or {alternatives}")
+    try:
+        import datasets
+
+        datasets.logging.set_verbosity_error()  # progress bars and warnings would spill over the TUI
+        datasets.disable_progress_bars()
+        config = "main" if repo.endswith("gsm8k") else None
+        rows = datasets.load_dataset(repo, config, split=split)
+    except ImportError:
+        raise DataError(f"data source '{source}' needs the 'datasets' package; {alternatives}") from None
+    except Exception as e:  # ConnectionError offline, FileNotFoundError, hub errors of every kind
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise DataError(
+            f"cannot load '{source}' from the Hugging Face hub ({reason}); {alternatives}"
+        ) from None
+    return [_row_to_example(row, f"{source} {split} row {i}") for i, row in enumerate(rows)]
+
+
+# ----------------------------------------------------------------------------- tokenized data
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # [B, T] long, right-padded with the tokenizer's pad id
+    labels: torch.Tensor  # [B, T] long, already shifted: labels[:, t] is the target at position t
+    num_tokens: int  # real (non-padding) input tokens, for throughput
+
+    def to(self, device: Any, non_blocking: bool = False) -> Batch:
+        return Batch(
+            self.input_ids.to(device, non_blocking=non_blocking),
+            self.labels.to(device, non_blocking=non_blocking),
+            self.num_tokens,
+        )
+
+
+class TokenizedDataset:
+    """Tokenized examples: each row is prompt + completion + EOS, with the prompt's length.
+
+    A row of n tokens gives n-1 input positions: input_ids = seq[:-1], labels = seq[1:] with
+    -100 where the target is a prompt token (loss_on="answer") or padding.
+    """
+
+    def __init__(
+        self,
+        examples: Sequence[Example],
+        sequences: list[list[int]],
+        prompt_lengths: list[int],
+        *,
+        pad_id: int,
+        max_length: int,
+        bucket_multiple: int,
+        loss_on: str = "answer",
+        dropped: int = 0,
+    ):
+        self.dropped = dropped  # examples whose prompt alone filled max_length
+        self.examples = list(examples)
+        self.sequences = sequences
+        self.prompt_lengths = prompt_lengths
+        self.pad_id = pad_id
+        self.max_length = max_length
+        self.bucket_multiple = max(1, bucket_multiple)
+        self.loss_on = loss_on
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def input_length(self, i: int) -> int:
+        return len(self.sequences[i]) - 1
+
+    def collate(self, indices: Sequence[int]) -> Batch:
+        """Pad rows `indices` into one Batch, length rounded up to `bucket_multiple`."""
+        longest = max(self.input_length(i) for i in indices)
+        m = self.bucket_multiple
+        cap = math.ceil(self.max_length / m) * m
+        T = min(math.ceil(longest / m) * m, cap)
+        input_ids = torch.full((len(indices), T), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(indices), T), IGNORE_INDEX, dtype=torch.long)
+        num_tokens = 0
+        for row, i in enumerate(indices):
+            seq = self.sequences[i]
+            n = len(seq) - 1
+            input_ids[row, :n] = torch.tensor(seq[:-1], dtype=torch.long)
+            # Target at position t is seq[t+1]; the first supervised target is the first answer token.
+            first = 0 if self.loss_on == "all" else max(self.prompt_lengths[i] - 1, 0)
+            labels[row, first:n] = torch.tensor(seq[first + 1 :], dtype=torch.long)
+            num_tokens += n
+        return Batch(input_ids=input_ids, labels=labels, num_tokens=num_tokens)
+
+
+def tokenize_examples(
+    examples: Sequence[Example],
+    tokenizer: Any,
+    *,
+    max_length: int,
+    bucket_multiple: int = 64,
+    loss_on: str = "answer",
+) -> TokenizedDataset:
+    """Tokenize prompt and completion separately (so the prompt boundary is exact), add EOS, truncate.
+
+    Examples left with nothing to learn after truncation (prompt longer than max_length) are dropped.
+    """
+    if max_length < 2:
+        raise DataError(f"data.max_length must be at least 2, got {max_length}")
+    encode_batch = getattr(tokenizer, "encode_batch", None) or (lambda ts: [tokenizer.encode(t) for t in ts])
+    prompts = encode_batch([format_prompt(ex.question) for ex in examples])
+    completions = encode_batch([format_completion(ex.answer) for ex in examples])
+    kept: list[Example] = []
+    sequences: list[list[int]] = []
+    prompt_lengths: list[int] = []
+    for ex, p, c in zip(examples, prompts, completions, strict=True):
+        seq = (p + c + [tokenizer.eos_id])[:max_length]
+        if loss_on != "all" and len(p) >= len(seq):
+            continue  # the prompt alone fills max_length: no supervised token left
+        kept.append(ex)
+        sequences.append(seq)
+        prompt_lengths.append(len(p))
+    return TokenizedDataset(
+        kept,
+        sequences,
+        prompt_lengths,
+        pad_id=tokenizer.pad_id,
+        max_length=max_length,
+        bucket_multiple=bucket_multiple,
+        loss_on=loss_on,
+        dropped=len(examples) - len(kept),
+    )
+
+
+def split_train_val(
+    examples: Sequence[Example], val_size: int, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Carve a deterministic validation slice of `val_size` examples out of *train*."""
+    if val_size <= 0:
+        return list(examples), []
+    if val_size >= len(examples):
+        raise DataError(
+            f"data.val_size {val_size} leaves no training examples (the source has {len(examples)}); lower it"
+        )
+    order = list(range(len(examples)))
+    random.Random(f"trm-val:{seed}").shuffle(order)
+    val_idx = set(order[:val_size])
+    train = [ex for i, ex in enumerate(examples) if i not in val_idx]
+    val = [examples[i] for i in sorted(val_idx)]
+    return train, val
+
+
+def build_datasets(profile: Any, tokenizer: Any) -> tuple[TokenizedDataset, TokenizedDataset]:
+    """(train, val) for a profile: the train split of `data.source`, minus a val slice carved from it."""
+    d = profile.data
+    examples = load_examples(
+        d.source,
+        "train",
+        synthetic_size=d.synthetic_size,
+        min_steps=d.synthetic_min_steps,
+        max_steps=d.synthetic_max_steps,
+        seed=d.seed,
+    )
+    train, val = split_train_val(examples, d.val_size, d.seed)
+    kw = {"max_length": d.max_length, "bucket_multiple": d.bucket_multiple, "loss_on": d.loss_on}
+    train_ds = tokenize_examples(train, tokenizer, **kw)
+    if len(train_ds) == 0:
+        raise DataError(f"no training example fits in data.max_length {d.max_length} tokens; raise it")
+    return train_ds, tokenize_examples(val, tokenizer, **kw)
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def num_batches(ds: TokenizedDataset, batch_size: int, world_size: int = 1) -> int:
+    """Batches each rank gets per epoch (the remainder that cannot go to every rank is dropped)."""
+    return math.ceil(len(ds) / batch_size) // world_size
+
+
+def _epoch_batches(
+    ds: TokenizedDataset, batch_size: int, seed: int, epoch: int, shuffle: bool
+) -> list[list[int]]:
+    n = len(ds)
+    order = list(range(n))
+    if not shuffle:
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    rng = random.Random(f"trm-batches:{seed}:{epoch}")
+    rng.shuffle(order)
+    # Sort by length inside mega-chunks: little padding, yet every epoch mixes differently.
+    chunk = batch_size * MEGA_CHUNK_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, n, chunk):
+        part = sorted(order[start : start + chunk], key=ds.input_length)
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def iterate_batches(
+    ds: TokenizedDataset,
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    rank: int = 0,
+    world_size: int = 1,
+    start_batch: int = 0,
+    shuffle: bool = True,
+) -> Iterator[Batch]:
+    """This rank's batches of one epoch, deterministic for (seed, epoch); `start_batch` resumes exactly."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside world_size {world_size}")
+    batches = _epoch_batches(ds, batch_size, seed, epoch, shuffle)
+    per_rank = len(batches) // world_size  # equal counts on every rank so DDP never hangs
+    mine = batches[rank : per_rank * world_size : world_size]
+    for indices in mine[start_batch:]:
+        yield ds.collate(indices)
