@@ -1,0 +1,321 @@
+"""Generation: KV cache exactness, sampling, stop strings, calculator, batches (tiny random models, CPU)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from trm_core.generate import Generator, Piece, filter_logits, open_calculation, sample_next
+from trm_core.model import build_model
+from trm_core.profile import ModelConfig
+from trm_core.tokenizer import build_tokenizer
+
+PROMPTS = ["Question: 2+2?\nAnswer:", "hi", "Question: Tom has 12 apples and eats 3. How many?\nAnswer:"]
+
+
+class RecordingTokenizer:
+    """The byte tokenizer, recording every id generation pushes into a decoder (exact id comparisons)."""
+
+    def __init__(self) -> None:
+        self._tok = build_tokenizer("byte")
+        self.spec, self.vocab_size = self._tok.spec, self._tok.vocab_size
+        self.eos_id, self.pad_id = self._tok.eos_id, self._tok.pad_id
+        self.pushed: list[list[int]] = []
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text)
+
+    def decode(self, ids: Any) -> str:
+        return self._tok.decode(ids)
+
+    def incremental_decoder(self) -> Any:
+        inner, record = self._tok.incremental_decoder(), []
+        self.pushed.append(record)
+
+        class Recording:
+            def push(self, token_id: int) -> str:
+                record.append(token_id)
+                return inner.push(token_id)
+
+            def flush(self) -> str:
+                return inner.flush()
+
+        return Recording()
+
+
+def tiny_generator(arch: str = "trm", S: int = 1, seed: int = 0, **kw: Any) -> Generator:
+    torch.manual_seed(seed)
+    tok = RecordingTokenizer()
+    cfg = ModelConfig(
+        arch=arch, hidden_size=32, num_heads=4, num_layers=2, H_cycles=2, L_cycles=2, tie_embeddings=False
+    )
+    model = build_model(cfg, tok.vocab_size).eval()
+    with torch.no_grad():  # unit-scale embeddings and head: a random model then emits varied tokens
+        model.embed_tokens.weight.normal_(0, 1.0)
+        model.lm_head.weight.normal_(0, 1.0)
+    return Generator(model, tok, supervision_steps=S, **kw)
+
+
+CONFIGS = [("trm", 1), ("trm", 2), ("transformer", 1)]
+
+
+@pytest.fixture(scope="module")
+def gen() -> Generator:
+    return tiny_generator("trm", 2)
+
+
+# --------------------------------------------------------------------------- exactness
+
+
+@pytest.mark.parametrize(("arch", "S"), CONFIGS)
+def test_cached_equals_uncached_greedy(arch: str, S: int) -> None:
+    g = tiny_generator(arch, S)
+    tok = g.tokenizer
+    cached = g.generate(PROMPTS[0], max_tokens=24, kv_cache=True)
+    uncached = g.generate(PROMPTS[0], max_tokens=24, kv_cache=False)
+    assert cached == uncached
+    assert tok.pushed[0] == tok.pushed[1]
+    assert len(set(tok.pushed[0])) > 3, "the test model should produce varied tokens"
+
+
+@pytest.mark.parametrize(("arch", "S"), CONFIGS)
+def test_batched_equals_one_by_one_greedy(arch: str, S: int) -> None:
+    g = tiny_generator(arch, S)
+    one_by_one = [g.generate(p, max_tokens=12) for p in PROMPTS]
+    ids_one = g.tokenizer.pushed[:]
+    g.tokenizer.pushed.clear()
+    assert g.generate_batch(PROMPTS, max_tokens=12) == one_by_one
+    assert g.tokenizer.pushed == ids_one
+
+
+def test_supervision_steps_change_the_output() -> None:
+    # S passes at inference too: S=1 and S=2 must not silently run the same computation.
+    a = tiny_generator("trm", 1)
+    b = tiny_generator("trm", 2)
+    a.generate(PROMPTS[0], max_tokens=16)
+    b.generate(PROMPTS[0], max_tokens=16)
+    assert a.tokenizer.pushed != b.tokenizer.pushed
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def test_seeded_sampling_is_reproducible_and_seeds_differ(gen: Generator) -> None:
+    kw = {"temperature": 1.0, "max_tokens": 16}
+    first = gen.generate("abc", seed=1, **kw)
+    assert gen.generate("abc", seed=1, **kw) == first
+    assert gen.generate("abc", seed=2, **kw) != first
+
+
+def test_top_k_one_equals_greedy(gen: Generator) -> None:
+    greedy = gen.generate(PROMPTS[0], max_tokens=12)
+    assert gen.generate(PROMPTS[0], max_tokens=12, temperature=1.5, top_k=1, seed=3) == greedy
+
+
+PROBS = torch.tensor([0.05, 0.4, 0.05, 0.3, 0.2])  # order by probability: 1, 3, 4, then 0 and 2
+
+
+@pytest.mark.parametrize(
+    ("top_k", "top_p", "support"),
+    [
+        (0, 1.0, {0, 1, 2, 3, 4}),
+        (1, 1.0, {1}),
+        (2, 1.0, {1, 3}),
+        (3, 1.0, {1, 3, 4}),
+        (0, 0.4, {1}),  # the top token alone reaches 0.4
+        (0, 0.5, {1, 3}),
+        (0, 0.7, {1, 3}),  # 0.4 + 0.3 reaches 0.7 exactly
+        (0, 0.75, {1, 3, 4}),
+        (0, 0.01, {1}),  # the most likely token is always kept
+        (2, 0.3, {1}),  # top-k first, then the nucleus of what is left
+    ],
+)
+def test_filtering_restricts_the_support(top_k: int, top_p: float, support: set[int]) -> None:
+    logits = PROBS.log().repeat(4, 1)
+    filtered = filter_logits(logits, top_k, top_p)
+    for row in filtered:
+        assert {i for i in range(5) if math.isfinite(row[i].item())} == support
+    g = torch.Generator().manual_seed(0)
+    drawn = {
+        int(i)
+        for _ in range(200)
+        for i in sample_next(logits, temperature=1.0, top_k=top_k, top_p=top_p, generator=g)
+    }
+    assert drawn <= support
+    assert len(drawn) == len(support)  # 800 draws reach every allowed id (min prob 0.05/0.25)
+
+
+def test_temperature_zero_is_argmax() -> None:
+    logits = PROBS.log()[None]
+    assert sample_next(logits, temperature=0.0).tolist() == [1]
+
+
+# --------------------------------------------------------------------------- stop, limits, prompts
+
+
+def test_stop_string_is_trimmed_and_never_streamed(gen: Generator) -> None:
+    full = gen.generate(PROMPTS[2], max_tokens=20)
+    # a 3-character stop string first occurring at index >= 4 (so some text comes before it)
+    start = next(i for i in range(4, len(full) - 3) if full.find(full[i : i + 3]) == i)
+    stop = full[start : start + 3]
+    pieces = list(gen.stream(PROMPTS[2], max_tokens=20, stop=[stop, "never-there"]))
+    text = "".join(p.text for p in pieces)
+    assert text == full[: full.index(stop)]
+    assert all(stop not in p.text for p in pieces)
+    assert gen.generate_batch([PROMPTS[2], PROMPTS[0]], max_tokens=20, stop=[stop])[0] == text
+
+
+def test_max_tokens_is_respected(gen: Generator) -> None:
+    gen.tokenizer.pushed.clear()
+    gen.generate(PROMPTS[0], max_tokens=5)
+    assert len(gen.tokenizer.pushed[0]) <= 5
+    assert gen.generate(PROMPTS[0], max_tokens=0) == ""
+
+
+def test_long_prompt_is_cut_from_the_left() -> None:
+    g = tiny_generator("transformer", 1, max_context=64)
+    text = g.generate("x" * 500 + PROMPTS[0], max_tokens=8)
+    assert g.last_dropped == len(("x" * 500 + PROMPTS[0]).encode()) - (64 - 8)
+    assert isinstance(text, str)
+
+
+def test_empty_and_odd_prompts_do_not_crash(gen: Generator) -> None:
+    odd = ["", "\x00\x1b[31m", "caf\udce9", "\ud800", "é漢🙂"]
+    for prompt in odd:
+        assert isinstance(gen.generate(prompt, max_tokens=3), str)
+    assert len(gen.generate_batch(odd, max_tokens=3)) == len(odd)
+
+
+def test_pieces_are_whole_characters() -> None:
+    g = tiny_generator("trm", 1)
+    for piece in g.stream("é漢", max_tokens=30, temperature=1.0, seed=0):
+        piece.text.encode("utf-8")  # a lone surrogate or split character would raise
+
+
+# --------------------------------------------------------------------------- calculator
+
+
+def test_open_calculation() -> None:
+    assert open_calculation("so <<2+3*4=") == "2+3*4"
+    assert open_calculation("<<1+1=2>> and <<3*4=") == "3*4"
+    assert open_calculation("<<1+1=2>>") is None
+    assert open_calculation("x = ") is None
+    assert open_calculation("a=") is None
+
+
+@pytest.mark.parametrize("kv_cache", [True, False])
+def test_calculator_fills_an_open_annotation(gen: Generator, kv_cache: bool) -> None:
+    pieces = list(gen.stream("Answer: <<2+3*4=", max_tokens=8, calculator=True, kv_cache=kv_cache))
+    assert pieces[0] == Piece("14>>", "calculator")
+    assert all(p.source == "model" for p in pieces[1:])
+    off = list(gen.stream("Answer: <<2+3*4=", max_tokens=8, calculator=False))
+    assert all(p.source == "model" for p in off)
+
+
+class ScriptedLM(nn.Module):
+    """A stand-in CausalLM that always predicts `script`, position by position (ignores its input;
+    a calculator result of another length than the scripted one shifts the rest).
+
+    It follows the model contract (infer / new_cache / forward_step / decode_one), so it shows how
+    the generator handles text it cannot get from a random model: annotations with wrong results.
+    """
+
+    def __init__(self, tokenizer: Any, prompt: str, script: str):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.vocab = tokenizer.vocab_size
+        self.target = tokenizer.encode(prompt + script) + [tokenizer.eos_id]
+
+    def _logits(self, positions: range, batch: int) -> torch.Tensor:
+        out = torch.zeros(batch, len(positions), self.vocab)
+        for j, p in enumerate(positions):
+            out[:, j, self.target[min(p + 1, len(self.target) - 1)]] = 10.0
+        return out
+
+    def infer(self, ids: torch.Tensor, supervision_steps: int) -> torch.Tensor:
+        return self._logits(range(ids.shape[1]), ids.shape[0])
+
+    def new_cache(self, batch_size: int, max_len: int, supervision_steps: int, **kw: Any) -> Any:
+        class Cache:
+            pos = 0
+            max_len = 0
+            pad = torch.zeros(batch_size, max_len, dtype=torch.bool)
+
+            def reset(self) -> None:
+                self.pos = 0
+
+        cache = Cache()
+        cache.max_len = max_len
+        return cache
+
+    def forward_step(self, ids, cache, pad_mask=None, positions=None, *, last_only=False):  # noqa: ANN001
+        if pad_mask is not None:
+            cache.pad = pad_mask
+        n = ids.shape[1]
+        # Per-row positions skip the left padding, as the real model's RoPE positions do.
+        rows = []
+        for b in range(ids.shape[0]):
+            start = (
+                cache.pos
+                - int(cache.pad[b, : cache.pos].sum())
+                - int(cache.pad[b, cache.pos : cache.pos + n].sum())
+            )
+            rows.append(self._logits(range(start, start + n), 1))
+        cache.pos += n
+        out = torch.cat(rows)
+        return out[:, -1:] if last_only else out
+
+
+def scripted_generator(prompt: str, script: str) -> Generator:
+    tok = build_tokenizer("byte")
+    return Generator(ScriptedLM(tok, prompt, script), tok)
+
+
+def test_calculator_corrects_the_model_mid_generation() -> None:
+    prompt = "Question: 3 boxes of 4?\nAnswer:"
+    g = scripted_generator(prompt, " <<3*4=13>> so #### 13")
+    assert g.generate(prompt, max_tokens=40) == " <<3*4=13>> so #### 13"
+    pieces = list(g.stream(prompt, max_tokens=40, calculator=True))
+    assert "".join(p.text for p in pieces) == " <<3*4=12>> so #### 13"
+    assert [p.text for p in pieces if p.source == "calculator"] == ["12>>"]
+    # not computable: the model's own text stays
+    g2 = scripted_generator(prompt, " <<x*4=13>> ok")
+    assert g2.generate(prompt, max_tokens=40, calculator=True) == " <<x*4=13>> ok"
+
+
+def test_calculator_in_batches_matches_one_by_one() -> None:
+    prompt = "Q\nA:"
+    g = scripted_generator(prompt, " <<6/4=9.9>> then <<2*(3+1)=7>> end")
+    single = g.generate(prompt, max_tokens=60, calculator=True)
+    assert single == " <<6/4=1.5>> then <<2*(3+1)=8>> end"
+    assert g.generate_batch([prompt, prompt], max_tokens=60, calculator=True) == [single, single]
+
+
+def test_eos_ends_generation() -> None:
+    prompt = "Q:"
+    g = scripted_generator(prompt, " 42")
+    assert g.generate(prompt, max_tokens=50) == " 42"
+    assert g.generate_batch([prompt, prompt], max_tokens=50) == [" 42", " 42"]
+
+
+# --------------------------------------------------------------------------- CUDA graphs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+@pytest.mark.parametrize(("arch", "S"), CONFIGS)
+def test_cuda_graph_equals_eager(arch: str, S: int) -> None:
+    g = tiny_generator(arch, S)
+    g.model.cuda()
+    eager = Generator(g.model, g.tokenizer, supervision_steps=S, device="cuda", cuda_graph=False)
+    graph = Generator(g.model, g.tokenizer, supervision_steps=S, device="cuda", cuda_graph=True)
+    for prompt in PROMPTS:
+        assert graph.generate(prompt, max_tokens=24) == eager.generate(prompt, max_tokens=24)
+    assert graph._graph is not None
+    assert graph.generate_batch(PROMPTS, max_tokens=16) == eager.generate_batch(PROMPTS, max_tokens=16)
+    assert graph.generate("Answer: <<2+3*4=", max_tokens=12, calculator=True) == eager.generate(
+        "Answer: <<2+3*4=", max_tokens=12, calculator=True
+    )
