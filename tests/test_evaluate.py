@@ -1,0 +1,117 @@
+"""Evaluation scores final numbers exactly: a fake generator with fixed texts gives a known accuracy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trm_core.data import extract_answer, format_prompt, load_examples
+from trm_core.evaluate import STOP, evaluate, write_samples
+
+ROWS = [
+    {"question": "Tom has 3 boxes of 4 apples. How many apples?", "answer": "3*4=<<3*4=12>>12\n#### 12"},
+    {
+        "question": "A book costs $1,200 and a pen $5. Total?",
+        "answer": "1200+5=<<1200+5=1205>>1205\n#### 1,205",
+    },
+    {"question": "Half of 9?", "answer": "9/2=<<9/2=4.5>>4.5\n#### 4.5"},
+]
+
+
+class FakeGenerator:
+    """Answers by question text; records every call so the test can check what evaluate asked for."""
+
+    def __init__(self, answers: dict[str, str]):
+        self.answers = answers
+        self.calls: list[tuple[list[str], dict[str, Any]]] = []
+
+    def generate_batch(self, prompts: list[str], **kw: Any) -> list[str]:
+        self.calls.append((prompts, kw))
+        return [self.answers[p] for p in prompts]
+
+
+@pytest.fixture
+def jsonl(tmp_path: Path) -> Path:
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
+    return path
+
+
+def test_accuracy_is_exact_on_a_handmade_jsonl(jsonl: Path) -> None:
+    examples = load_examples(f"jsonl:{jsonl}", "test")
+    fake = FakeGenerator(
+        {
+            format_prompt(ROWS[0]["question"]): " 3*4=<<3*4=12>>12\n#### 12.0",  # right, written 12.0
+            format_prompt(ROWS[1]["question"]): " <<1200+5=1205>>\n#### $1205",  # right, $ and no comma
+            format_prompt(ROWS[2]["question"]): " <<9/2=4>>\n#### 4",  # wrong
+        }
+    )
+    seen: list[tuple[int, int, int]] = []
+    result = evaluate(
+        fake, examples, batch_size=2, max_tokens=64, calculator=True, progress=lambda *a: seen.append(a)
+    )
+    assert (result.correct, result.total) == (2, 3)
+    assert result.accuracy == pytest.approx(2 / 3)
+    assert [s["correct"] for s in result.samples] == [True, True, False]
+    assert [s["expected"] for s in result.samples] == ["12", "1205", "4.5"]
+    assert [s["predicted"] for s in result.samples] == ["12", "1205", "4"]
+    assert result.samples[0]["question"] == ROWS[0]["question"]
+    assert seen[-1] == (3, 3, 2) and len(seen) == 2
+    # greedy, the requested limits, and the stop at a new question
+    for prompts, kw in fake.calls:
+        assert kw["temperature"] == 0.0 and kw["max_tokens"] == 64 and kw["calculator"] is True
+        assert tuple(kw["stop"]) == STOP
+        assert 1 <= len(prompts) <= 2
+
+
+def test_missing_answer_marker_is_wrong(jsonl: Path) -> None:
+    examples = load_examples(f"jsonl:{jsonl}", "test")
+    fake = FakeGenerator({format_prompt(r["question"]): " I think 12" for r in ROWS})
+    result = evaluate(fake, examples, batch_size=8)
+    assert result.correct == 0 and result.total == 3
+    assert all(s["predicted"] is None for s in result.samples)
+
+
+def test_empty_examples() -> None:
+    result = evaluate(FakeGenerator({}), [])
+    assert (result.accuracy, result.correct, result.total) == (0.0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("#### 72", "72"),
+        ("#### 1,234", "1234"),
+        ("#### $5", "5"),
+        ("#### 72.0", "72"),
+        ("#### 72.50", "72.5"),
+        ("#### -3", "-3"),
+        ("steps #### 1 more #### 7\nQuestion: x", "7"),
+        ("no marker 12", None),
+        ("#### ", None),
+    ],
+)
+def test_extract_normalisation(text: str, expected: str | None) -> None:
+    assert extract_answer(text) == expected
+
+
+def test_write_samples_round_trips(tmp_path: Path) -> None:
+    samples = [{"question": "é?", "generated": "\ufffd x", "correct": False}]
+    path = write_samples(tmp_path / "sub" / "eval.jsonl", samples)
+    assert [json.loads(line) for line in path.read_text().splitlines()] == samples
+
+
+def test_evaluate_with_a_real_tiny_generator(jsonl: Path) -> None:
+    # The whole path with a real (random) model: runs, and agrees with its own one-by-one answers.
+    from tests.test_generate import tiny_generator
+
+    gen = tiny_generator("trm", 1)
+    examples = load_examples(f"jsonl:{jsonl}", "test")
+    result = evaluate(gen, examples, batch_size=2, max_tokens=6, calculator=True)
+    assert result.total == 3 and 0 <= result.correct <= 3
+    for ex, sample in zip(examples, result.samples, strict=True):
+        one = gen.generate(format_prompt(ex.question), max_tokens=6, calculator=True, stop=STOP)
+        assert sample["generated"] == one

@@ -1,0 +1,125 @@
+"""GSM8K accuracy: greedy answers, scored on the final number after `####`.
+
+Both the reference answer and the generated text go through `data.extract_answer` (commas, `$`,
+trailing `.0` normalised), so "#### 1,200" and "#### 1200.0" agree. A generation without a
+`####` number is simply wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .data import Example, extract_answer, format_prompt
+
+__all__ = ["EvalResult", "evaluate", "write_samples", "STOP", "BatchGenerator"]
+
+# A model trained on "Question: …\nAnswer: …<eos>" may run on into the next problem instead of EOS.
+STOP = ("\nQuestion:",)
+
+Progress = Callable[[int, int, int], None]  # (problems done, problems in all, correct so far)
+
+
+class BatchGenerator(Protocol):
+    def generate_batch(self, prompts: list[str], **kw: Any) -> list[str]: ...
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    correct: int
+    total: int
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    calculator: bool = False
+
+    @property
+    def problems_per_s(self) -> float:
+        return self.total / self.seconds if self.seconds > 0 else 0.0
+
+
+def evaluate(
+    generator: BatchGenerator,
+    examples: Sequence[Example],
+    *,
+    batch_size: int = 16,
+    max_tokens: int = 256,
+    calculator: bool = True,
+    progress: Progress | None = None,
+    stop: Sequence[str] = STOP,
+) -> EvalResult:
+    """Greedy-decode every example's prompt and score the final numbers (samples keep input order)."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    prompts = [format_prompt(ex.question) for ex in examples]
+    # Similar lengths together: less left padding per batch. Results go back to input order.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    generated: list[str] = [""] * len(prompts)
+    done = correct = 0
+    start = time.perf_counter()
+    for lo in range(0, len(order), batch_size):
+        idx = order[lo : lo + batch_size]
+        texts = generator.generate_batch(
+            [prompts[i] for i in idx],
+            temperature=0.0,
+            max_tokens=max_tokens,
+            calculator=calculator,
+            stop=tuple(stop),
+        )
+        for i, text in zip(idx, texts, strict=True):
+            generated[i] = text
+            correct += _score(examples[i].answer, text)[2]
+        done += len(idx)
+        if progress is not None:
+            progress(done, len(prompts), correct)
+    seconds = time.perf_counter() - start
+    samples = []
+    for i, ex in enumerate(examples):
+        expected, predicted, ok = _score(ex.answer, generated[i])
+        samples.append(
+            {
+                "index": i,
+                "question": ex.question,
+                "expected": expected,
+                "generated": generated[i],
+                "predicted": predicted,
+                "correct": ok,
+            }
+        )
+    total = len(examples)
+    return EvalResult(
+        accuracy=correct / total if total else 0.0,
+        correct=correct,
+        total=total,
+        samples=samples,
+        seconds=seconds,
+        calculator=calculator,
+    )
+
+
+def _score(answer: str, generated: str) -> tuple[str | None, str | None, bool]:
+    expected = extract_answer(answer)
+    predicted = extract_answer(generated)
+    return expected, predicted, expected is not None and predicted == expected
+
+
+def write_samples(path: str | Path, samples: Sequence[dict[str, Any]]) -> Path:
+    """Write one JSON object per line, atomically (a crash never leaves half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for sample in samples:
+                f.write(json.dumps(sample) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
