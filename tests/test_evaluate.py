@@ -115,3 +115,39 @@ def test_evaluate_with_a_real_tiny_generator(jsonl: Path) -> None:
     for ex, sample in zip(examples, result.samples, strict=True):
         one = gen.generate(format_prompt(ex.question), max_tokens=6, calculator=True, stop=STOP)
         assert sample["generated"] == one
+
+
+def test_cli_eval_end_to_end(tmp_path: Path, jsonl: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_generate import cli, make_checkpoint
+
+    run = tmp_path / "runs" / "tiny"
+    make_checkpoint(run, step=3)
+    args = [
+        "eval",
+        run,
+        "--data",
+        f"jsonl:{jsonl}",
+        "--batch-size",
+        "2",
+        "--max-tokens",
+        "4",
+        "--device",
+        "cpu",
+    ]
+    assert cli(*args) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "/ 3" in out
+    rows = [json.loads(line) for line in (run / "eval-test-3.jsonl").read_text().splitlines()]
+    assert [r["question"] for r in rows] == [r["question"] for r in ROWS]
+    assert {"question", "expected", "generated", "predicted", "correct"} <= set(rows[0])
+    # a plain path as --data, an explicit --output and --limit
+    assert (
+        cli(*args[:3], str(jsonl), "--limit", "2", "--output", tmp_path / "o.jsonl", "--no-calculator") == 0
+    )
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 2
+    assert "off" in capsys.readouterr().out
+    # the default data source is the profile's (synthetic here)
+    assert cli("eval", run, "--limit", "2", "--max-tokens", "2") == 0
+    assert "synthetic test" in capsys.readouterr().out
+    assert cli("eval", run, "--data", f"jsonl:{tmp_path / 'missing.jsonl'}") == 1
+    assert capsys.readouterr().err.strip().startswith("trm-tui:")

@@ -319,3 +319,114 @@ def test_cuda_graph_equals_eager(arch: str, S: int) -> None:
     assert graph.generate("Answer: <<2+3*4=", max_tokens=12, calculator=True) == eager.generate(
         "Answer: <<2+3*4=", max_tokens=12, calculator=True
     )
+
+
+# --------------------------------------------------------------------------- CLI `trm-tui generate`
+
+TINY_PROFILE = """\
+name = "tiny"
+[model]
+arch = "trm"
+hidden_size = 32
+num_heads = 4
+num_layers = 1
+H_cycles = 1
+L_cycles = 2
+[tokenizer]
+name = "byte"
+[data]
+source = "synthetic"
+synthetic_size = 50
+[train]
+supervision_steps = 2
+[generate]
+max_tokens = 6
+calculator = true
+"""
+
+
+def make_checkpoint(run_dir: Any, step: int = 3) -> Any:
+    """A run directory with one checkpoint of a random tiny model (as the trainer lays it out)."""
+    from trm_core.checkpoint import save_checkpoint
+    from trm_core.profile import parse_profile
+
+    profile = parse_profile(TINY_PROFILE)
+    torch.manual_seed(0)
+    model = build_model(profile.model, 258)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "profile.toml").write_text(TINY_PROFILE)
+    return save_checkpoint(
+        run_dir, step, model_state=model.state_dict(), ema_state=None, optimizer_payload={},
+        state={"vocab_size": 258}, profile_text=TINY_PROFILE, is_best=True, keep_last=2,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def run_dir(tmp_path: Any) -> Any:
+    make_checkpoint(tmp_path / "runs" / "tiny")
+    return tmp_path / "runs" / "tiny"
+
+
+def cli(*argv: str) -> int:
+    from trm_tui.__main__ import main
+
+    return main([str(a) for a in argv])
+
+
+def test_cli_generate_matches_the_library(run_dir: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("generate", run_dir, "--prompt", "What is 2+3?", "--device", "cpu") == 0
+    out = capsys.readouterr().out
+    g = Generator.from_checkpoint(run_dir, device="cpu")
+    assert g.supervision_steps == 2 and g.defaults.max_tokens == 6 and g.defaults.calculator
+    from trm_tui.commands.generate import printable
+
+    assert out == printable(g.generate("Question: What is 2+3?\nAnswer:")) + "\n"
+    # flags override the profile; --raw sends the text as is
+    assert (
+        cli("generate", run_dir, "--prompt", "<<2+3*4=", "--raw", "--max-tokens", "4", "--no-kv-cache") == 0
+    )
+    assert capsys.readouterr().out.startswith("14>>")
+    assert cli("generate", run_dir, "--prompt", "<<2+3*4=", "--raw", "--no-calculator") == 0
+    assert not capsys.readouterr().out.startswith("14>>")
+
+
+def test_cli_generate_bad_prompts(run_dir: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("generate", run_dir, "--prompt", "   ") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("trm-tui: ") and err.count("\n") == 1
+    for prompt in ["caf\udce9 \x1b[2J\x07", "x" * 100_000]:
+        assert cli("generate", run_dir, "--prompt", prompt, "--max-tokens", "2") == 0
+    captured = capsys.readouterr()
+    assert "only its last" in captured.err
+    assert "\x1b" not in captured.out and "\x07" not in captured.out
+    assert cli("generate", run_dir, "--prompt", "hi", "--top-p", "0") == 1
+    assert capsys.readouterr().err.startswith("trm-tui: sampling needs")
+
+
+def test_cli_generate_missing_or_corrupt_checkpoint(
+    tmp_path: Any, run_dir: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("generate", tmp_path / "nope", "--prompt", "hi") == 1
+    assert capsys.readouterr().err.count("\n") == 1
+    ckpt = next((run_dir / "checkpoints").glob("step-*"))
+    (ckpt / "model.safetensors").write_bytes(b"garbage")
+    assert cli("generate", run_dir, "--prompt", "hi") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("trm-tui: ") and "corrupted" in err and err.count("\n") == 1
+
+
+def test_cli_generate_repl_reads_lines_until_eof(
+    run_dir: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is 1+1?\n\nWhat is 2+2?\n"))
+    assert cli("generate", run_dir, "--max-tokens", "3") == 0
+    g = Generator.from_checkpoint(run_dir, device="cpu")
+    expected = [
+        g.generate("Question: What is 1+1?\nAnswer:", max_tokens=3),
+        g.generate("Question: What is 2+2?\nAnswer:", max_tokens=3),
+    ]
+    from trm_tui.commands.generate import printable
+
+    assert capsys.readouterr().out == "".join(printable(e) + "\n" for e in expected)

@@ -1,0 +1,178 @@
+"""`trm-tui generate RUN`: stream a checkpoint's answer to one prompt, or a line REPL without `--prompt`.
+
+The model and tokenizer are rebuilt from the checkpoint's own profile; sampling defaults come from
+its `[generate]` section and flags override them. A plain question is wrapped in the training
+format ("Question: …\\nAnswer:") unless `--raw`. Calculator spans are highlighted on a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+MAX_PROMPT_CHARS = 16_000  # longer prompts keep their end (where the question is) and get a note
+HISTORY_FILE = (
+    Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "trm-tui" / "history"
+)
+
+# C0/C1 control characters other than newline and tab: a model (or a prompt) must never be able
+# to drive the terminal with escape sequences.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CALC_STYLE, _RESET = "\x1b[1;36m", "\x1b[0m"
+
+
+def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_path", metavar="RUN", help="a run directory or a checkpoint directory")
+    p.add_argument("--which", default="best", help="best (default), latest or a step number")
+    p.add_argument(
+        "--raw-weights", action="store_true", help="use the trained weights even when the run kept an EMA"
+    )
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument(
+        "--calculator",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fill <<expr= with the calculator (default: the profile's generate.calculator)",
+    )
+    p.add_argument("--max-tokens", type=int, default=None, metavar="N", help="new tokens at most")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="generate from a checkpoint (one prompt, or a line REPL)")
+    add_checkpoint_args(p)
+    p.add_argument("--prompt", default=None, help="the question (without it: a REPL reading lines)")
+    p.add_argument("--raw", action="store_true", help="send the prompt as is, not as 'Question: …\\nAnswer:'")
+    p.add_argument("--temperature", type=float, default=None, metavar="T", help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=None, metavar="K", help="0 = off")
+    p.add_argument("--top-p", type=float, default=None, metavar="P", help="nucleus mass, 1 = off")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="negative = a fresh random seed")
+    p.add_argument("--no-kv-cache", action="store_true", help="recompute the whole sequence per token")
+    p.add_argument("--no-cuda-graph", action="store_true", help="decode eagerly on CUDA (for comparisons)")
+    p.set_defaults(run=run)
+
+
+def load_generator(args: argparse.Namespace, **kw: Any) -> Any:
+    """The Generator for RUN (CheckpointError, one sentence, when it is missing or corrupt)."""
+    from trm_core.generate import Generator
+
+    return Generator.from_checkpoint(
+        args.run_path, args.which, ema=not args.raw_weights, device=args.device, **kw
+    )
+
+
+def prepare_prompt(text: str, *, raw: bool, note: TextIO) -> str | None:
+    """The model prompt for user text, or None when the text is empty. Huge text keeps its end."""
+    from trm_core.data import format_prompt
+    from trm_core.generate import clean_prompt
+
+    text = clean_prompt(text)  # undecodable argv/stdin bytes arrive as surrogates
+    if not text.strip():
+        return None
+    if len(text) > MAX_PROMPT_CHARS:
+        print(
+            f"note: the prompt has {len(text):,} characters; only its last {MAX_PROMPT_CHARS:,} are used",
+            file=note,
+        )
+        text = text[-MAX_PROMPT_CHARS:]
+    return text if raw else format_prompt(text.strip())
+
+
+def printable(text: str) -> str:
+    return _CONTROL.sub("\ufffd", text)
+
+
+def stream_to(out: TextIO, gen: Any, prompt: str, opts: dict[str, Any], *, color: bool) -> None:
+    """Write the pieces as they come (flushing each), calculator spans highlighted when `color`."""
+    for piece in gen.stream(prompt, **opts):
+        text = printable(piece.text)
+        if color and piece.source == "calculator":
+            text = f"{_CALC_STYLE}{text}{_RESET}"
+        out.write(text)
+        out.flush()
+    out.write("\n")
+    out.flush()
+    if gen.last_dropped:
+        print(
+            f"note: the first {gen.last_dropped} prompt tokens did not fit the context and were dropped",
+            file=sys.stderr,
+        )
+
+
+def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "max_tokens": args.max_tokens,
+        "seed": args.seed,
+        "calculator": args.calculator,
+        "kv_cache": False if args.no_kv_cache else None,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from trm_core.errors import UserError
+
+    if args.prompt is not None and prepare_prompt(args.prompt, raw=args.raw, note=sys.stderr) is None:
+        raise UserError("the prompt is empty; pass a question with --prompt or leave --prompt out for a REPL")
+    gen = load_generator(args, cuda_graph=not args.no_cuda_graph)
+    opts = sampling_options(args)
+    gen.options(**opts)  # bad flag values fail now, in one sentence, before any prompt
+    color = sys.stdout.isatty()
+    if args.prompt is not None:
+        prompt = prepare_prompt(args.prompt, raw=args.raw, note=sys.stderr)
+        assert prompt is not None
+        stream_to(sys.stdout, gen, prompt, opts, color=color)
+        return 0
+    return repl(gen, args, opts, color=color)
+
+
+def _setup_history() -> Any:
+    try:
+        import readline
+    except ImportError:  # not on every platform; input() still works
+        return None
+    try:
+        HISTORY_FILE.parent.mkdir(parents=True, exist_ok=True)
+        readline.read_history_file(HISTORY_FILE)
+    except OSError:
+        pass
+    readline.set_history_length(1000)
+    return readline
+
+
+def repl(gen: Any, args: argparse.Namespace, opts: dict[str, Any], *, color: bool) -> int:
+    """Read a line, stream its answer, repeat; Ctrl+D (EOF) quits, Ctrl+C stops one answer."""
+    interactive = sys.stdin.isatty()
+    readline = _setup_history() if interactive else None
+    if interactive:
+        step = getattr(gen, "step", "?")
+        print(f"{gen.path} (step {step}) — type a question; Ctrl+D to quit", file=sys.stderr)
+    try:
+        while True:
+            try:
+                line = input("> " if interactive else "")
+            except EOFError:
+                if interactive:
+                    print(file=sys.stderr)
+                return 0
+            except KeyboardInterrupt:
+                print(file=sys.stderr)
+                continue
+            prompt = prepare_prompt(line, raw=args.raw, note=sys.stderr)
+            if prompt is None:
+                continue
+            try:
+                stream_to(sys.stdout, gen, prompt, opts, color=color)
+            except KeyboardInterrupt:
+                print("\n(stopped)", file=sys.stderr)
+    finally:
+        if readline is not None:
+            try:
+                readline.write_history_file(HISTORY_FILE)
+            except OSError:
+                pass
