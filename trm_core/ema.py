@@ -21,10 +21,14 @@ class EMA:
             p.requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int) -> None:
+        """`step` = optimizer steps done; early on the decay is lowered so the EMA is not stuck at
+        the initial weights (evaluation and early stopping read the EMA). A function of the step
+        alone, so resume stays exact."""
+        decay = min(self.decay, (1 + step) / (10 + step))
         ema_params = list(self.module.parameters())
         params = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
         for b_ema, b in zip(self.module.buffers(), model.buffers(), strict=True):
             b_ema.copy_(b)
 

@@ -486,7 +486,7 @@ class Trainer:
         opt.step()
         opt.zero_grad(set_to_none=True)
         if self.ema is not None:
-            self.ema.update(model)
+            self.ema.update(model, self.step)
         self.step += 1
 
         now = time.perf_counter()
