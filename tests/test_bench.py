@@ -1,0 +1,76 @@
+"""`trm-tui bench`: the JSON schema, greedy agreement of decode paths, chunked == full loss (CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from trm_core.bench import layer_passes, loss_pair, train_step_flops
+from trm_core.data import IGNORE_INDEX
+from trm_core.model import build_model
+from trm_core.profile import ModelConfig
+from trm_tui.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def quick_json(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    rc = main(["bench", "--quick", "--device", "cpu", "--json", str(out)])
+    assert rc == 0
+    return json.loads(out.read_text())
+
+
+def test_quick_json_schema(quick_json: dict) -> None:
+    d = quick_json
+    assert d["device"].startswith("cpu")
+    for key in ("hidden_size", "layer_passes_per_token", "vocab_size", "batch_size", "seq_len"):
+        assert isinstance(d["shape"][key], int)
+    for variant in ("baseline", "optimized"):
+        r = d["train"][variant]
+        assert r["tokens_per_s"] > 0 and r["tflops"] > 0 and r["peak_memory_gib"] > 0
+    assert d["train"]["optimized"]["mfu"] is None  # no measured CPU peak
+    assert d["decode"]["full_recompute"]["ms_per_token"] > 0
+    assert d["decode"]["kv_cache"]["ms_per_token"] > 0
+    assert d["decode"]["cuda_graph"]["ms_per_token"] is None
+    assert d["eval"]["problems_per_s"] > 0
+    assert d["ok"] is True
+
+
+def test_quick_greedy_tokens_agree(quick_json: dict) -> None:
+    dec = quick_json["decode"]
+    assert dec["full_recompute"]["tokens_agree"] and dec["kv_cache"]["tokens_agree"]
+    assert dec["kv_cache"]["new_tokens"] == dec["full_recompute"]["new_tokens"] > 0
+
+
+def test_quick_optimized_loss_equals_baseline(quick_json: dict) -> None:
+    assert quick_json["train"]["loss_check"]["abs_diff"] < 1e-4
+
+
+def test_chunked_loss_equals_full_cross_entropy() -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(hidden_size=32, num_heads=4, num_layers=2, H_cycles=2, L_cycles=2)
+    model = build_model(cfg, 97)
+    ids = torch.randint(0, 97, (3, 20))
+    labels = torch.randint(0, 97, (3, 20))
+    labels[:, :6] = IGNORE_INDEX  # a masked prompt
+    labels[2, 15:] = IGNORE_INDEX  # right padding
+    full, chunked = loss_pair(model, ids, labels)
+    assert chunked == pytest.approx(full, rel=1e-5, abs=1e-6)
+
+
+def test_flop_formula_counts_every_pass() -> None:
+    cfg = ModelConfig(hidden_size=512, num_heads=8, num_layers=2, H_cycles=3, L_cycles=6, grad_cycles=1)
+    assert layer_passes(cfg) == (42, 14)
+    D, inter, V, T = 512, 1408, 50257, 512  # SwiGLU width of hidden 512, expansion 4
+    per = 8 * D * D + 6 * D * inter + 2 * T * D
+    expect = (42 + 2 * 14) * 32 * T * per + 6 * D * V * 1000
+    assert train_step_flops(cfg, V, 32, T, 1000) == expect
+
+
+def test_unknown_section_is_a_user_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rc = main(["bench", "--quick", "--device", "cpu", "--sections", "nope"])
+    assert rc == 1
+    assert "unknown bench section" in capsys.readouterr().err
