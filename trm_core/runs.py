@@ -1,0 +1,138 @@
+"""The run directories under `runs/`, each with a status read from its `metrics.jsonl` and lock.
+
+Status is what a user wants to know at a glance: is something still writing here (`running`),
+and if not, how did the last training session end (`finished`, `early-stopped`, `stopped`,
+`failed`), or did it vanish without a word (`interrupted`: killed, machine lost). A directory
+with nothing trained yet is `new`. No Textual here: the headless `trm-tui runs` uses it too.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .events import DoneEvent, EarlyStopEvent, EvalEvent, StartEvent, StepEvent, read_events
+
+__all__ = ["RunInfo", "STATUSES", "list_runs", "run_info", "lock_pid", "pid_alive"]
+
+STATUSES = ("running", "finished", "early-stopped", "stopped", "failed", "interrupted", "new")
+_DONE_STATUS = {
+    "finished": "finished",
+    "early-stopped": "early-stopped",
+    "stopped": "stopped",
+    "error": "failed",
+}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    name: str
+    path: Path
+    status: str  # one of STATUSES
+    step: int  # optimizer steps done (last step seen)
+    total_steps: int  # 0 when unknown
+    best_val_loss: float | None
+    last_change: float  # mtime, seconds since epoch
+    profile: str = ""  # profile name from the last StartEvent
+    message: str = ""  # the last DoneEvent's message (errors)
+    pid: int | None = None  # the live trainer's pid when running
+
+
+def lock_pid(run_dir: Path) -> int | None:
+    """The pid written in `run_dir/.lock`, or None when there is no readable lock."""
+    try:
+        text = (run_dir / ".lock").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    m = re.search(r"\d+", text)
+    return int(m.group()) if m else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _last_change(run_dir: Path) -> float:
+    times = []
+    for p in (run_dir, run_dir / "metrics.jsonl", run_dir / "checkpoints"):
+        try:
+            times.append(p.stat().st_mtime)
+        except OSError:
+            pass
+    return max(times, default=0.0)
+
+
+def run_info(run_dir: str | Path) -> RunInfo:
+    """Status and headline numbers of one run directory."""
+    run_dir = Path(run_dir)
+    events, _ = read_events(run_dir / "metrics.jsonl", 0)
+    step = total = 0
+    best: float | None = None
+    profile = message = ""
+    ended: str | None = None  # status from the last DoneEvent after the last StartEvent
+    started = False
+    for ev in events:
+        if isinstance(ev, StartEvent):
+            started, ended = True, None
+            total, profile, step = ev.total_steps, ev.profile, max(step, ev.step)
+        elif isinstance(ev, StepEvent):
+            step, total = ev.step, ev.total_steps or total
+        elif isinstance(ev, EvalEvent):
+            if math.isfinite(ev.val_loss) and (best is None or ev.val_loss < best):
+                best = ev.val_loss
+        elif isinstance(ev, EarlyStopEvent):
+            if math.isfinite(ev.best_val_loss) and (best is None or ev.best_val_loss < best):
+                best = ev.best_val_loss
+        elif isinstance(ev, DoneEvent):
+            ended = _DONE_STATUS.get(ev.reason, "failed")
+            message = ev.message
+            step = max(step, ev.step)
+    pid = lock_pid(run_dir)
+    if pid is not None and pid_alive(pid):
+        status = "running"
+    elif ended is not None:
+        status = ended
+    elif started:
+        status = "interrupted"
+    else:
+        status, pid = "new", None
+    if status != "running":
+        pid = None
+    return RunInfo(
+        name=run_dir.name,
+        path=run_dir,
+        status=status,
+        step=step,
+        total_steps=total,
+        best_val_loss=best,
+        last_change=_last_change(run_dir),
+        profile=profile,
+        message=message,
+        pid=pid,
+    )
+
+
+def list_runs(runs_dir: str | Path) -> list[RunInfo]:
+    """Every run directory under `runs_dir` (those with metrics, a profile or checkpoints), newest first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    out = []
+    for d in runs_dir.iterdir():
+        if not d.is_dir() or d.name.startswith("."):
+            continue
+        if not any((d / f).exists() for f in ("metrics.jsonl", "profile.toml", "checkpoints")):
+            continue
+        out.append(run_info(d))
+    return sorted(out, key=lambda r: (-r.last_change, r.name))

@@ -1,0 +1,179 @@
+"""The trm-tui app: four tabs (Profiles, Train, REPL, Runs), global keys, the command palette.
+
+Everything that touches trm_core's heavy parts goes through `self.backend` (trm_tui/backend.py),
+so tests run the real app on fakes. Tab panes stay mounted when hidden: training keeps going,
+and its chart keeps its data, whichever tab is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+from pathlib import Path
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from .backend import Backend
+from .screens.modals import ConfirmModal
+from .screens.profiles import ProfilesPane
+from .screens.repl import ReplPane
+from .screens.runs import RunsPane
+from .screens.train import TrainPane
+
+TABS = {  # tab id -> (label, pane class, key)
+    "profiles": ("Profiles", ProfilesPane, "f1"),
+    "train": ("Train", TrainPane, "f2"),
+    "repl": ("REPL", ReplPane, "f3"),
+    "runs": ("Runs", RunsPane, "f4"),
+}
+FOCUS = {  # what gets the focus when a tab is shown (pane key bindings need focus inside the pane)
+    "profiles": "#profile-list",
+    "train": "#train-log",
+    "repl": "#repl-prompt",
+    "runs": "#runs-table",
+}
+
+
+class TrmApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "trm-tui"
+    BINDINGS = [
+        *(
+            Binding(key, f"show_tab('{tab}')", label, id=f"app.{tab}", show=False)
+            for tab, (label, _, key) in TABS.items()
+        ),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+    ]
+
+    profile_path: reactive[Path | None] = reactive(None, always_update=True)
+
+    def __init__(
+        self,
+        *,
+        profiles_dir: str | Path = "profiles",
+        runs_dir: str | Path = "runs",
+        profile: str | None = None,
+        backend: Backend | None = None,
+        theme: str | None = None,
+        keymap: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.profiles_dir = Path(profiles_dir)
+        self.runs_dir = Path(runs_dir)
+        self.initial_profile = profile
+        self.backend = backend or Backend()
+        if theme:
+            self.theme = theme
+        if keymap:
+            self.set_keymap(keymap)
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(id="tabs", initial="tab-profiles"):
+            for tab, (label, pane_cls, key) in TABS.items():
+                with TabPane(f"{key.upper()} {label}", id=f"tab-{tab}"):
+                    yield pane_cls(id=f"{tab}-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.initial_profile and self.query_one(ProfilesPane).current is None:
+            self.notify(
+                f"No profile named {self.initial_profile} in {self.profiles_dir}.", severity="warning"
+            )
+        self._focus_tab("profiles")
+
+    # ------------------------------------------------------------------ tabs
+
+    @property
+    def train_pane(self) -> TrainPane:
+        return self.query_one(TrainPane)
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = f"tab-{tab}"
+        self._focus_tab(tab)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        tab = (event.pane.id or "").removeprefix("tab-")
+        self._focus_tab(tab)
+
+    def _focus_tab(self, tab: str) -> None:
+        if tab == "repl":
+            self.query_one(ReplPane).refresh_runs()
+        elif tab == "runs":
+            self.query_one(RunsPane).action_refresh()
+        if tab in FOCUS:
+            self._focus(tab)  # now, so a key pressed right after lands in the pane
+            self.call_after_refresh(self._focus, tab)
+
+    def _focus(self, tab: str) -> None:
+        if len(self.screen_stack) != 1:  # never steal focus from a modal (nor during shutdown)
+            return
+        if self.query_one(TabbedContent).active != f"tab-{tab}":  # a stale activation
+            return
+        self.screen.set_focus(self.query_one(FOCUS[tab]))  # synchronous, unlike Widget.focus()
+
+    def open_repl(self, run_dir: Path) -> None:
+        self.action_show_tab("repl")
+        self.query_one(ReplPane).refresh_runs(select=str(run_dir))
+
+    # ------------------------------------------------------------------ palette
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for tab, (label, _, key) in TABS.items():
+            yield SystemCommand(
+                f"Show {label}",
+                f"Switch to the {label} tab ({key.upper()})",
+                partial(self.action_show_tab, tab),
+            )
+        for tab, (label, pane_cls, _) in TABS.items():
+            for b in pane_cls.BINDINGS:
+                if not isinstance(b, Binding) or b.action.startswith("history"):
+                    continue
+                key = b.key.split(",")[0]
+                yield SystemCommand(
+                    f"{label}: {b.description or b.action}",
+                    f"{b.tooltip or b.description} ({key})",
+                    partial(self._run_pane_action, tab, b.action),
+                )
+
+    def _run_pane_action(self, tab: str, action: str) -> None:
+        self.action_show_tab(tab)
+        pane: Widget = self.query_one(f"#{tab}-pane")
+        self.call_after_refresh(pane.run_action, action)
+
+    # ------------------------------------------------------------------ quit
+
+    async def action_quit(self) -> None:
+        train = self.train_pane
+        if train.training:
+
+            def decided(yes: bool | None) -> None:
+                if yes:
+                    self.notify("Stopping training: saving a checkpoint, then quitting…", timeout=30)
+                    train.action_stop(quit_after=True)
+
+            self.push_screen(
+                ConfirmModal(
+                    "Training is running. Stop it (a checkpoint is saved) and quit?", yes="Stop and quit"
+                ),
+                decided,
+            )
+            return
+        editor = self.query_one(ProfilesPane).editor
+        if editor.dirty:
+
+            def discard(yes: bool | None) -> None:
+                if yes:
+                    self.exit()
+
+            self.push_screen(
+                ConfirmModal(f"Quit without saving {editor.source}?", yes="Quit", danger=True), discard
+            )
+            return
+        self.query_one(ReplPane).action_stop()
+        self.exit()

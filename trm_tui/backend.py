@@ -1,0 +1,98 @@
+"""What the app needs from `trm_core`, gathered in one injectable object.
+
+The real backend imports trm_core's heavy modules (torch) lazily, inside each call, so the app
+opens instantly; tests pass a `Backend` made of fakes (tests/fakes.py) instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from trm_core.events import DoneEvent, Event
+from trm_core.profile import Mismatch, Profile
+
+
+class TrainerLike(Protocol):
+    def run(self) -> DoneEvent: ...
+    def request_stop(self) -> None: ...
+
+
+class PieceLike(Protocol):
+    text: str
+    source: str
+
+
+class GeneratorLike(Protocol):
+    def stream(self, prompt: str, **kw: Any) -> Iterator[PieceLike]: ...
+
+
+TrainerFactory = Callable[..., TrainerLike]  # (profile, run_dir, *, on_event, resume) -> trainer
+GeneratorFactory = Callable[[Path, str], GeneratorLike]  # (run_dir, "best"|"latest") -> generator
+
+
+def _real_trainer(
+    profile: Profile, run_dir: Path, *, on_event: Callable[[Event], None], resume: bool
+) -> TrainerLike:
+    from trm_core.train import Trainer
+
+    return Trainer(profile, run_dir, on_event=on_event, resume=resume)
+
+
+def _real_generator(run_dir: Path, which: str) -> GeneratorLike:
+    from trm_core.generate import Generator
+
+    return Generator.from_checkpoint(run_dir, which)
+
+
+def _real_check_run_dir(profile: Profile, run_dir: Path) -> list[Mismatch] | None:
+    from trm_core.checkpoint import check_run_dir
+
+    return check_run_dir(profile, run_dir)
+
+
+def _real_propose_fresh_run_dir(run_dir: Path) -> Path:
+    from trm_core.checkpoint import propose_fresh_run_dir
+
+    return Path(propose_fresh_run_dir(run_dir))
+
+
+def _real_count_parameters(profile: Profile) -> int:
+    from trm_core.model import count_parameters
+
+    return count_parameters(profile)
+
+
+def _real_format_prompt(question: str) -> str:
+    try:
+        from trm_core.data import format_prompt
+    except ImportError:  # data.py not there yet: the contract's format
+        return f"Question: {question}\nAnswer:"
+    return format_prompt(question)
+
+
+@dataclass
+class Backend:
+    trainer_factory: TrainerFactory = _real_trainer
+    generator_factory: GeneratorFactory = _real_generator
+    check_run_dir: Callable[[Profile, Path], list[Mismatch] | None] = _real_check_run_dir
+    propose_fresh_run_dir: Callable[[Path], Path] = _real_propose_fresh_run_dir
+    count_parameters: Callable[[Profile], int] = _real_count_parameters
+    format_prompt: Callable[[str], str] = _real_format_prompt
+    clock: Callable[[], float] = field(default=time.time)  # injectable for deterministic snapshots
+
+
+def wrap_prompt(text: str, format_prompt: Callable[[str], str]) -> str:
+    """Plain problem text becomes "Question: …\\nAnswer:"; text already in that form is kept."""
+    stripped = text.strip()
+    if stripped.startswith("Question:") or "\nAnswer:" in text:
+        return text
+    return format_prompt(stripped)
+
+
+def stop_strings() -> Sequence[str]:
+    """Generation stops before the model starts inventing the next problem."""
+    return ("\nQuestion:",)

@@ -1,0 +1,330 @@
+"""The Profiles tab: the profiles/*.toml list with key facts, and the TOML editor.
+
+Parameter counts build a tokenizer and a model, so they are computed in a worker after the list
+is shown; the list opens instantly with "… params" and fills in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from trm_core.profile import Profile, ProfileError, load_profile, parse_profile, save_profile_text, set_value
+
+from ..messages import ParamsCounted
+from ..widgets.profile_editor import ProfileEditor
+from .modals import ConfirmModal, NameModal
+from .profile_template import TEMPLATE
+
+if TYPE_CHECKING:
+    from ..app import TrmApp
+
+
+def fmt_params(params: int | None) -> str:
+    if params is None:
+        return "…"
+    if params < 0:
+        return "? params"
+    return f"{params / 1e6:.2f}M" if params >= 10_000 else f"{params:,}"
+
+
+def facts(profile: Profile | None, error: str = "") -> str:
+    """One short line: tokenizer · data · supervision mode×passes."""
+    if profile is None:
+        return error or "invalid"
+    src = profile.data.source.split(":", 1)[-1].rstrip("/").rsplit("/", 1)[-1]
+    t = profile.train
+    return f"{profile.tokenizer.name} · {src} · {t.supervision}×{t.supervision_steps}"
+
+
+class ProfilesPane(Horizontal):
+    # priority: the editor's TextArea binds f6/f7 (select line/all) itself
+    BINDINGS = [
+        Binding(
+            "ctrl+s",
+            "save",
+            "Save",
+            id="profiles.save",
+            priority=True,
+            tooltip="Save the profile (refused while invalid)",
+        ),
+        Binding(
+            "f5", "new", "New", id="profiles.new", priority=True, tooltip="New profile from the template"
+        ),
+        Binding(
+            "f6",
+            "duplicate",
+            "Duplicate",
+            id="profiles.duplicate",
+            priority=True,
+            tooltip="Duplicate the profile",
+        ),
+        Binding("f7", "rename", "Rename", id="profiles.rename", priority=True, tooltip="Rename the profile"),
+        Binding("f8", "delete", "Delete", id="profiles.delete", priority=True, tooltip="Delete the profile"),
+        Binding("ctrl+g", "goto_problem", "Go to error", id="profiles.goto_problem", show=False),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.paths: list[Path] = []
+        self.profiles: dict[Path, Profile | None] = {}
+        self.errors: dict[Path, str] = {}
+        self.params: dict[Path, int | None] = {}
+        self.current: Path | None = None
+        self._restoring = False
+
+    @property
+    def tapp(self) -> TrmApp:
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def editor(self) -> ProfileEditor:
+        return self.query_one(ProfileEditor)
+
+    def compose(self) -> ComposeResult:
+        yield OptionList(id="profile-list")
+        with Vertical(id="profile-right"):
+            yield Static(id="profile-title")
+            yield ProfileEditor(id="profile-editor")
+
+    def on_mount(self) -> None:
+        self.query_one("#profile-list").border_title = "Profiles"
+        self.reload(select=self.tapp.initial_profile)
+
+    # ------------------------------------------------------------------ list
+
+    def reload(self, select: str | Path | None = None) -> None:
+        d = self.tapp.profiles_dir
+        self.paths = sorted(d.glob("*.toml")) if d.is_dir() else []
+        self.profiles.clear()
+        self.errors.clear()
+        for p in self.paths:
+            try:
+                self.profiles[p] = load_profile(p)
+            except ProfileError as e:
+                self.profiles[p] = None
+                self.errors[p] = "invalid: " + (e.problems[0].split(": ", 1)[-1] if e.problems else "")
+        ol = self.query_one("#profile-list", OptionList)
+        ol.clear_options()
+        ol.add_options([Option(self._prompt(p), id=str(p)) for p in self.paths])
+        if not self.paths:
+            self._open(None)
+            self.query_one("#profile-title", Static).update(
+                Text(f"No profiles in {d}. F5 creates one.", style="yellow")
+            )
+        target = self._find(select) if select is not None else None
+        if target is None and self.current in self.paths:
+            target = self.current
+        if target is None and self.paths:
+            target = self.paths[0]
+        if target is not None:
+            self._restoring = True
+            ol.highlighted = self.paths.index(target)
+            self._restoring = False
+            self._open(target)
+        self._count_params([p for p in self.paths if self.profiles.get(p) and p not in self.params])
+
+    def _find(self, select: str | Path) -> Path | None:
+        for p in self.paths:
+            if str(select) in (str(p), p.name, p.stem) or (
+                self.profiles.get(p) and self.profiles[p].name == select
+            ):
+                return p
+        return None
+
+    def _prompt(self, path: Path) -> Text:
+        profile = self.profiles.get(path)
+        t = Text(path.stem, style="bold" if profile else "bold red")
+        if profile is not None:
+            t.append(f"  {fmt_params(self.params.get(path))}", style="cyan")
+        t.append("\n")
+        t.append(facts(profile, self.errors.get(path, "")), style="dim" if profile else "red")
+        return t
+
+    @work(thread=True, exclusive=True, group="params", exit_on_error=False)
+    def _count_params(self, paths: list[Path]) -> None:
+        count = self.tapp.backend.count_parameters
+        for p in paths:
+            profile = self.profiles.get(p)
+            if profile is None:
+                continue
+            try:
+                self.post_message(ParamsCounted(p, count(profile)))
+            except Exception as e:  # noqa: BLE001 — e.g. hf: tokenizer offline; shown, not fatal
+                self.post_message(ParamsCounted(p, None, str(e)))
+
+    @on(ParamsCounted)
+    def _on_params(self, msg: ParamsCounted) -> None:
+        self.params[msg.path] = msg.params if msg.params is not None else -1
+        if msg.path in self.paths:
+            self.query_one("#profile-list", OptionList).replace_option_prompt(
+                str(msg.path), self._prompt(msg.path)
+            )
+        if msg.path == self.current:
+            self._title()
+
+    @on(OptionList.OptionHighlighted, "#profile-list")
+    def _on_highlight(self, event: OptionList.OptionHighlighted) -> None:
+        if self._restoring or event.option.id is None:
+            return
+        path = Path(event.option.id)
+        if path == self.current:
+            return
+        if self.current is not None and self.editor.dirty:
+            previous = self.current
+
+            def decided(discard: bool | None) -> None:
+                if discard:
+                    self._open(path)
+                else:
+                    self._restoring = True
+                    self.query_one("#profile-list", OptionList).highlighted = self.paths.index(previous)
+                    self._restoring = False
+
+            self.app.push_screen(
+                ConfirmModal(f"Discard unsaved changes to {previous.name}?", yes="Discard", danger=True),
+                decided,
+            )
+            return
+        self._open(path)
+
+    @on(OptionList.OptionSelected, "#profile-list")
+    def _on_select(self, event: OptionList.OptionSelected) -> None:
+        self.editor.text_area.focus()
+
+    def _open(self, path: Path | None) -> None:
+        self.current = path
+        if path is None:
+            self.editor.load("", "<none>")
+            self.tapp.profile_path = None
+            return
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            text = f"# cannot read {path}: {e.strerror}\n"
+        self.editor.load(text, path.name)
+        self.tapp.profile_path = path
+        self._title()
+
+    def _title(self) -> None:
+        if self.current is None:
+            return
+        t = Text(self.current.name, style="bold")
+        params = self.params.get(self.current)
+        if params is not None and params >= 0:
+            t.append(f"  {params:,} params", style="dim")
+        t.append("  F2 trains it", style="dim")
+        self.query_one("#profile-title", Static).update(t)
+
+    @on(ProfileEditor.Validated)
+    def _on_validated(self, event: ProfileEditor.Validated) -> None:
+        pass  # the editor shows the result itself; kept as the hook for future live facts
+
+    # ------------------------------------------------------------------ actions
+
+    def action_goto_problem(self) -> None:
+        self.editor.goto_problem()
+
+    def action_save(self) -> None:
+        if self.current is None:
+            self.app.notify("No profile open.", severity="warning")
+            return
+        result = self.editor.validate_now()
+        if not result.ok:
+            where = f"line {result.line + 1}: " if result.line is not None else ""
+            self.app.notify(f"Not saved: {where}{result.problem}", title="Invalid profile", severity="error")
+            return
+        try:
+            save_profile_text(self.current, self.editor.text)
+        except (ProfileError, OSError) as e:
+            self.app.notify(f"Not saved: {e}", severity="error")
+            return
+        self.editor.mark_saved()
+        self.params.pop(self.current, None)
+        self.app.notify(f"Saved {self.current.name}")
+        self.reload(select=self.current)
+        self.tapp.profile_path = self.current  # always_update: the Train tab reloads the saved file
+
+    def _taken(self) -> set[str]:
+        return {p.stem for p in self.paths}
+
+    def _write_new(self, name: str, text: str) -> None:
+        try:
+            text = set_value(text, "name", name)
+            parse_profile(text)  # a template or copy that is invalid still gets written: the user fixes it
+        except ProfileError:
+            pass
+        except Exception:  # noqa: BLE001 — tomlkit cannot parse broken TOML; keep the text as is
+            pass
+        path = self.tapp.profiles_dir / f"{name}.toml"
+        self.tapp.profiles_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        self.reload(select=path)
+        self.editor.text_area.focus()
+
+    def action_new(self) -> None:
+        def named(name: str | None) -> None:
+            if name:
+                self._write_new(name, TEMPLATE)
+
+        self.app.push_screen(NameModal("New profile name", "my-profile", self._taken()), named)
+
+    def action_duplicate(self) -> None:
+        if self.current is None:
+            return
+        source_text = self.editor.text
+
+        def named(name: str | None) -> None:
+            if name:
+                self._write_new(name, source_text)
+
+        self.app.push_screen(
+            NameModal(f"Duplicate {self.current.stem} as", f"{self.current.stem}-copy", self._taken()), named
+        )
+
+    def action_rename(self) -> None:
+        if self.current is None:
+            return
+        old = self.current
+
+        def named(name: str | None) -> None:
+            if not name:
+                return
+            new = old.with_name(f"{name}.toml")
+            text = self.editor.text
+            try:
+                text = set_value(text, "name", name)
+            except Exception:  # noqa: BLE001 — broken TOML: rename the file only
+                pass
+            new.write_text(text, encoding="utf-8")
+            old.unlink()
+            self.params.pop(old, None)
+            self.current = None
+            self.reload(select=new)
+
+        self.app.push_screen(NameModal(f"Rename {old.stem} to", old.stem, self._taken() - {old.stem}), named)
+
+    def action_delete(self) -> None:
+        if self.current is None:
+            return
+        path = self.current
+
+        def decided(yes: bool | None) -> None:
+            if yes:
+                path.unlink(missing_ok=True)
+                self.current = None
+                self.reload()
+                self.app.notify(f"Deleted {path.name}")
+
+        self.app.push_screen(
+            ConfirmModal(f"Delete {path.name}? Runs trained from it are kept.", yes="Delete", danger=True),
+            decided,
+        )

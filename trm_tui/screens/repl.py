@@ -1,0 +1,231 @@
+"""The REPL tab: pick a run's checkpoint, type a problem, watch the answer stream in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Input, Select, Static, Switch
+from textual.worker import get_current_worker
+
+from trm_core.profile import ProfileError, parse_profile
+from trm_core.runs import list_runs
+
+from ..backend import stop_strings, wrap_prompt
+from ..messages import GenerationDone, GenerationStatus
+from ..widgets.prompt_input import PromptInput
+from ..widgets.transcript import PieceBuffer, Transcript
+
+if TYPE_CHECKING:
+    from ..app import TrmApp
+
+FLUSH_S = 0.04
+
+
+class ReplPane(Vertical):
+    BINDINGS = [
+        Binding("f5", "generate", "Generate", id="repl.generate", tooltip="Generate from the prompt"),
+        Binding("f6,escape", "stop", "Stop", id="repl.stop", tooltip="Stop generating"),
+        Binding("f7", "clear", "Clear", id="repl.clear", tooltip="Clear the transcript"),
+        Binding("f8", "reload", "Reload model", id="repl.reload", tooltip="Reload the checkpoint from disk"),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.buffer = PieceBuffer()
+        self._generators: dict[tuple[Path, str], Any] = {}
+        self.generating = False
+
+    @property
+    def tapp(self) -> TrmApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="repl-controls"):
+            yield Select[str]([], id="repl-run", prompt="no runs yet", allow_blank=True)
+            yield Select[str](
+                [("best", "best"), ("latest", "latest")], id="repl-which", value="best", allow_blank=False
+            )
+            yield Input("0.0", id="repl-temperature", type="number")
+            yield Input("1.0", id="repl-top-p", type="number")
+            yield Input("256", id="repl-max-tokens", type="integer")
+            yield Switch(True, id="repl-calculator")
+        yield Transcript(id="repl-transcript")
+        yield PromptInput(id="repl-prompt", placeholder="A math word problem… (enter generates, ↑/↓ history)")
+        yield Static(id="repl-status")
+
+    def on_mount(self) -> None:
+        titles = {
+            "#repl-run": "run",
+            "#repl-which": "checkpoint",
+            "#repl-temperature": "temp",
+            "#repl-top-p": "top-p",
+            "#repl-max-tokens": "max tok",
+            "#repl-calculator": "calc",
+        }
+        for sel, title in titles.items():
+            self.query_one(sel).border_title = title
+        self._flush_timer = self.set_interval(FLUSH_S, self._flush, pause=True)
+        self.refresh_runs()
+        self.status("pick a run, type a problem, press enter")
+
+    # ------------------------------------------------------------------ runs
+
+    def refresh_runs(self, select: str | None = None) -> None:
+        runs = [r for r in list_runs(self.tapp.runs_dir) if (r.path / "checkpoints").is_dir()]
+        sel = self.query_one("#repl-run", Select)
+        current = select or (sel.value if isinstance(sel.value, str) else None)
+        sel.set_options([(f"{r.name} ({r.status}, step {r.step})", str(r.path)) for r in runs])
+        paths = [str(r.path) for r in runs]
+        if current in paths:
+            sel.value = current
+        elif paths:
+            sel.value = paths[0]
+
+    @on(Select.Changed, "#repl-run")
+    def _run_changed(self, event: Select.Changed) -> None:
+        if not isinstance(event.value, str):
+            return
+        try:  # sampling defaults from the run's profile
+            gen = parse_profile((Path(event.value) / "profile.toml").read_text(encoding="utf-8")).generate
+        except (OSError, ProfileError):
+            return
+        self.query_one("#repl-temperature", Input).value = f"{gen.temperature:g}"
+        self.query_one("#repl-top-p", Input).value = f"{gen.top_p:g}"
+        self.query_one("#repl-max-tokens", Input).value = str(gen.max_tokens)
+        self.query_one("#repl-calculator", Switch).value = gen.calculator
+
+    # ------------------------------------------------------------------ actions
+
+    def status(self, text: str, style: str = "dim") -> None:
+        self.query_one("#repl-status", Static).update(Text(text, style=style))
+
+    def _settings(self) -> dict[str, Any] | None:
+        try:
+            temperature = float(self.query_one("#repl-temperature", Input).value or 0)
+            top_p = float(self.query_one("#repl-top-p", Input).value or 1)
+            max_tokens = int(self.query_one("#repl-max-tokens", Input).value or 256)
+        except ValueError:
+            self.app.notify("temp and top-p must be numbers, max tok an integer.", severity="error")
+            return None
+        if temperature < 0 or not 0 < top_p <= 1 or max_tokens <= 0:
+            self.app.notify("Need temp ≥ 0, 0 < top-p ≤ 1 and max tok > 0.", severity="error")
+            return None
+        return {
+            "temperature": temperature,
+            "top_p": top_p,
+            "max_tokens": max_tokens,
+            "calculator": self.query_one("#repl-calculator", Switch).value,
+            "stop": stop_strings(),
+        }
+
+    @on(Input.Submitted, "#repl-prompt")
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_generate()
+
+    def action_generate(self) -> None:
+        if self.generating:
+            self.app.notify("Still generating; F6 or escape stops it.", severity="warning")
+            return
+        run = self.query_one("#repl-run", Select).value
+        if not isinstance(run, str):
+            self.app.notify("No run with a checkpoint yet: train one first (F2).", severity="warning")
+            return
+        prompt_input = self.query_one("#repl-prompt", PromptInput)
+        text = prompt_input.value
+        if not text.strip():
+            return
+        settings = self._settings()
+        if settings is None:
+            return
+        which = str(self.query_one("#repl-which", Select).value)
+        prompt = wrap_prompt(text, self.tapp.backend.format_prompt)
+        prompt_input.remember(text)
+        prompt_input.value = ""
+        self.query_one("#repl-transcript", Transcript).add_prompt(
+            prompt, header=f"{Path(run).name} · {which}"
+        )
+        self.generating = True
+        self._flush_timer.resume()
+        self.status("generating… (F6/esc stops)", "yellow")
+        self._generate(Path(run), which, prompt, settings)
+
+    def action_stop(self) -> None:
+        if self.generating:
+            for w in self.workers:
+                if w.group == "generate":
+                    w.cancel()
+
+    def action_clear(self) -> None:
+        self.query_one("#repl-transcript", Transcript).clear()
+
+    def action_reload(self) -> None:
+        if self.generating:
+            self.app.notify("Wait for the answer to finish (or F6).", severity="warning")
+            return
+        self._generators.clear()
+        self.refresh_runs()
+        self.status("the next answer reloads the checkpoint from disk")
+
+    # ------------------------------------------------------------------ worker
+
+    @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
+    def _generate(self, run_dir: Path, which: str, prompt: str, settings: dict[str, Any]) -> None:
+        worker = get_current_worker()
+        clock = self.tapp.backend.clock
+        start = clock()
+        pieces = 0
+        try:
+            gen = self._generators.get((run_dir, which))
+            if gen is None:
+                self.post_message(GenerationStatus(f"loading {run_dir.name} ({which})…"))
+                gen = self.tapp.backend.generator_factory(run_dir, which)
+                self._generators[(run_dir, which)] = gen
+                self.post_message(GenerationStatus(f"loaded {run_dir.name} ({which}); generating…"))
+            stream = gen.stream(prompt, **settings)
+            try:
+                for piece in stream:
+                    if worker.is_cancelled:
+                        break
+                    self.buffer.push(piece.text, piece.source)
+                    pieces += 1
+            finally:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
+        except Exception as e:  # noqa: BLE001 — shown in the REPL; the app stays up
+            self.post_message(GenerationDone(pieces, clock() - start, error=f"{type(e).__name__}: {e}"))
+            return
+        self.post_message(GenerationDone(pieces, clock() - start, cancelled=worker.is_cancelled))
+
+    def _flush(self) -> None:
+        items = self.buffer.drain()
+        if items:
+            self.query_one("#repl-transcript", Transcript).append_pieces(items)
+
+    @on(GenerationStatus)
+    def _on_status(self, msg: GenerationStatus) -> None:
+        self.status(msg.text, "yellow")
+
+    @on(GenerationDone)
+    def _on_done(self, msg: GenerationDone) -> None:
+        self._flush()
+        self._flush_timer.pause()
+        self.generating = False
+        transcript = self.query_one("#repl-transcript", Transcript)
+        if msg.error:
+            transcript.add_note(f"error: {msg.error}", "bold red")
+            self.status(f"error: {msg.error}", "bold red")
+            return
+        if msg.cancelled:
+            transcript.add_note("stopped")
+        text = f"{'stopped' if msg.cancelled else 'done'}: {msg.pieces} pieces"
+        if msg.seconds > 0:
+            text += f" in {msg.seconds:.1f} s ({msg.pieces / msg.seconds:.0f}/s)"
+        self.status(text)
