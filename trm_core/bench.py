@@ -521,35 +521,32 @@ def bench_decode(
 def bench_eval(
     model: CausalLM,
     tokenizer: Any,
-    prompts: list[str],
+    problems: list[Example],
     device: torch.device,
     cfg: BenchConfig,
     S: int,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
+    """The product's eval (`evaluate.evaluate`: batched greedy, calculator on, stop strings)."""
+    from .evaluate import evaluate
+
     gen = _generator(model, tokenizer, S, device, True)
-    # longest first: the first batch sizes the cache (and its graph) that later batches reuse
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    bs = cfg.eval_batch_size
     _sync(device)
     t0 = time.perf_counter()
-    answered = 0
-    for start in range(0, len(order), bs):
-        chunk = [prompts[i] for i in order[start : start + bs]]
-        texts = gen.generate_batch(chunk, temperature=0.0, max_tokens=cfg.eval_max_tokens, calculator=False)
-        answered += len(texts)
+    res = evaluate(gen, problems, batch_size=cfg.eval_batch_size, max_tokens=cfg.eval_max_tokens)
     _sync(device)
     seconds = time.perf_counter() - t0
-    log(f"eval: {answered} problems in {seconds:.1f} s")
+    log(f"eval: {res.total} problems in {seconds:.1f} s")
     return {
-        "problems": answered,
+        "problems": res.total,
         "seconds": seconds,
-        "problems_per_s": answered / seconds,
-        "batch_size": bs,
+        "problems_per_s": res.total / seconds,
+        "batch_size": cfg.eval_batch_size,
         "max_new_tokens": cfg.eval_max_tokens,
-        "token_budget_per_s": answered * cfg.eval_max_tokens / seconds,
+        "token_budget_per_s": res.total * cfg.eval_max_tokens / seconds,
         "dtype": cfg.infer_dtype,
         "supervision_steps": S,
+        "accuracy": res.accuracy,
         **_peak_memory(device),
         "note": "random-init model: rows rarely emit EOS, so nearly every row runs to max tokens (worst case)",
     }
@@ -638,9 +635,8 @@ def run_bench(
         done(result)
     if "eval" in cfg.sections:
         problems = test[: cfg.eval_problems] if cfg.eval_problems else test
-        prompts = [format_prompt(ex.question) for ex in problems]
         result["eval"] = {
-            **bench_eval(model, tokenizer, prompts, device, cfg, cfg.decode_steps[0], log),
+            **bench_eval(model, tokenizer, problems, device, cfg, cfg.decode_steps[0], log),
             "data": source,
         }
     result["ok"] = result["decode"] is None or bool(result["decode"]["tokens_agree"])
@@ -683,7 +679,7 @@ def results_table(result: dict[str, Any]) -> Any:
                 continue
             r = tr[name]
             mfu = "—" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
-            notes = f"{r['tflops']:.1f} TFLOP/s, MFU {mfu}, peak {r['peak_memory_gib']:.2f} GiB ({r['memory_kind']})"
+            notes = f"{r['tflops']:.3g} TFLOP/s, MFU {mfu}, peak {r['peak_memory_gib']:.2f} GiB ({r['memory_kind']})"
             if r["compile_s"]:
                 notes += f", compile {r['compile_s']:.0f} s"
             table.add_row(
@@ -721,7 +717,7 @@ def results_table(result: dict[str, Any]) -> Any:
     ev = result.get("eval")
     if ev:
         table.add_row(
-            "eval", f"generate_batch B={ev['batch_size']}", "problems/s", _fmt(ev["problems_per_s"], digits=2), "",
+            "eval", f"evaluate B={ev['batch_size']}", "problems/s", _fmt(ev["problems_per_s"], digits=2), "",
             f"{ev['problems']} problems × ≤{ev['max_new_tokens']} tokens in {ev['seconds']:.1f} s, {ev['dtype']}",
         )  # fmt: skip
     return table
