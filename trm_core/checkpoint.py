@@ -23,6 +23,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,8 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
         path = path.parent
     if not path.exists():
         raise CheckpointError(f"{path} does not exist")
+    if _STEP_RE.match(path.name) and path.is_dir():
+        raise CheckpointError(f"{path / STATE_FILE} is missing")
     if not has_checkpoint(path):
         raise CheckpointError(f"{path} holds no checkpoint")
     which = str(which)
@@ -158,6 +161,9 @@ def read_state(ckpt_dir: str | Path) -> dict[str, Any]:
             f"{path} was written by a newer trm-tui (format {state['format_version']}, "
             f"version {state.get('trm_tui_version', '?')}); this one reads format {FORMAT_VERSION} — upgrade trm-tui"
         )
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{path} is corrupted (its step is {step!r}, not a step number)")
     return state
 
 
@@ -318,7 +324,11 @@ def _replace_symlink(link: Path, target_name: str) -> None:
     tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     os.symlink(target_name, tmp)
-    os.replace(tmp, link)
+    try:
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # no stray `.latest.tmp-<pid>` left for nobody to clean
+        raise
 
 
 # --------------------------------------------------------------------------- save / load
@@ -430,8 +440,11 @@ def _load_pt(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path} is missing")
     try:
-        # weights_only: the unpickler only rebuilds tensors and plain containers — never runs code
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        # weights_only: the unpickler only rebuilds tensors and plain containers — never runs code.
+        # Its warnings (e.g. about a foreign pickle protocol) would spill over the one-line error.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(
             f"{path} contains objects other than tensors and plain data; refusing to load it"

@@ -319,6 +319,10 @@ def _check_ranges(p: Profile, problems: list[str]) -> None:
         problems.append("train.supervision_steps must be 1 when model.arch is 'transformer'")
 
 
+def _plain_name(name: str) -> bool:
+    return bool(name.strip()) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
 def parse_profile(text: str, source: str = "<profile>") -> Profile:
     """Parse and validate TOML text. Raises ProfileError listing every problem found."""
     try:
@@ -332,10 +336,15 @@ def parse_profile(text: str, source: str = "<profile>") -> Profile:
         if key in SECTIONS:
             kwargs[key] = _build_section(SECTIONS[key], value, key, problems)
         elif key in TOP_LEVEL:
-            if isinstance(value, str):
-                kwargs[key] = value
-            else:
+            if not isinstance(value, str):
                 problems.append(f"{key} must be a string, got {type(value).__name__} {value!r}")
+            elif key == "name" and not _plain_name(value):
+                # the run directory is RUNS_DIR/<name>: a path here would train outside RUNS_DIR
+                problems.append(
+                    f"name must be a plain name (no '/', '\\' or '..'), not a path, got {value!r}"
+                )
+            else:
+                kwargs[key] = value
         else:
             problems.append(_unknown(key, known, ""))
     profile = Profile(**kwargs, source=source, text=text)

@@ -107,6 +107,12 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
 class Trainer:
     """Trains `profile` into `run_dir`; `run()` blocks, `request_stop()` may come from any thread."""
 
@@ -139,6 +145,8 @@ class Trainer:
         )
         self.dist = D.DistInfo()
         self._metrics: Any = None
+        # events before metrics.jsonl opens (held back so that a refused resume writes nothing)
+        self._pending: list[Event] = []
         self._release_lock: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ public
@@ -175,6 +183,8 @@ class Trainer:
         if self._metrics is not None:
             self._metrics.write(event.to_json() + "\n")
             self._metrics.flush()
+        else:
+            self._pending.append(event)
         if self.on_event is not None:
             self.on_event(event)
 
@@ -242,7 +252,6 @@ class Trainer:
         def claim_run_dir() -> None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._release_lock = ckpt.acquire_lock(self.run_dir, log=pending_logs.append)
-            self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
 
         self._on_rank0(claim_run_dir)
         for msg in pending_logs:
@@ -258,6 +267,8 @@ class Trainer:
             self._restore(ckpt.resolve_checkpoint(self.run_dir, "latest"))
             resumed = True
         D.barrier(self.dist)
+        # Only now is anything written: a checkpoint that cannot be resumed leaves the run as it was.
+        self._on_rank0(self._open_metrics)
         self._on_rank0(self._write_profile)
 
         if self.deep and self.S > 1 and not t.detach_carry:
@@ -288,6 +299,20 @@ class Trainer:
                 "no validation slice (data.val_size = 0): no evaluation and no early stopping", "warning"
             )
         return self._loop()
+
+    def _open_metrics(self) -> None:
+        path = self.run_dir / "metrics.jsonl"
+        try:
+            torn = path.is_file() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
+            self._metrics = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as e:
+            raise CheckpointError(f"could not open {path}: {e.strerror}") from None
+        if torn:  # a crash mid-line: end that line, or our first event would be glued onto it
+            self._metrics.write("\n")
+        for event in self._pending:
+            self._metrics.write(event.to_json() + "\n")
+        self._metrics.flush()
+        self._pending = []
 
     def _write_profile(self) -> None:
         path = self.run_dir / "profile.toml"
@@ -328,16 +353,27 @@ class Trainer:
         # the saved param groups carry the old hyper-parameters; the current profile wins
         for g, wd in zip(self.optimizer.param_groups, (t.weight_decay, 0.0), strict=False):
             g["weight_decay"], g["betas"] = wd, (t.beta1, t.beta2)
-        _set_rng_state(state.optimizer.get("rng", {}))
+        try:
+            _set_rng_state(state.optimizer.get("rng", {}))
+        except (TypeError, ValueError, RuntimeError):
+            raise CheckpointError(
+                f"{path}/optimizer.pt holds a random-number state this trm-tui cannot use"
+            ) from None
         s = state.state
-        self.step = int(s["step"])
-        self.pos = Position(
-            int(s.get("epoch", 0)), int(s.get("batch_in_epoch", 0)), int(s.get("pass_in_batch", 0))
-        )
-        self.stopper.load(s.get("early_stop", {}))
-        self._last_eval_step = int(s.get("last_eval_step", -1))
+        try:
+            self.step = int(s["step"])
+            self.pos = Position(
+                int(s.get("epoch", 0)), int(s.get("batch_in_epoch", 0)), int(s.get("pass_in_batch", 0))
+            )
+            self.stopper.load(s.get("early_stop", {}))
+            self._last_eval_step = int(s.get("last_eval_step", -1))
+            self._elapsed0 = float(s.get("elapsed_s", 0.0))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            # hand-edited or damaged: a list or null where a number belongs
+            raise CheckpointError(
+                f"{path}/state.json is corrupted (a field holds a value of the wrong type)"
+            ) from None
         self._saved_step = self.step
-        self._elapsed0 = float(s.get("elapsed_s", 0.0))
         if self.pos.pass_ > 0:
             key = f"rank{self.dist.rank}."
             if (

@@ -54,13 +54,13 @@ def safety_check(
 ) -> tuple[int | None, Path]:
     """Decide what to do with an existing run dir: (exit code to stop with, or None; run dir to use)."""
     from trm_core.checkpoint import check_run_dir, propose_fresh_run_dir
+    from trm_core.errors import CheckpointError
     from trm_core.profile import worst
 
     mismatches = check_run_dir(profile, run_dir)
     if mismatches is None:
         if args.resume:
-            console.print(f"[red]trm-tui:[/red] {run_dir} holds no checkpoint to resume")
-            return 1, run_dir
+            raise CheckpointError(f"{run_dir} holds no checkpoint to resume")
         return None, run_dir
     fresh = propose_fresh_run_dir(run_dir)
     if args.fresh:
