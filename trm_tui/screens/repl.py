@@ -10,7 +10,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Input, Select, Static, Switch
+from textual.widgets import Input, Label, Select, Static, Switch
 from textual.worker import get_current_worker
 
 from trm_core.profile import ProfileError, parse_profile
@@ -47,29 +47,28 @@ class ReplPane(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="repl-controls"):
-            yield Select[str]([], id="repl-run", prompt="no runs yet", allow_blank=True)
+            yield Label("run", classes="repl-label")
+            yield Select[str]([], id="repl-run", prompt="no runs yet", allow_blank=True, compact=True)
             yield Select[str](
-                [("best", "best"), ("latest", "latest")], id="repl-which", value="best", allow_blank=False
+                [("best", "best"), ("latest", "latest")],
+                id="repl-which",
+                value="best",
+                allow_blank=False,
+                compact=True,
             )
-            yield Input("0.0", id="repl-temperature", type="number")
-            yield Input("1.0", id="repl-top-p", type="number")
-            yield Input("256", id="repl-max-tokens", type="integer")
+            yield Label("temp", classes="repl-label")
+            yield Input("0.0", id="repl-temperature", type="number", compact=True)
+            yield Label("top-p", classes="repl-label")
+            yield Input("1.0", id="repl-top-p", type="number", compact=True)
+            yield Label("max", classes="repl-label")
+            yield Input("256", id="repl-max-tokens", type="integer", compact=True)
+            yield Label("calc", classes="repl-label")
             yield Switch(True, id="repl-calculator")
         yield Transcript(id="repl-transcript")
         yield PromptInput(id="repl-prompt", placeholder="A math word problem… (enter generates, ↑/↓ history)")
         yield Static(id="repl-status")
 
     def on_mount(self) -> None:
-        titles = {
-            "#repl-run": "run",
-            "#repl-which": "checkpoint",
-            "#repl-temperature": "temp",
-            "#repl-top-p": "top-p",
-            "#repl-max-tokens": "max tok",
-            "#repl-calculator": "calc",
-        }
-        for sel, title in titles.items():
-            self.query_one(sel).border_title = title
         self._flush_timer = self.set_interval(FLUSH_S, self._flush, pause=True)
         self.refresh_runs()
         self.status("pick a run, type a problem, press enter")
@@ -80,7 +79,7 @@ class ReplPane(Vertical):
         runs = [r for r in list_runs(self.tapp.runs_dir) if (r.path / "checkpoints").is_dir()]
         sel = self.query_one("#repl-run", Select)
         current = select or (sel.value if isinstance(sel.value, str) else None)
-        sel.set_options([(f"{r.name} ({r.status}, step {r.step})", str(r.path)) for r in runs])
+        sel.set_options([(f"{r.name} · {r.step}", str(r.path)) for r in runs])
         paths = [str(r.path) for r in runs]
         if current in paths:
             sel.value = current

@@ -71,6 +71,11 @@ def run_dir_for(runs_dir: Path, profile: Profile) -> Path:
     return runs_dir / profile.name
 
 
+def short(run_dir: Path) -> str:
+    """runs/quickstart rather than a long absolute path."""
+    return f"{run_dir.parent.name}/{run_dir.name}"
+
+
 class TrainPane(Vertical):
     BINDINGS = [
         Binding("f5", "start", "Start/resume", id="train.start", tooltip="Train the selected profile"),
@@ -87,6 +92,7 @@ class TrainPane(Vertical):
         self._trainer = None
         self._stop_requested = False
         self._quit_after = False
+        self._log_new = False
         self._reset_data()
 
     @property
@@ -211,7 +217,7 @@ class TrainPane(Vertical):
             return
         profile, run_dir = msg.profile, msg.run_dir
         if msg.mismatches is None:
-            self._launch(profile, run_dir, resume=True, note=f"new run in {run_dir}")
+            self._launch(profile, run_dir, resume=True, note=f"new run in {short(run_dir)}")
         elif not msg.mismatches:
             self._launch(
                 profile, run_dir, resume=True, note=f"profile identical to {run_dir.name}'s: resuming"
@@ -225,7 +231,7 @@ class TrainPane(Vertical):
                     changed = ", ".join(m.key for m in msg.mismatches or [])
                     self._launch(profile, run_dir, resume=True, note=f"resuming despite changes: {changed}")
                 elif choice == "fresh":
-                    self._launch(profile, fresh_dir, resume=False, note=f"fresh run in {fresh_dir}")
+                    self._launch(profile, fresh_dir, resume=False, note=f"fresh run in {short(fresh_dir)}")
                 else:
                     self._set_state("idle")
                     self.log_line("cancelled: the checkpoint and its profile are untouched", "dim")
@@ -297,6 +303,12 @@ class TrainPane(Vertical):
             self._set_state(ev.reason if ev.reason != "error" else "error", ev.message)
             self._redraw()
 
+    def on_unmount(self) -> None:
+        if (
+            self._trainer is not None
+        ):  # the app is going away (e.g. SIGTERM): stop, so the checkpoint is saved
+            self._trainer.request_stop()
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "train":
             return
@@ -310,6 +322,8 @@ class TrainPane(Vertical):
             result = event.worker.result
             if isinstance(result, DoneEvent):
                 self._on_train_event(TrainEvent(result))
+        if event.state == WorkerState.CANCELLED and self._trainer is not None:
+            self._trainer.request_stop()  # the app is exiting: the thread must end (and save) on its own
         if event.state in (WorkerState.ERROR, WorkerState.SUCCESS, WorkerState.CANCELLED):
             self._trainer = None
             if self.state in ("starting", "training", "stopping"):
@@ -321,7 +335,9 @@ class TrainPane(Vertical):
     # ------------------------------------------------------------------ view
 
     def log_line(self, text: str, style: str = "") -> None:
-        self.query_one("#train-log", RichLog).write(Text(text, style=style))
+        log = self.query_one("#train-log", RichLog)
+        log.write(Text(text, style=style))
+        self._dirty = self._log_new = True  # the redraw scrolls the log: RichLog's auto-scroll lags bursts
 
     def _set_state(self, state: str, message: str = "") -> None:
         self.state, self.message = state, message
@@ -336,6 +352,9 @@ class TrainPane(Vertical):
         self._draw_progress()
         self.query_one("#train-chart", LossChart).set_series(self.train_pts, self.val_pts)
         self._draw_stats()
+        if self._log_new:
+            self._log_new = False
+            self.query_one("#train-log", RichLog).scroll_end(animate=False)
         es = self.profile.early_stopping if self.profile else None
         self.query_one("#train-early-stop", EarlyStopPanel).show(self.last_es, es)
 
@@ -344,7 +363,7 @@ class TrainPane(Vertical):
         name = self.profile.name if self.profile else "no profile"
         head.append(name, style="bold")
         if self.run_dir is not None:
-            head.append(f" → {self.run_dir}", style="dim")
+            head.append(f" → {short(self.run_dir)}", style="dim")
         head.append("  ")
         head.append(f"● {self.state}", style=STATE_STYLES.get(self.state, ""))
         if self.message and self.state == "error":
@@ -361,8 +380,10 @@ class TrainPane(Vertical):
             step = self.done.step
         if total:
             bar.update(total=total, progress=step)
-        else:
+        elif self.state == "starting":  # building data / model: an indeterminate (animated) bar
             bar.update(total=None, progress=0)
+        else:
+            bar.update(total=1, progress=0)
         eta = fmt_duration(ev.eta_s) if ev is not None and self.training else "--:--"
         text.update(f"step {step}/{total or '?'}  ETA {eta}")
 
