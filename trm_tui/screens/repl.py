@@ -79,7 +79,7 @@ class ReplPane(Vertical):
         runs = [r for r in list_runs(self.tapp.runs_dir) if (r.path / "checkpoints").is_dir()]
         sel = self.query_one("#repl-run", Select)
         current = select or (sel.value if isinstance(sel.value, str) else None)
-        sel.set_options([(f"{r.name} · {r.step}", str(r.path)) for r in runs])
+        sel.set_options([(f"{r.name} @ {r.step}", str(r.path)) for r in runs])
         paths = [str(r.path) for r in runs]
         if current in paths:
             sel.value = current
@@ -90,6 +90,8 @@ class ReplPane(Vertical):
     def _run_changed(self, event: Select.Changed) -> None:
         if not isinstance(event.value, str):
             return
+        if not (Path(event.value) / "checkpoints" / "best").exists():  # stopped before any evaluation
+            self.query_one("#repl-which", Select).value = "latest"
         try:  # sampling defaults from the run's profile
             gen = parse_profile((Path(event.value) / "profile.toml").read_text(encoding="utf-8")).generate
         except (OSError, ProfileError):

@@ -170,6 +170,7 @@ class RunsPane(Vertical):
                 self.tail_state = f"training, early stopping {ev.label}"
             elif isinstance(ev, DoneEvent):
                 self.tail_state = ev.reason + (f": {ev.message}" if ev.message else "")
+                self.tail_step = max(self.tail_step, ev.step)
         if events or not self.train_pts:
             self.query_one("#runs-chart", LossChart).set_series(self.train_pts, self.val_pts)
         self._detail()
@@ -187,7 +188,7 @@ class RunsPane(Vertical):
         best = min((v for _, v in self.val_pts if math.isfinite(v)), default=None)
         if best is not None:
             t.append(f"  best val {best:.4f}")
-        if info and info.message:
+        if info and info.message and info.status == "failed":
             t.append(f"  {info.message}", style="red")
         self.query_one("#runs-detail", Static).update(t)
 
