@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--keymap",
         type=Path,
         metavar="FILE",
-        help='TOML file of binding id = "keys", e.g. train.start = "ctrl+t" (ids: see the command palette)',
+        help='TOML file of binding id = "keys", e.g. train.start = "ctrl+t" (ids: app.*, profiles.*, train.*, repl.*, runs.*)',
     )
     p.set_defaults(run=run)
 
