@@ -64,8 +64,19 @@ def run_cli(
 # interpreter does) on its own cwd, stdin, stdout and stderr and exits with the CLI's own code.
 # An uncaught exception is printed as the interpreter would print it, so tracebacks still show.
 _SERVER = r"""
-import io, json, os, runpy, sys, traceback
-import torch, trm_core.checkpoint, trm_core.train, trm_core.generate, trm_tui.commands.train  # the slow imports
+import io, json, os, runpy, select, sys, traceback
+import torch, safetensors.torch, tomlkit, rich.console, rich.progress, rich.table  # the slow imports
+import trm_core.checkpoint, trm_core.train, trm_core.generate, trm_core.evaluate, trm_core.model, trm_core.data
+import trm_tui.commands.check, trm_tui.commands.train, trm_tui.commands.generate, trm_tui.commands.eval
+
+# Warm up: the first training step and the first generation pay for lazy imports and kernel set-up
+# (seconds); paid once here, never again by the forked children. One thread: nothing to fork badly.
+torch.set_num_threads(1)
+from trm_core.profile import load_profile
+from trm_core.generate import Generator
+warm = os.path.join(sys.argv[1], "warm-up-run")
+trm_core.train.Trainer(load_profile(sys.argv[2]), warm).run()
+Generator.from_checkpoint(warm, device="cpu").generate("What is 2+3?", max_tokens=4)
 
 ENC = {n: (getattr(sys, n).encoding, getattr(sys, n).errors) for n in ("stdin", "stdout", "stderr")}
 
@@ -80,7 +91,23 @@ def readline(fd):  # byte by byte: nothing is read ahead of the request
 
 reply = os.fdopen(os.dup(1), "w")
 requests = os.dup(0)
-while (line := readline(requests)) is not None:
+running = set()
+
+def reap():  # children end in any order (two trainers at once): report each as it ends
+    for pid in list(running):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            running.discard(pid)
+            reply.write(json.dumps({"pid": pid, "returncode": os.waitstatus_to_exitcode(status)}) + "\n")
+            reply.flush()
+
+while True:
+    if not select.select([requests], [], [], 0.02)[0]:
+        reap()
+        continue
+    line = readline(requests)
+    if line is None:
+        break
     req = json.loads(line)
     pid = os.fork()
     if pid == 0:
@@ -120,11 +147,11 @@ while (line := readline(requests)) is not None:
             sys.stderr.flush()
         finally:
             os._exit(code)
+    running.add(pid)
     reply.write(json.dumps({"pid": pid}) + "\n")
     reply.flush()
-    _, status = os.waitpid(pid, 0)
-    reply.write(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}) + "\n")
-    reply.flush()
+while running:
+    reap()
 """
 
 
@@ -137,7 +164,10 @@ class CliRun:
 
     def wait(self) -> subprocess.CompletedProcess[bytes]:
         if self.result is None:
-            code = json.loads(self.server._readline())["returncode"]
+            while self.pid not in self.server.ended:
+                msg = json.loads(self.server._readline())
+                self.server.ended[msg["pid"]] = msg["returncode"]
+            code = self.server.ended.pop(self.pid)
             out, err = self.files["stdout"].read_bytes(), self.files["stderr"].read_bytes()
             self.result = subprocess.CompletedProcess(["trm-tui", *self.args], code, out, err)
         return self.result
@@ -155,8 +185,12 @@ class CliServer:
     def __init__(self, env: dict[str, str], scratch: Path):
         self.scratch = scratch
         self.n = 0
+        self.ended: dict[int, int] = {}  # pid -> return code, as the server reports them
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVER], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            [sys.executable, "-c", _SERVER, str(scratch), str(CORPUS / "profiles" / "good.toml")],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
         )
 
     def start(self, args: list[str], *, cwd: Path, stdin: bytes | None = None, hook: str = "") -> CliRun:
@@ -171,7 +205,12 @@ class CliServer:
         req = {"cwd": str(cwd), "args": args, "hook": hook, **{k: str(v) for k, v in files.items()}}
         self.proc.stdin.write(json.dumps(req).encode() + b"\n")
         self.proc.stdin.flush()
-        return CliRun(self, args, json.loads(self._readline())["pid"], files)
+        while True:  # the next reply without a return code is our child's pid
+            msg = json.loads(self._readline())
+            if "returncode" in msg:
+                self.ended[msg["pid"]] = msg["returncode"]
+            else:
+                return CliRun(self, args, msg["pid"], files)
 
     def run(
         self, args: list[str], *, cwd: Path, stdin: bytes | None = None

@@ -31,8 +31,6 @@ from .test_bad_inputs import (
     CliServer,
     assert_one_sentence,
     changes,
-    cli_env,
-    run_cli,
     shared_cli_server,
     shared_trained_run,
     snapshot,
@@ -115,7 +113,7 @@ def test_kill9_while_training_then_resume(server: CliServer, tmp_path: Path) -> 
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait().returncode == -signal.SIGKILL
     step = assert_consistent(run)
-    assert step >= 3
+    assert step >= latest_step(run) - 1 >= 2  # `latest` lags only when killed between rename and pointer move
     assert (run / ".lock").read_text().strip() == str(proc.pid)  # the dead trainer's lock is still there
 
     done = server.run(["train", str(prof), "--run-dir", str(run), "--resume"], cwd=tmp_path)
@@ -132,7 +130,7 @@ def test_kill9_at_random_moments(server: CliServer, tmp_path: Path) -> None:
     prof = write_profile(tmp_path / "crash.toml", train__max_steps=100_000, train__eval_every=3)
     run = tmp_path / "run"
     rng = random.Random(20261123)
-    mid_save = 0
+    mid_save, pointer = 0, 0
     good: dict[str, str] = {}  # files of the checkpoints `latest` had reached before this kill
     for i in range(10):
         before = latest_step(run)
@@ -144,7 +142,10 @@ def test_kill9_at_random_moments(server: CliServer, tmp_path: Path) -> None:
         assert proc.wait().returncode == -signal.SIGKILL, proc.output()
         mid_save += any(p.name.startswith(".tmp-") for p in ckpt.checkpoints_dir(run).iterdir())
         step = assert_consistent(run)
-        assert step > before  # a kill never takes a completed checkpoint away
+        # `latest` never goes back, and lags the newest complete checkpoint by one step at most
+        # (a kill between its rename and the pointer move)
+        assert step >= max(pointer, latest_step(run) - 1), (step, pointer, latest_step(run))
+        pointer = step
         # files lost: a file of a checkpoint `latest` had reached, still kept (not pruned), now different
         now = snapshot(ckpt.checkpoints_dir(run))
         kept = {k for k in good if k.split("/")[0] in now and k.split("/")[0] + "/" in now}
@@ -382,7 +383,7 @@ def test_second_trainer_on_a_run_refuses_naming_the_pid(server: CliServer, tmp_p
     try:
         wait_for(lambda: has_step_event(run), "the first trainer's first step")
         metrics_before = (run / "metrics.jsonl").read_bytes()
-        second = run_cli(["train", str(prof), "--run-dir", str(run)], cwd=tmp_path, env=cli_env(tmp_path))
+        second = server.run(["train", str(prof), "--run-dir", str(run)], cwd=tmp_path)
         line = assert_one_sentence(second.stderr.decode())
         assert second.returncode == 1
         assert f"is being trained by another process (pid {first.pid})" in line, line
