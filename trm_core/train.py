@@ -18,7 +18,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,15 @@ from .events import (
 )
 from .profile import Profile, ProfileError, diff, parse_profile
 from .schedule import EarlyStopper, lr_at
+from .trainer_state import (
+    Position,
+    carry_state,
+    checkpoint_state,
+    evaluate_sums,
+    resume_point,
+    rng_state,
+    set_rng_state,
+)
 
 __all__ = ["Trainer", "build_optimizer", "resolve_device"]
 
@@ -69,42 +77,11 @@ def build_optimizer(model: nn.Module, cfg: Any, device: torch.device) -> torch.o
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **extra)
 
 
-@dataclass
-class Position:
-    """Where the next unit of work starts: epoch, batch within the epoch, supervision pass."""
-
-    epoch: int = 0
-    batch: int = 0
-    pass_: int = 0
-
-
 class _Finish(Exception):
     """Internal: leave the loop with a DoneEvent reason."""
 
     def __init__(self, reason: str, message: str = ""):
         self.reason, self.message = reason, message
-
-
-def _rng_state() -> dict[str, Any]:
-    # plain containers and tensors only, so torch.load(weights_only=True) can read it back
-    version, internal, gauss = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "python": [version, list(internal), gauss],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    if "torch" in state:
-        torch.set_rng_state(state["torch"])
-    if "python" in state:
-        version, internal, gauss = state["python"]
-        random.setstate((int(version), tuple(int(x) for x in internal), gauss))
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _last_byte(path: Path) -> bytes:
@@ -353,33 +330,17 @@ class Trainer:
         # the saved param groups carry the old hyper-parameters; the current profile wins
         for g, wd in zip(self.optimizer.param_groups, (t.weight_decay, 0.0), strict=False):
             g["weight_decay"], g["betas"] = wd, (t.beta1, t.beta2)
-        try:
-            _set_rng_state(state.optimizer.get("rng", {}))
-        except (TypeError, ValueError, RuntimeError):
-            raise CheckpointError(
-                f"{path}/optimizer.pt holds a random-number state this trm-tui cannot use"
-            ) from None
-        s = state.state
-        try:
-            self.step = int(s["step"])
-            self.pos = Position(
-                int(s.get("epoch", 0)), int(s.get("batch_in_epoch", 0)), int(s.get("pass_in_batch", 0))
-            )
-            self.stopper.load(s.get("early_stop", {}))
-            self._last_eval_step = int(s.get("last_eval_step", -1))
-            self._elapsed0 = float(s.get("elapsed_s", 0.0))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            # hand-edited or damaged: a list or null where a number belongs
-            raise CheckpointError(
-                f"{path}/state.json is corrupted (a field holds a value of the wrong type)"
-            ) from None
+        set_rng_state(state.optimizer.get("rng", {}), path)
+        point = resume_point(state.state, path, self.stopper)
+        self.step, self.pos = point.step, point.pos
+        self._last_eval_step, self._elapsed0 = point.last_eval_step, point.elapsed_s
         self._saved_step = self.step
         if self.pos.pass_ > 0:
             key = f"rank{self.dist.rank}."
             if (
                 state.carry is not None
                 and f"{key}z_H" in state.carry
-                and int(s.get("world_size", 1)) == self.dist.world_size
+                and point.world_size == self.dist.world_size
             ):
                 self._carry0 = (state.carry[f"{key}z_H"], state.carry[f"{key}z_L"])
             else:
@@ -564,28 +525,13 @@ class Trainer:
         t = self.profile.train
         m = self.ema.module if self.ema is not None else self.model
         m.eval()
-        loss_sum = correct = count = 0.0
         batches = self._iterate_batches(
             self.val_ds, t.batch_size, seed=t.seed, epoch=0, rank=self.dist.rank,
             world_size=self.dist.world_size, shuffle=False,
         )  # fmt: skip
-        for batch in batches:
-            inp, lab = batch.input_ids.to(self.device), batch.labels.to(self.device)
-            n = int((lab != -100).sum())
-            if n == 0:
-                continue
-            carry = None
-            with self._autocast():
-                for _ in range(self.S):
-                    hidden, carry = m(inp, carry)
-                loss_sum += float(m.loss(hidden, lab)) * n
-                h = hidden.reshape(-1, hidden.shape[-1])
-                y = lab.reshape(-1)
-                keep = (y != -100).nonzero().squeeze(1)
-                for i in range(0, keep.numel(), 1024):  # never the full [B*T, V] logits
-                    idx = keep[i : i + 1024]
-                    correct += float((m.logits(h[idx]).argmax(-1) == y[idx]).sum())
-            count += n
+        loss_sum, correct, count = evaluate_sums(
+            m, batches, supervision_steps=self.S, device=self.device, autocast=self._autocast
+        )
         self.model.train()
         loss_sum, correct, count = D.all_reduce_sum([loss_sum, correct, count], self.dist, self.device)
         if count == 0:
@@ -616,33 +562,25 @@ class Trainer:
     def _save(self, reason: str, is_best: bool) -> None:
         assert self.model is not None
         t = self.profile.train
-        carry_state = None
         carries = D.gather_to_rank0(
             None if self._carry_now is None else (self._carry_now[0].cpu(), self._carry_now[1].cpu()),
             self.dist,
         )
-        if self._carry_now is not None and carries is not None:
-            carry_state = {}
-            for r, c in enumerate(carries):
-                carry_state[f"rank{r}.z_H"], carry_state[f"rank{r}.z_L"] = c
-        state = {
-            "epoch": self.pos.epoch,
-            "batch_in_epoch": self.pos.batch,
-            "pass_in_batch": self.pos.pass_,
-            "total_steps": self.total_steps,
-            "world_size": self.dist.world_size,
-            "tokenizer": self.profile.tokenizer.name,
-            "vocab_size": self.tokenizer.vocab_size,
-            "arch": self.profile.model.arch,
-            "early_stop": self.stopper.to_dict(),
-            "best_val_loss": self._best(),
-            "best_step": self.stopper.best_step,
-            "last_eval_step": self._last_eval_step,
-            "has_ema": self.ema is not None,
-            "has_carry": carry_state is not None,
-            "elapsed_s": self._elapsed0 + time.perf_counter() - self._t_start,
-            "reason": reason,
-        }
+        carry = carry_state(carries if self._carry_now is not None else None)
+        state = checkpoint_state(
+            pos=self.pos,
+            total_steps=self.total_steps,
+            world_size=self.dist.world_size,
+            profile=self.profile,
+            vocab_size=self.tokenizer.vocab_size,
+            stopper=self.stopper,
+            best_val_loss=self._best(),
+            last_eval_step=self._last_eval_step,
+            has_ema=self.ema is not None,
+            has_carry=carry is not None,
+            elapsed_s=self._elapsed0 + time.perf_counter() - self._t_start,
+            reason=reason,
+        )
 
         def write() -> Path:
             return ckpt.save_checkpoint(
@@ -653,13 +591,13 @@ class Trainer:
                 optimizer_payload={
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": {"step": self.step, "total_steps": self.total_steps},
-                    "rng": _rng_state(),
+                    "rng": rng_state(),
                 },
                 state=state,
                 profile_text=self.profile.to_toml(),
                 is_best=is_best,
                 keep_last=t.keep_last,
-                carry_state=carry_state,
+                carry_state=carry,
             )
 
         path = self._on_rank0(write)

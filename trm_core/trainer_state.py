@@ -1,0 +1,189 @@
+"""What a Trainer writes into a checkpoint and reads back to resume, and its validation pass.
+
+Kept apart from the loop in `train.py`: the state.json fields, the random-number state in
+optimizer.pt, the carry of a half-finished batch, and the validation loss / token accuracy.
+Everything read back from a file is checked; a wrong type is a CheckpointError, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError
+
+__all__ = [
+    "Position",
+    "ResumePoint",
+    "carry_state",
+    "checkpoint_state",
+    "evaluate_sums",
+    "resume_point",
+    "rng_state",
+    "set_rng_state",
+]
+
+
+@dataclass
+class Position:
+    """Where the next unit of work starts: epoch, batch within the epoch, supervision pass."""
+
+    epoch: int = 0
+    batch: int = 0
+    pass_: int = 0
+
+
+# --------------------------------------------------------------------------- random numbers
+
+
+def rng_state() -> dict[str, Any]:
+    # plain containers and tensors only, so torch.load(weights_only=True) can read it back
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": [version, list(internal), gauss],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], path: Path | None = None) -> None:
+    """Restore what rng_state() saved; a damaged state → CheckpointError naming optimizer.pt."""
+    try:
+        if "torch" in state:
+            torch.set_rng_state(state["torch"])
+        if "python" in state:
+            version, internal, gauss = state["python"]
+            random.setstate((int(version), tuple(int(x) for x in internal), gauss))
+        if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+    except (TypeError, ValueError, RuntimeError):
+        where = f"{path}/optimizer.pt" if path is not None else "the optimizer state"
+        raise CheckpointError(f"{where} holds a random-number state this trm-tui cannot use") from None
+
+
+# --------------------------------------------------------------------------- state.json
+
+
+def checkpoint_state(
+    *,
+    pos: Position,
+    total_steps: int,
+    world_size: int,
+    profile: Any,
+    vocab_size: int,
+    stopper: Any,
+    best_val_loss: float | None,
+    last_eval_step: int,
+    has_ema: bool,
+    has_carry: bool,
+    elapsed_s: float,
+    reason: str,
+) -> dict[str, Any]:
+    """The trainer's fields of state.json (save_checkpoint adds format, version, step, time)."""
+    return {
+        "epoch": pos.epoch,
+        "batch_in_epoch": pos.batch,
+        "pass_in_batch": pos.pass_,
+        "total_steps": total_steps,
+        "world_size": world_size,
+        "tokenizer": profile.tokenizer.name,
+        "vocab_size": vocab_size,
+        "arch": profile.model.arch,
+        "early_stop": stopper.to_dict(),
+        "best_val_loss": best_val_loss,
+        "best_step": stopper.best_step,
+        "last_eval_step": last_eval_step,
+        "has_ema": has_ema,
+        "has_carry": has_carry,
+        "elapsed_s": elapsed_s,
+        "reason": reason,
+    }
+
+
+@dataclass
+class ResumePoint:
+    step: int
+    pos: Position
+    last_eval_step: int
+    elapsed_s: float
+    world_size: int
+
+
+def resume_point(state: dict[str, Any], path: Path, stopper: Any) -> ResumePoint:
+    """Where a checkpoint's state.json says training stands (types checked); loads `stopper`'s counters."""
+    try:
+        early_stop = state.get("early_stop", {})
+        if not isinstance(early_stop, dict):
+            raise TypeError
+        stopper.load(early_stop)
+        return ResumePoint(
+            step=int(state["step"]),
+            pos=Position(
+                int(state.get("epoch", 0)),
+                int(state.get("batch_in_epoch", 0)),
+                int(state.get("pass_in_batch", 0)),
+            ),
+            last_eval_step=int(state.get("last_eval_step", -1)),
+            elapsed_s=float(state.get("elapsed_s", 0.0)),
+            world_size=int(state.get("world_size", 1)),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        # hand-edited or damaged: a list or null where a number belongs
+        raise CheckpointError(
+            f"{path}/state.json is corrupted (a field holds a value of the wrong type)"
+        ) from None
+
+
+# --------------------------------------------------------------------------- the carry
+
+
+def carry_state(carries: list[tuple[torch.Tensor, torch.Tensor]] | None) -> dict[str, torch.Tensor] | None:
+    """Every rank's carry of the half-finished batch as `rank{r}.z_H` / `rank{r}.z_L` tensors."""
+    if carries is None:
+        return None
+    out: dict[str, torch.Tensor] = {}
+    for r, c in enumerate(carries):
+        out[f"rank{r}.z_H"], out[f"rank{r}.z_L"] = c
+    return out
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def evaluate_sums(
+    model: Any,
+    batches: Iterable[Any],
+    *,
+    supervision_steps: int,
+    device: torch.device,
+    autocast: Callable[[], contextlib.AbstractContextManager],
+) -> tuple[float, float, float]:
+    """(loss sum, correct tokens, supervised tokens) of `model` after S passes, on this rank's batches."""
+    loss_sum = correct = count = 0.0
+    for batch in batches:
+        inp, lab = batch.input_ids.to(device), batch.labels.to(device)
+        n = int((lab != -100).sum())
+        if n == 0:
+            continue
+        carry = None
+        with autocast():
+            for _ in range(supervision_steps):
+                hidden, carry = model(inp, carry)
+            loss_sum += float(model.loss(hidden, lab)) * n
+            h = hidden.reshape(-1, hidden.shape[-1])
+            y = lab.reshape(-1)
+            keep = (y != -100).nonzero().squeeze(1)
+            for i in range(0, keep.numel(), 1024):  # never the full [B*T, V] logits
+                idx = keep[i : i + 1024]
+                correct += float((model.logits(h[idx]).argmax(-1) == y[idx]).sum())
+        count += n
+    return loss_sum, correct, count
