@@ -28,7 +28,8 @@ def test_quick_json_schema(quick_json: dict) -> None:
     assert d["device"].startswith("cpu")
     for key in ("hidden_size", "layer_passes_per_token", "vocab_size", "batch_size", "seq_len"):
         assert isinstance(d["shape"][key], int)
-    for variant in ("baseline", "optimized"):
+    assert d["train"]["fixed_shape"] == [d["shape"]["batch_size"], d["shape"]["seq_len"]]
+    for variant in ("baseline", "optimized", "optimized_bucketed"):
         r = d["train"][variant]
         assert r["tokens_per_s"] > 0 and r["tflops"] > 0 and r["peak_memory_gib"] > 0
     assert d["train"]["optimized"]["mfu"] is None  # no measured CPU peak
@@ -74,3 +75,17 @@ def test_unknown_section_is_a_user_error(capsys: pytest.CaptureFixture[str], tmp
     rc = main(["bench", "--quick", "--device", "cpu", "--sections", "nope"])
     assert rc == 1
     assert "unknown bench section" in capsys.readouterr().err
+
+
+def test_packed_batches_are_full_and_shifted() -> None:
+    from trm_core.bench import _packed_batches
+    from trm_core.synthetic import generate_examples
+    from trm_core.tokenizer import build_tokenizer
+
+    tok = build_tokenizer("byte")
+    batches = _packed_batches(generate_examples(3, seed=0), tok, 2, 64, 3)  # few problems: cycled
+    assert len(batches) == 3
+    for b in batches:
+        assert b.input_ids.shape == b.labels.shape == (2, 64) and b.num_tokens == 128
+        assert (b.labels != IGNORE_INDEX).all()
+        assert torch.equal(b.input_ids[:, 1:], b.labels[:, :-1])

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
-from trm_core.data import extract_answer, format_prompt, load_examples
+from trm_core.data import Example, extract_answer, format_prompt, load_examples
 from trm_core.evaluate import STOP, evaluate, write_samples
 
 ROWS = [
@@ -151,3 +152,20 @@ def test_cli_eval_end_to_end(tmp_path: Path, jsonl: Path, capsys: pytest.Capture
     assert "synthetic test" in capsys.readouterr().out
     assert cli("eval", run, "--data", f"jsonl:{tmp_path / 'missing.jsonl'}") == 1
     assert capsys.readouterr().err.strip().startswith("trm-tui:")
+
+
+def test_batches_have_one_size_and_every_problem_is_scored_once() -> None:
+    from trm_core.evaluate import _batches, default_batch_size
+
+    order = list(range(11))
+    batches = _batches(order, 4)  # 3 batches of 4 (not 4, 4, 3): one graph shape
+    assert [len(b) for b in batches] == [4, 4, 4]
+    assert [i for b in batches for i in dict.fromkeys(b)] == order
+    assert _batches([], 4) == [] and _batches([5], 16) == [[5]]
+    assert default_batch_size(torch.device("cuda")) == 256 and default_batch_size("cpu") == 16
+    rows = [Example(f"q{i}", f"#### {i}") for i in range(5)]
+    fake = FakeGenerator({format_prompt(f"q{i}"): f"#### {i}" for i in range(5)})
+    result = evaluate(fake, rows, batch_size=2)
+    assert (result.correct, result.total) == (5, 5)
+    assert [len(p) for p, _ in fake.calls] == [2, 2, 2]
+    assert evaluate(fake, rows).total == 5  # default batch size: 16 on a CPU generator

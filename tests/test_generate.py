@@ -311,7 +311,9 @@ def test_cuda_graph_equals_eager(arch: str, S: int) -> None:
     g = tiny_generator(arch, S)
     g.model.cuda()
     eager = Generator(g.model, g.tokenizer, supervision_steps=S, device="cuda", cuda_graph=False)
-    graph = Generator(g.model, g.tokenizer, supervision_steps=S, device="cuda", cuda_graph=True)
+    graph = Generator(
+        g.model, g.tokenizer, supervision_steps=S, device="cuda", cuda_graph=True, compile_step=False
+    )
     for prompt in PROMPTS:
         assert graph.generate(prompt, max_tokens=24) == eager.generate(prompt, max_tokens=24)
     assert graph._graph is not None
@@ -319,6 +321,57 @@ def test_cuda_graph_equals_eager(arch: str, S: int) -> None:
     assert graph.generate("Answer: <<2+3*4=", max_tokens=12, calculator=True) == eager.generate(
         "Answer: <<2+3*4=", max_tokens=12, calculator=True
     )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_compiled_cuda_graph_equals_eager() -> None:
+    g = tiny_generator("trm", 2)
+    g.model.cuda()
+    eager = Generator(g.model, g.tokenizer, supervision_steps=2, device="cuda", cuda_graph=False)
+    compiled = Generator(g.model, g.tokenizer, supervision_steps=2, device="cuda")
+    assert compiled.compile_step  # the default on CUDA
+    for prompt in PROMPTS:
+        assert compiled.generate(prompt, max_tokens=24) == eager.generate(prompt, max_tokens=24)
+    assert compiled.generate_batch(PROMPTS, max_tokens=16) == eager.generate_batch(PROMPTS, max_tokens=16)
+
+
+# --------------------------------------------------------------------------- inference dtype
+
+
+def test_bf16_greedy_decoding_runs_on_cpu() -> None:
+    g = tiny_generator("trm", 2, dtype="bf16")
+    assert next(g.model.parameters()).dtype == torch.bfloat16
+    assert not g.compile_step  # compiling the step is a CUDA option
+    text = g.generate(PROMPTS[0], max_tokens=12)
+    assert len(g.tokenizer.pushed[-1]) > 0 and isinstance(text, str)
+    assert g.generate(PROMPTS[0], max_tokens=12) == text  # greedy is deterministic in bf16 too
+    batch = g.generate_batch(PROMPTS, max_tokens=8)
+    assert len(batch) == len(PROMPTS)
+    sampled = g.generate(PROMPTS[1], max_tokens=8, temperature=0.8, seed=1)
+    assert sampled == g.generate(PROMPTS[1], max_tokens=8, temperature=0.8, seed=1)
+
+
+def test_inference_dtype_defaults() -> None:
+    from trm_core.checkpoint import resolve_inference_dtype
+    from trm_core.errors import UserError
+
+    assert resolve_inference_dtype("auto", "cpu") == torch.float32
+    assert resolve_inference_dtype(None, "cuda") == torch.bfloat16
+    assert resolve_inference_dtype("fp32", "cuda") == torch.float32
+    assert resolve_inference_dtype("bf16", "cpu") == torch.bfloat16
+    with pytest.raises(UserError, match="unknown inference dtype"):
+        resolve_inference_dtype("fp8", "cpu")
+
+
+def test_checkpoint_loads_fp32_on_cpu_unless_told(run_dir: Any) -> None:
+    from trm_core.checkpoint import load_for_inference
+
+    assert next(load_for_inference(run_dir, device="cpu").model.parameters()).dtype == torch.float32
+    gen = Generator.from_checkpoint(run_dir, device="cpu")
+    assert next(gen.model.parameters()).dtype == torch.float32 and not gen.compile_step
+    bf16 = Generator.from_checkpoint(run_dir, device="cpu", dtype="bf16")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    assert isinstance(bf16.generate("Question: 1+1?\nAnswer:", max_tokens=4), str)
 
 
 # --------------------------------------------------------------------------- CLI `trm-tui generate`
@@ -388,6 +441,8 @@ def test_cli_generate_matches_the_library(run_dir: Any, capsys: pytest.CaptureFi
     assert capsys.readouterr().out.startswith("14>>")
     assert cli("generate", run_dir, "--prompt", "<<2+3*4=", "--raw", "--no-calculator") == 0
     assert not capsys.readouterr().out.startswith("14>>")
+    assert cli("generate", run_dir, "--prompt", "<<2+3*4=", "--raw", "--dtype", "bf16", "--no-compile") == 0
+    assert capsys.readouterr().out.startswith("14>>")  # the calculator works in bf16 too
 
 
 def test_cli_generate_bad_prompts(run_dir: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,13 +3,15 @@
 Everything is measured in one process, after warm-up, as the median of several repeats:
 
 - train: the original notebook's step (eager fp32, full `logits()` + cross-entropy over B x T x V,
-  every batch padded to max_length, plain AdamW) against the optimized one (bf16 autocast,
-  regional `torch.compile`, chunked `model.loss`, fused AdamW, length-bucketed batches), on the
-  same batches of real (or synthetic) problems. tokens/s counts real tokens, never padding.
+  plain AdamW) against the optimized one (bf16 autocast, regional `torch.compile`, chunked
+  `model.loss`, fused AdamW), both on the same FIXED [B, T] batches of packed real tokens (the
+  shape reference numbers are quoted at); plus the optimized step on length-bucketed real
+  problems (`optimized_bucketed`, what the Trainer runs). tokens/s counts real tokens, never padding.
 - decode: batch-1 ms/token through `Generator` (the product's own paths): full recompute per token
   (`kv_cache=False`), the static KV cache eagerly, with the one-token step in a CUDA graph, and
-  with the step compiled before capture. The greedy text must agree across paths.
-- eval: GSM8K test problems/s through `Generator.generate_batch` (greedy, up to 256 new tokens).
+  with the step compiled before capture (`compile_step=True`). The greedy text must agree.
+- eval: GSM8K test problems/s through `evaluate.evaluate` (greedy, calculator, up to 256 tokens).
+Decode and eval run in the product's inference dtype (`--infer-dtype auto`: bf16 on CUDA).
 
 FLOPs of one training step (one supervision pass), D = hidden, I = SwiGLU width, V = vocab:
     per layer pass and position: 2 * (3D^2 + D^2 + 3DI) = 8D^2 + 6DI        (qkv, o, gate/up, down)
@@ -40,6 +42,7 @@ from .data import (
     IGNORE_INDEX,
     Batch,
     Example,
+    format_completion,
     format_prompt,
     iterate_batches,
     load_examples,
@@ -82,7 +85,8 @@ class BenchConfig:
     eval_problems: int = 0  # 0 = the whole test split
     eval_batch_size: int = 256
     eval_max_tokens: int = 256
-    infer_dtype: str = "fp32"  # model dtype for decode and eval: "fp32" (as checkpoints load) or "bf16"
+    eval_compile: bool | None = None  # compile the eval decode step (None = the Generator's default)
+    infer_dtype: str = "auto"  # decode and eval: "auto" (bf16 on CUDA, as the product), "fp32", "bf16"
     baseline: bool = True  # time the notebook's train step too (skip to save time on variants)
     data: str = ""  # data source; "" = the profile's if offline-usable, else GSM8K jsonl, else synthetic
     seed: int = 0
@@ -200,15 +204,20 @@ def _examples(profile: Profile, source: str, split: str, needed: int) -> list[Ex
     )
 
 
-def _pad_to(batch: Batch, length: int, pad_id: int) -> Batch:
-    """The notebook's batches: every row padded to max_length (no bucketing)."""
-    B, T = batch.input_ids.shape
-    if T >= length:
-        return batch
-    ids = torch.full((B, length), pad_id, dtype=torch.long)
-    labels = torch.full((B, length), IGNORE_INDEX, dtype=torch.long)
-    ids[:, :T], labels[:, :T] = batch.input_ids, batch.labels
-    return Batch(ids, labels, batch.num_tokens)
+def _packed_batches(examples: Sequence[Example], tokenizer: Any, B: int, T: int, n: int) -> list[Batch]:
+    """n batches of exactly [B, T] real tokens: prompt + answer + EOS of one problem after another,
+    cut into rows of T + 1 (pretraining-style packing), every position supervised. This is the
+    fixed shape that published tokens/s and MFU numbers are measured at."""
+    stream: list[int] = []
+    need = n * B * (T + 1)
+    while len(stream) < need:
+        for ex in examples:
+            stream += tokenizer.encode(format_prompt(ex.question) + format_completion(ex.answer))
+            stream.append(tokenizer.eos_id)
+            if len(stream) >= need:
+                break
+    rows = torch.tensor(stream[:need], dtype=torch.long).view(n, B, T + 1)
+    return [Batch(r[:, :-1].contiguous(), r[:, 1:].contiguous(), B * T) for r in rows]
 
 
 # ---------------------------------------------------------------------------- train
@@ -253,6 +262,10 @@ def _train_variant(
     model.to(device).train()
     step_model: Any = model
     kwargs = {"mode": v.compile_mode} if v.compile_mode else {}
+    if v.compile != "off":
+        # Forget the previous variant's graphs: the blocks share code objects, so a new shape would
+        # otherwise be compiled as dynamic ("automatic dynamic shapes") and run slower.
+        torch._dynamo.reset()
     if v.compile == "regions":
         model.compile_regions(**kwargs)
     elif v.compile == "model":
@@ -335,7 +348,7 @@ def bench_train(
     bucketed = [b for b, _ in zip(it, range(cfg.train_batches), strict=False)]
     if not bucketed:
         raise UserError(f"no training example of {source} fits in --seq-len {T}; raise it")
-    padded = [_pad_to(b, T, ds.pad_id) for b in bucketed]
+    packed = _packed_batches(examples, tokenizer, B, T, cfg.train_batches)
     S = profile.train.supervision_steps if profile.model.arch == "trm" else 1
     torch.manual_seed(cfg.seed)
     init = build_model(profile.model, tokenizer.vocab_size).state_dict()
@@ -352,22 +365,28 @@ def bench_train(
     variants = [_TrainVariant("baseline", optimized=False, bf16=False, compile="off")] if cfg.baseline else []
     if cuda and cfg.baseline:
         variants.append(_TrainVariant("baseline_tf32", optimized=False, bf16=False, compile="off", tf32=True))
-    variants.append(
-        _TrainVariant(
-            "optimized",
-            optimized=True,
-            bf16=cuda,
-            compile=cfg.compile if cuda else "off",
-            compile_mode=cfg.compile_mode,
-            tf32=cuda,
-            fused_adamw=cuda,
+    for name in ("optimized", "optimized_bucketed"):
+        variants.append(
+            _TrainVariant(
+                name,
+                optimized=True,
+                bf16=cuda,
+                compile=cfg.compile if cuda else "off",
+                compile_mode=cfg.compile_mode,
+                tf32=cuda,
+                fused_adamw=cuda,
+            )
         )
-    )
     out: dict[str, Any] = {
         "data": source,
         "supervision_steps": S,
         "batches": len(bucketed),
         "real_tokens_per_pass": sum(b.num_tokens for b in bucketed),
+        "fixed_shape": [B, T],
+        "rows": {
+            "baseline, baseline_tf32, optimized": f"packed: {len(packed)} batches of exactly {B}x{T} real tokens",
+            "optimized_bucketed": "real problems, length-bucketed, padding not counted",
+        },
         "loss_check": {"full_ce": full, "chunked": chunked, "abs_diff": abs(full - chunked)},
         "flops_formula": (
             "per step: P*B*T*(8D^2+6DI+2TD) forward over all P=H(L+1)layers passes + "
@@ -376,7 +395,7 @@ def bench_train(
         "peak_flops": peak,
     }
     for v in variants:
-        batches = bucketed if v.optimized else padded
+        batches = bucketed if v.name == "optimized_bucketed" else packed
         log(
             f"train: {v.name} ({len(batches)} batches x {S} passes, shapes {sorted({tuple(b.input_ids.shape) for b in batches})})"
         )
@@ -393,10 +412,14 @@ def bench_train(
 # ---------------------------------------------------------------------------- decode
 
 
-def _generator(model: CausalLM, tokenizer: Any, S: int, device: torch.device, cuda_graph: bool) -> Any:
+def _generator(
+    model: CausalLM, tokenizer: Any, S: int, device: torch.device, cuda_graph: bool, compile_step: bool | None
+) -> Any:
     from .generate import Generator
 
-    return Generator(model, tokenizer, supervision_steps=S, device=device, cuda_graph=cuda_graph)
+    return Generator(
+        model, tokenizer, supervision_steps=S, device=device, cuda_graph=cuda_graph, compile_step=compile_step
+    )
 
 
 def _time_generate(
@@ -421,24 +444,6 @@ def _time_generate(
     }
 
 
-@contextlib.contextmanager
-def _compiled_step(model: CausalLM, mode: str | None):
-    """Route decode_one's network part (tensor index) through torch.compile; prefill stays eager."""
-    eager = model._cached_steps
-    kwargs = {"mode": mode} if mode else {}
-    compiled = torch.compile(eager, dynamic=False, **kwargs)
-
-    def routed(input_ids: Any, cache: Any, rope: Any, index: Any, mask: Any) -> Any:
-        fn = compiled if isinstance(index, torch.Tensor) else eager
-        return fn(input_ids, cache, rope, index, mask)
-
-    model._cached_steps = routed  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del model._cached_steps
-
-
 def bench_decode(
     model: CausalLM,
     tokenizer: Any,
@@ -458,13 +463,18 @@ def bench_decode(
         (
             "full_recompute",
             lambda: _time_generate(
-                _generator(model, tokenizer, S, device, False), prompt, n, False, max(1, min(r, 2)), device
+                _generator(model, tokenizer, S, device, False, False),
+                prompt,
+                n,
+                False,
+                max(1, min(r, 2)),
+                device,
             ),
         ),
         (
             "kv_cache",
             lambda: _time_generate(
-                _generator(model, tokenizer, S, device, False), prompt, n, True, r, device
+                _generator(model, tokenizer, S, device, False, False), prompt, n, True, r, device
             ),
         ),
     ]
@@ -474,18 +484,17 @@ def bench_decode(
             (
                 "cuda_graph",
                 lambda: _time_generate(
-                    _generator(model, tokenizer, S, device, True), prompt, n, True, r, device
+                    _generator(model, tokenizer, S, device, True, False), prompt, n, True, r, device
                 ),
             )
         )
     if cuda and cfg.decode_compile:
 
         def compiled() -> dict[str, Any]:
-            t0 = time.perf_counter()
-            with _compiled_step(model, cfg.compile_mode):
-                res = _time_generate(
-                    _generator(model, tokenizer, S, device, True), prompt, n, True, r, device
-                )
+            t0 = time.perf_counter()  # the product's path: Generator(compile_step=True)
+            res = _time_generate(
+                _generator(model, tokenizer, S, device, True, True), prompt, n, True, r, device
+            )
             res["with_compile_s"] = time.perf_counter() - t0
             return res
 
@@ -530,7 +539,7 @@ def bench_eval(
     """The product's eval (`evaluate.evaluate`: batched greedy, calculator on, stop strings)."""
     from .evaluate import evaluate
 
-    gen = _generator(model, tokenizer, S, device, True)
+    gen = _generator(model, tokenizer, S, device, True, cfg.eval_compile)
     _sync(device)
     t0 = time.perf_counter()
     res = evaluate(gen, problems, batch_size=cfg.eval_batch_size, max_tokens=cfg.eval_max_tokens)
@@ -544,7 +553,8 @@ def bench_eval(
         "batch_size": cfg.eval_batch_size,
         "max_new_tokens": cfg.eval_max_tokens,
         "token_budget_per_s": res.total * cfg.eval_max_tokens / seconds,
-        "dtype": cfg.infer_dtype,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "compile_step": gen.compile_step,
         "supervision_steps": S,
         "accuracy": res.accuracy,
         **_peak_memory(device),
@@ -625,11 +635,14 @@ def run_bench(
         done(result)
     source = _data_source(profile, cfg.data)
     test = _examples(profile, source, "test", max(cfg.eval_problems, 8))
-    model.to(device, dtype=torch.bfloat16 if cfg.infer_dtype == "bf16" else torch.float32).eval()
+    from .checkpoint import resolve_inference_dtype
+
+    model.to(device, dtype=resolve_inference_dtype(cfg.infer_dtype, device)).eval()
     if "decode" in cfg.sections:
         prompt = format_prompt(test[0].question)
         runs = [bench_decode(model, tokenizer, prompt, device, cfg, S, log) for S in cfg.decode_steps]
-        result["decode"] = {**runs[0], "data": source, "dtype": cfg.infer_dtype}
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        result["decode"] = {**runs[0], "data": source, "dtype": dtype}
         if len(runs) > 1:
             result["decode"]["other_supervision_steps"] = runs[1:]
         done(result)
@@ -674,7 +687,7 @@ def results_table(result: dict[str, Any]) -> Any:
     tr = result.get("train")
     if tr:
         base = tr.get("baseline", tr["optimized"])["tokens_per_s"]
-        for name in ("baseline", "baseline_tf32", "optimized"):
+        for name in ("baseline", "baseline_tf32", "optimized", "optimized_bucketed"):
             if name not in tr:
                 continue
             r = tr[name]

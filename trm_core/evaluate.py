@@ -18,10 +18,14 @@ from typing import Any, Protocol
 
 from .data import Example, extract_answer, format_prompt
 
-__all__ = ["EvalResult", "evaluate", "write_samples", "STOP", "BatchGenerator"]
+__all__ = ["EvalResult", "evaluate", "default_batch_size", "write_samples", "STOP", "BatchGenerator"]
 
 # A model trained on "Question: …\nAnswer: …<eos>" may run on into the next problem instead of EOS.
 STOP = ("\nQuestion:",)
+
+# Rows decoded in lockstep. On a GPU a step costs about the same for 16 rows as for 256 (measured:
+# 1319 problems in 16.4 s at 256 in bf16 on an H100; 512 gave nothing more); a CPU is compute-bound.
+CUDA_BATCH_SIZE, CPU_BATCH_SIZE = 256, 16
 
 Progress = Callable[[int, int, int], None]  # (problems done, problems in all, correct so far)
 
@@ -44,17 +48,39 @@ class EvalResult:
         return self.total / self.seconds if self.seconds > 0 else 0.0
 
 
+def default_batch_size(device: Any) -> int:
+    """256 rows on CUDA, 16 elsewhere."""
+    return CUDA_BATCH_SIZE if getattr(device, "type", str(device)) == "cuda" else CPU_BATCH_SIZE
+
+
+def _batches(order: list[int], batch_size: int) -> list[list[int]]:
+    """`order` cut into equal batches of at most `batch_size`; the last is topped up with repeats
+    of its own last index, so every batch has one size (one CUDA graph, one compiled step)."""
+    if not order:
+        return []
+    n = -(-len(order) // batch_size)
+    size = -(-len(order) // n)
+    out = [order[i : i + size] for i in range(0, len(order), size)]
+    out[-1] = out[-1] + [out[-1][-1]] * (size - len(out[-1]))
+    return out
+
+
 def evaluate(
     generator: BatchGenerator,
     examples: Sequence[Example],
     *,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     max_tokens: int = 256,
     calculator: bool = True,
     progress: Progress | None = None,
     stop: Sequence[str] = STOP,
 ) -> EvalResult:
-    """Greedy-decode every example's prompt and score the final numbers (samples keep input order)."""
+    """Greedy-decode every example's prompt and score the final numbers (samples keep input order).
+
+    batch_size None = `default_batch_size` of the generator's device (256 on CUDA, 16 on CPU).
+    """
+    if batch_size is None:
+        batch_size = default_batch_size(getattr(generator, "device", "cpu"))
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     prompts = [format_prompt(ex.question) for ex in examples]
@@ -63,16 +89,16 @@ def evaluate(
     generated: list[str] = [""] * len(prompts)
     done = correct = 0
     start = time.perf_counter()
-    for lo in range(0, len(order), batch_size):
-        idx = order[lo : lo + batch_size]
+    for batch in _batches(order, batch_size):
         texts = generator.generate_batch(
-            [prompts[i] for i in idx],
+            [prompts[i] for i in batch],
             temperature=0.0,
             max_tokens=max_tokens,
             calculator=calculator,
             stop=tuple(stop),
         )
-        for i, text in zip(idx, texts, strict=True):
+        idx = list(dict.fromkeys(batch))  # the repeats that filled the last batch are dropped
+        for i, text in zip(idx, texts, strict=False):
             generated[i] = text
             correct += _score(examples[i].answer, text)[2]
         done += len(idx)

@@ -208,6 +208,8 @@ class _TextStream:
 class _RecomputeSession:
     """No cache: the whole sequence goes through `model.infer` for every token (the notebook's way)."""
 
+    argmax: Tensor | None = None  # never precomputed here
+
     def __init__(self, model: Any, supervision_steps: int):
         self.model, self.S = model, supervision_steps
         self.ids: Tensor | None = None
@@ -223,46 +225,63 @@ class _CachedSession:
 
     def __init__(self, model: Any, cache: Any, graph: _StepGraph | None):
         self.model, self.cache, self.graph = model, cache, graph
+        self.argmax: Tensor | None = None  # [B] greedy ids of the last feed, when the graph made them
 
     @torch.inference_mode()
     def feed(self, ids: Tensor, pad_mask: Tensor | None = None) -> Tensor:
         if self.graph is not None and ids.shape[1] == 1 and pad_mask is None:
-            return self.graph.replay(ids).float()
+            logits = self.graph.replay(ids)
+            self.argmax = self.graph.static_next
+            return logits
+        self.argmax = None
         # last_only: a long prompt never materialises [B, T, V] logits (V = 50257 for GPT-2)
         return self.model.forward_step(ids, self.cache, pad_mask, last_only=True)[:, -1].float()
 
 
 class _StepGraph:
-    """`model.decode_one(ids[B,1], cache)` captured once in a CUDA graph on a static cache.
+    """`step(ids[B,1], cache)` (= `model.decode_one`, maybe compiled) captured once in a CUDA graph.
 
     decode_one reads its position from `cache.pos_t` and the padding from `cache.pad_mask` (both
     device tensors updated in place by reset()/forward_step), so one graph serves every request
-    that uses this cache; a replay advances `pos_t` on the device and we advance `pos` here.
+    that uses this cache; a replay advances `pos_t` on the device and we advance `pos` here. The
+    greedy pick (`static_next`) is captured too, so greedy decoding reads B ids per token instead
+    of copying [B, V] logits.
     """
 
-    def __init__(self, model: Any, cache: Any, batch_size: int, device: torch.device):
-        self.model, self.cache = model, cache
+    def __init__(self, step: Any, cache: Any, batch_size: int, device: torch.device):
+        self.cache = cache
         self.static_ids = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
         self.graph = torch.cuda.CUDAGraph()
         pos = cache.pos
-        # Warm up on a side stream (lazy kernels, allocator), as the torch.cuda.graphs docs require.
+        # Warm up on a side stream (lazy kernels, allocator, compilation), as the torch.cuda.graphs
+        # docs require.
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             for _ in range(3):
-                model.decode_one(self.static_ids, cache)
+                step(self.static_ids, cache)[:, -1].argmax(dim=-1)
         torch.cuda.current_stream(device).wait_stream(side)
         with torch.cuda.graph(self.graph):
-            self.static_logits = model.decode_one(self.static_ids, cache)
+            self.static_logits = step(self.static_ids, cache)[:, -1]
+            self.static_next = self.static_logits.argmax(dim=-1)
         # Warm-up wrote K/V at positions >= pos; they are masked until overwritten. Rewind.
         cache.pos = pos
         cache.pos_t.fill_(pos)
 
     def replay(self, ids: Tensor) -> Tensor:
-        self.static_ids.copy_(ids)
+        self.static_ids.copy_(ids)  # a device tensor (the last greedy pick) needs no host copy
         self.graph.replay()
         self.cache.pos += 1
-        return self.static_logits[:, -1]
+        return self.static_logits
+
+
+def _pick(session: Any, logits: Tensor, opts: SamplingOptions, rng: torch.Generator) -> Tensor:
+    """Next ids [B] on the device: the graph's own argmax when greedy, else `sample_next`."""
+    if opts.temperature <= 0.0 and session.argmax is not None:
+        return session.argmax
+    return sample_next(
+        logits.float(), temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p, generator=rng
+    )
 
 
 # --------------------------------------------------------------------------- generator
@@ -296,16 +315,28 @@ class Generator:
         supervision_steps: int = 1,
         device: Any = None,
         cuda_graph: bool = True,
+        compile_step: bool | None = None,
+        dtype: Any = None,
         max_context: int = MAX_CONTEXT,
         defaults: SamplingOptions | None = None,
     ):
+        """`compile_step` (default: on CUDA) compiles `decode_one` before the CUDA graph captures it
+        (about 1.7x faster per token in bf16, for 30-60 s of compilation on the first request of
+        each batch size). `dtype` ("auto", "fp32", "bf16") casts the model in place; None keeps it.
+        """
         self.model = model
         self.tokenizer = tokenizer
         self.supervision_steps = int(supervision_steps)
         if device is None:
             device = next(iter(model.parameters())).device
         self.device = torch.device(device)
+        if dtype is not None:
+            from .checkpoint import resolve_inference_dtype
+
+            self.model.to(dtype=resolve_inference_dtype(dtype, self.device))
         self.cuda_graph = cuda_graph
+        self.compile_step = self.device.type == "cuda" if compile_step is None else bool(compile_step)
+        self._compiled_decode: Any = None
         self.max_context = max_context
         self.defaults = defaults or SamplingOptions()
         self.last_dropped = 0  # prompt tokens dropped from the left by the last request (for a note)
@@ -317,12 +348,22 @@ class Generator:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, which: str = "best", *, ema: bool = True, device: str = "auto", **kw: Any
+        cls,
+        path: str | Path,
+        which: str = "best",
+        *,
+        ema: bool = True,
+        device: str = "auto",
+        dtype: Any = "auto",
+        **kw: Any,
     ) -> Generator:
-        """A Generator for a run or checkpoint dir, with the checkpoint profile's sampling defaults."""
+        """A Generator for a run or checkpoint dir, with the checkpoint profile's sampling defaults.
+
+        dtype "auto" = bf16 weights on CUDA, fp32 on CPU (`checkpoint.resolve_inference_dtype`).
+        """
         from .checkpoint import load_for_inference
 
-        loaded = load_for_inference(path, which, ema=ema, device=device)
+        loaded = load_for_inference(path, which, ema=ema, device=device, dtype=dtype)
         gen = cls.from_loaded(loaded, **kw)
         return gen
 
@@ -389,6 +430,15 @@ class Generator:
             and torch.cuda.is_available()
         )
 
+    def _step_fn(self) -> Any:
+        """What the graph captures: `decode_one`, compiled whole first when `compile_step`."""
+        if not self.compile_step:
+            return self.model.decode_one
+        if self._compiled_decode is None:
+            # dynamic=False: one static graph per cache shape, which is what CUDA graphs replay anyway
+            self._compiled_decode = torch.compile(self.model.decode_one, dynamic=False)
+        return self._compiled_decode
+
     @torch.inference_mode()
     def _session(self, batch_size: int, length: int) -> _CachedSession:
         """A fresh cached session with room for `length` positions.
@@ -405,7 +455,7 @@ class Generator:
             self._graph_cache = self.model.new_cache(
                 batch_size, cap, self.supervision_steps, device=self.device
             )
-            self._graph = _StepGraph(self.model, self._graph_cache, batch_size, self.device)
+            self._graph = _StepGraph(self._step_fn(), self._graph_cache, batch_size, self.device)
             self._graph_key = (batch_size, cap)
         self._graph_cache.reset()
         return _CachedSession(self.model, self._graph_cache, self._graph)
@@ -469,11 +519,8 @@ class Generator:
                         break
                     logits = session.feed(torch.tensor([forced_ids], device=self.device))
                     continue
-            next_id = int(
-                sample_next(
-                    logits, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p, generator=rng
-                )[0]
-            )
+            next_t = _pick(session, logits, opts, rng)
+            next_id = int(next_t[0])
             new_tokens += 1
             if next_id in eos:
                 break
@@ -483,7 +530,7 @@ class Generator:
             yield from out.ready()
             if out.stopped or new_tokens >= prep.max_tokens:
                 break
-            logits = session.feed(torch.tensor([[next_id]], device=self.device))
+            logits = session.feed(next_t.view(1, 1))  # on the device already: no host-to-device copy
         if not out.stopped:
             tail = decoder.flush()
             out.add(tail, "model")
@@ -562,9 +609,7 @@ class Generator:
         ]
         logits = session.feed(torch.tensor(rows_ids, device=self.device), pad_mask)
         for _step in range(budget):
-            sampled = sample_next(
-                logits, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p, generator=rng
-            ).tolist()
+            sampled = _pick(session, logits, opts, rng).tolist()  # the one host read per step
             feed = []
             for row, token in zip(rows, sampled, strict=True):
                 if row.done:

@@ -291,7 +291,9 @@ class CausalLM(nn.Module):
         """One token per row at cache.pos_t -> logits [B,1,V]; CUDA-graph capturable.
 
         Only tensor indexing (index_copy_ at pos_t, a full-length mask built from pos_t), no
-        host sync, no data-dependent shape. Advances pos_t on the device (and pos on the host).
+        host sync, no data-dependent shape, no Python state changed: it advances `pos_t` on the
+        device only, so the whole step can be compiled (dynamo would specialise on a Python int
+        and recompile every token). The caller advances `cache.pos` (or calls `sync_pos()`).
         """
         pos_t = cache.pos_t
         positions = cache.position_ids.index_select(1, pos_t)  # [B, 1]
@@ -300,7 +302,6 @@ class CausalLM(nn.Module):
         mask = (keys <= pos_t) & (~cache.pad_mask | (keys == pos_t))  # [B, max_len]
         hidden = self._cached_steps(input_ids, cache, rope, pos_t, mask[:, None, None, :])
         pos_t.add_(1)
-        cache.pos += 1
         return self.logits(hidden)
 
 

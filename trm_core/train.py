@@ -442,16 +442,22 @@ class Trainer:
         """Clip, skip non-finite, step, then the per-step chores; raises _Finish to leave the loop."""
         t, model, opt = self.profile.train, self.model, self.optimizer
         assert model is not None
-        loss, tokens = D.all_reduce_sum([loss_t.item(), tokens], self.dist, self.device)
-        loss /= self.dist.world_size
-        grad_norm = math.nan
-        if math.isfinite(loss):
-            max_norm = t.grad_clip if t.grad_clip > 0 else math.inf
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+        # The loss and the gradient norm stay on the device: every host read waits for the GPU
+        # to drain. One scalar, "both finite", is read per step (the skip decision); the numbers
+        # themselves only on logging steps and bad steps.
+        max_norm = t.grad_clip if t.grad_clip > 0 else math.inf
+        grad_norm_t = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        if self.dist.enabled:  # one collective, one read: summed loss, tokens (and a NaN anywhere)
+            summed = torch.stack([loss_t.double(), loss_t.new_tensor(tokens, dtype=torch.float64)])
+            torch.distributed.all_reduce(summed)
+            loss_t = summed[0] / self.dist.world_size
+            tokens = float(summed[1])
+        finite = bool(torch.isfinite(loss_t) & torch.isfinite(grad_norm_t))
         self.pos = nxt
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        if not finite:
             opt.zero_grad(set_to_none=True)
             self._bad += 1
+            loss, grad_norm = float(loss_t), float(grad_norm_t)
             what = "loss" if not math.isfinite(loss) else "gradient norm"
             self._log(
                 f"step {self.step + 1}: the {what} is {loss if what == 'loss' else grad_norm}; "
@@ -494,6 +500,7 @@ class Trainer:
         eta = (self.total_steps - self.step) * dt / len(self._window)
         step = self.step
         if step % t.log_every == 0 or step == 1 or step == self.total_steps or len(self._window) == 1:
+            loss, grad_norm = float(loss_t), float(grad_norm_t)
             self._emit(
                 StepEvent(
                     step, self.total_steps, epoch + 1, loss, lr, grad_norm, tps,

@@ -45,7 +45,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-batch-size", type=int, metavar="B", help="rows decoded in lockstep")
     p.add_argument("--eval-max-tokens", type=int, metavar="N", help="new tokens per problem (default 256)")
     p.add_argument(
-        "--infer-dtype", choices=["fp32", "bf16"], default="fp32", help="model dtype for decode and eval"
+        "--infer-dtype",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="model dtype for decode and eval (auto: bf16 on CUDA, fp32 on CPU, as the product)",
+    )
+    p.add_argument(
+        "--eval-compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compile the eval decode step before capture (default: the Generator's, on for CUDA)",
     )
     p.add_argument("--skip-baseline", action="store_true", help="time only the optimized train step")
     p.set_defaults(run=run)
@@ -90,6 +99,7 @@ def build_config(args: argparse.Namespace, profile, device: str):
         eval_batch_size=args.eval_batch_size or (4 if quick else 256),
         eval_max_tokens=args.eval_max_tokens or (16 if quick else 256),
         infer_dtype=args.infer_dtype,
+        eval_compile=args.eval_compile,
         baseline=not args.skip_baseline,
         data=args.data,
     )

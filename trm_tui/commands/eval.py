@@ -16,7 +16,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N problems")
-    p.add_argument("--batch-size", type=int, default=16, metavar="B")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="B",
+        help="rows in lockstep (default: 256 on CUDA, 16 on CPU)",
+    )
     p.add_argument(
         "--output", default=None, metavar="FILE.jsonl", help="default: RUN/eval-<split>-<step>.jsonl"
     )
@@ -37,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from trm_core.errors import UserError
     from trm_core.evaluate import evaluate, write_samples
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, got {args.limit}")

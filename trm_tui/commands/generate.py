@@ -33,6 +33,17 @@ def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument(
+        "--dtype",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="inference weights and KV cache (default auto: bf16 on CUDA, fp32 on CPU)",
+    )
+    p.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="on CUDA, capture the decode step without compiling it first (saves 30-60 s at start)",
+    )
+    p.add_argument(
         "--calculator",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -59,8 +70,9 @@ def load_generator(args: argparse.Namespace, **kw: Any) -> Any:
     """The Generator for RUN (CheckpointError, one sentence, when it is missing or corrupt)."""
     from trm_core.generate import Generator
 
+    kw.setdefault("compile_step", False if args.no_compile else None)
     return Generator.from_checkpoint(
-        args.run_path, args.which, ema=not args.raw_weights, device=args.device, **kw
+        args.run_path, args.which, ema=not args.raw_weights, device=args.device, dtype=args.dtype, **kw
     )
 
 
