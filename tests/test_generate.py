@@ -328,8 +328,8 @@ def test_compiled_cuda_graph_equals_eager() -> None:
     g = tiny_generator("trm", 2)
     g.model.cuda()
     eager = Generator(g.model, g.tokenizer, supervision_steps=2, device="cuda", cuda_graph=False)
-    compiled = Generator(g.model, g.tokenizer, supervision_steps=2, device="cuda")
-    assert compiled.compile_step  # the default on CUDA
+    compiled = Generator(g.model, g.tokenizer, supervision_steps=2, device="cuda", compile_step=True)
+    assert compiled.compile_step
     for prompt in PROMPTS:
         assert compiled.generate(prompt, max_tokens=24) == eager.generate(prompt, max_tokens=24)
     assert compiled.generate_batch(PROMPTS, max_tokens=16) == eager.generate_batch(PROMPTS, max_tokens=16)
@@ -441,7 +441,7 @@ def test_cli_generate_matches_the_library(run_dir: Any, capsys: pytest.CaptureFi
     assert capsys.readouterr().out.startswith("14>>")
     assert cli("generate", run_dir, "--prompt", "<<2+3*4=", "--raw", "--no-calculator") == 0
     assert not capsys.readouterr().out.startswith("14>>")
-    assert cli("generate", run_dir, "--prompt", "<<2+3*4=", "--raw", "--dtype", "bf16", "--no-compile") == 0
+    assert cli("generate", run_dir, "--prompt", "<<2+3*4=", "--raw", "--dtype", "bf16") == 0
     assert capsys.readouterr().out.startswith("14>>")  # the calculator works in bf16 too
 
 

@@ -85,7 +85,7 @@ class BenchConfig:
     eval_problems: int = 0  # 0 = the whole test split
     eval_batch_size: int = 256
     eval_max_tokens: int = 256
-    eval_compile: bool | None = None  # compile the eval decode step (None = the Generator's default)
+    eval_compile: bool = False  # compile the eval decode step before capture (opt-in, as in the Generator)
     infer_dtype: str = "auto"  # decode and eval: "auto" (bf16 on CUDA, as the product), "fp32", "bf16"
     baseline: bool = True  # time the notebook's train step too (skip to save time on variants)
     data: str = ""  # data source; "" = the profile's if offline-usable, else GSM8K jsonl, else synthetic
@@ -413,7 +413,7 @@ def bench_train(
 
 
 def _generator(
-    model: CausalLM, tokenizer: Any, S: int, device: torch.device, cuda_graph: bool, compile_step: bool | None
+    model: CausalLM, tokenizer: Any, S: int, device: torch.device, cuda_graph: bool, compile_step: bool
 ) -> Any:
     from .generate import Generator
 
@@ -539,7 +539,7 @@ def bench_eval(
     """The product's eval (`evaluate.evaluate`: batched greedy, calculator on, stop strings)."""
     from .evaluate import evaluate
 
-    gen = _generator(model, tokenizer, S, device, True, cfg.eval_compile)
+    gen = _generator(model, tokenizer, S, device, True, bool(cfg.eval_compile))
     _sync(device)
     t0 = time.perf_counter()
     res = evaluate(gen, problems, batch_size=cfg.eval_batch_size, max_tokens=cfg.eval_max_tokens)

@@ -53,8 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--eval-compile",
         action=argparse.BooleanOptionalAction,
-        default=None,
-        help="compile the eval decode step before capture (default: the Generator's, on for CUDA)",
+        default=False,
+        help="compile the eval decode step before capture (off by default, as in the Generator)",
     )
     p.add_argument("--skip-baseline", action="store_true", help="time only the optimized train step")
     p.set_defaults(run=run)

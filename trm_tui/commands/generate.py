@@ -39,9 +39,9 @@ def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
         help="inference weights and KV cache (default auto: bf16 on CUDA, fp32 on CPU)",
     )
     p.add_argument(
-        "--no-compile",
+        "--compile",
         action="store_true",
-        help="on CUDA, capture the decode step without compiling it first (saves 30-60 s at start)",
+        help="on CUDA, compile the decode step before capturing it (~1.8x faster per token, 30-60 s at start)",
     )
     p.add_argument(
         "--calculator",
@@ -70,7 +70,7 @@ def load_generator(args: argparse.Namespace, **kw: Any) -> Any:
     """The Generator for RUN (CheckpointError, one sentence, when it is missing or corrupt)."""
     from trm_core.generate import Generator
 
-    kw.setdefault("compile_step", False if args.no_compile else None)
+    kw.setdefault("compile_step", args.compile)
     return Generator.from_checkpoint(
         args.run_path, args.which, ema=not args.raw_weights, device=args.device, dtype=args.dtype, **kw
     )
