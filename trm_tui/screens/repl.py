@@ -79,7 +79,9 @@ class ReplPane(Vertical):
         runs = [r for r in list_runs(self.tapp.runs_dir) if (r.path / "checkpoints").is_dir()]
         sel = self.query_one("#repl-run", Select)
         current = select or (sel.value if isinstance(sel.value, str) else None)
-        sel.set_options([(f"{r.name} @ {r.step}", str(r.path)) for r in runs])
+        # the name alone: at 80 columns the select is ~17 cells wide, and the step shown after
+        # loading (transcript header) depends on best/latest anyway
+        sel.set_options([(r.name, str(r.path)) for r in runs])
         paths = [str(r.path) for r in runs]
         if current in paths:
             sel.value = current
