@@ -116,6 +116,18 @@ def test_exact_resume_matches_one_go(tmp_path):
     assert va == pytest.approx(vb, abs=1e-6)
 
 
+def test_fresh_run_starts_the_curve_with_a_step0_evaluation(tmp_path):
+    p = tiny_profile(train__max_steps=4, train__eval_every=2)
+    done, events, _ = train(p, tmp_path / "r", stop_at=2)
+    evals = of(events, "eval")
+    assert [e.step for e in evals] == [0, 2]
+    assert evals[1].val_loss < evals[0].val_loss  # the curve starts from the untrained model
+    # step 0 is a reference point, not a judgement: early stopping saw one evaluation
+    assert [e.step for e in of(events, "early_stop")] == [2]
+    _, resumed, _ = train(p, tmp_path / "r")
+    assert [e.step for e in of(resumed, "eval")] == [4]  # no second step-0 point on resume
+
+
 def test_early_stopping_patience(tmp_path):
     # a vanishing lr: the validation loss never improves by min_delta, so patience runs out
     p = tiny_profile(

@@ -275,6 +275,11 @@ class Trainer:
             self._log(
                 "no validation slice (data.val_size = 0): no evaluation and no early stopping", "warning"
             )
+        elif not resumed:
+            # where the curve starts: the untrained model's validation loss (not judged by early
+            # stopping, and it draws no random numbers, so the run is the same with or without it)
+            val_loss, acc = self._evaluate()
+            self._emit(EvalEvent(0, val_loss, acc))
         return self._loop()
 
     def _open_metrics(self) -> None:
