@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
+from .errors import CheckpointError, UserError
 from .profile import Mismatch, Profile, ProfileError, diff, parse_profile
 
 __all__ = [
@@ -168,13 +168,17 @@ def read_state(ckpt_dir: str | Path) -> dict[str, Any]:
     return state
 
 
-def _read_profile_file(path: Path) -> Profile:
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing") from None
     except (OSError, UnicodeDecodeError):
         raise CheckpointError(f"{path} is unreadable or corrupted") from None
+
+
+def _read_profile_file(path: Path) -> Profile:
+    text = _read_text(path)
     try:
         profile = parse_profile(text, str(path))
     except ProfileError as e:
@@ -460,13 +464,7 @@ def _load_pt(path: Path) -> dict[str, Any]:
 def load_training_state(ckpt_dir: str | Path, device: Any = "cpu") -> TrainingState:
     ckpt_dir = Path(ckpt_dir)
     state = read_state(ckpt_dir)
-    profile_path = ckpt_dir / PROFILE_FILE
-    try:
-        profile_text = profile_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CheckpointError(f"{profile_path} is missing") from None
-    except (OSError, UnicodeDecodeError):
-        raise CheckpointError(f"{profile_path} is unreadable or corrupted") from None
+    profile_text = _read_text(ckpt_dir / PROFILE_FILE)
     model = _load_weights(ckpt_dir / MODEL_FILE, device)
     ema = _load_weights(ckpt_dir / EMA_FILE, device) if state.get("has_ema") else None
     carry = _load_weights(ckpt_dir / CARRY_FILE, device) if state.get("has_carry") else None
@@ -493,7 +491,7 @@ def resolve_device(device: str | None = "auto") -> Any:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise CheckpointError(f"device {device!r} was requested but CUDA is not available here")
+        raise UserError(f"device {device!r} was requested but CUDA is not available on this machine")
     return torch.device(device)
 
 

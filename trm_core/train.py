@@ -26,6 +26,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from . import distributed as D
+from .checkpoint import resolve_device
 from .ema import EMA
 from .errors import CheckpointError, DataError, UserError
 from .events import (
@@ -51,14 +52,6 @@ from .trainer_state import (
 )
 
 __all__ = ["Trainer", "build_optimizer", "resolve_device"]
-
-
-def resolve_device(request: str | None) -> torch.device:
-    if request in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(request).startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {request!r} was requested but CUDA is not available on this machine")
-    return torch.device(request)
 
 
 def build_optimizer(model: nn.Module, cfg: Any, device: torch.device) -> torch.optim.AdamW:
