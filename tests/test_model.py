@@ -148,6 +148,41 @@ def test_rope_far_positions() -> None:
     assert (model.decode_one(x[:, 3000:], cache) - ref[:, 3000:]).abs().max() <= 1e-4
 
 
+def test_rope_roll_form_equals_rotate_half_bit_for_bit() -> None:
+    # apply_rope uses roll + a signed sine (fewer kernels per decode step); it must give exactly
+    # the textbook rotate-half result, so old checkpoints decode the same.
+    from trm_core.layers import apply_rope
+
+    hd = 16
+    positions = torch.tensor([[0, 1, 7, 4000], [3, 2, 1, 0]])
+    cos, signed_sin = Rotary(hd, 10000.0)(positions)
+    inv_freq = 1.0 / (10000.0 ** (torch.arange(0, hd, 2).float() / hd))
+    emb = (positions.float().unsqueeze(-1) * inv_freq).repeat(1, 1, 2).unsqueeze(1)
+    x = torch.randn(2, 3, 4, hd)
+    x1, x2 = x.chunk(2, dim=-1)
+    expected = x * emb.cos() + torch.cat((-x2, x1), dim=-1) * emb.sin()
+    assert torch.equal(apply_rope(x, (cos, signed_sin)), expected)
+    # q and k stacked in front ([2, B, H, T, hd]) rotate like each alone
+    qk = torch.randn(2, 2, 3, 4, hd)
+    both = apply_rope(qk, (cos, signed_sin))
+    assert torch.equal(both[0], apply_rope(qk[0], (cos, signed_sin)))
+    assert torch.equal(both[1], apply_rope(qk[1], (cos, signed_sin)))
+
+
+def test_bf16_model_cached_decoding_matches_its_own_recompute() -> None:
+    # a model cast to bf16 (the default on CUDA) takes the additive-mask path in bf16
+    model = make("trm").eval().to(torch.bfloat16)
+    x = ids(2, 8)
+    ref = model.infer(x, 2).float()
+    cache = model.new_cache(2, 8, 2)
+    pad = torch.zeros(2, 8, dtype=torch.bool)
+    out = [model.forward_step(x[:, :4], cache, pad)] + [
+        model.decode_one(x[:, t : t + 1], cache) for t in range(4, 8)
+    ]
+    assert (torch.cat(out, 1).float() - ref).abs().max() < 0.1
+    assert torch.equal(torch.cat(out, 1).argmax(-1), ref.argmax(-1))
+
+
 # --------------------------------------------------------------------------- gradients and carry
 
 

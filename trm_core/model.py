@@ -230,8 +230,16 @@ class CausalLM(nn.Module):
     def _cached_steps(
         self, input_ids: Tensor, cache: KVCache, rope: RoPE, index: int | Tensor, mask: Tensor | None
     ) -> Tensor:
-        """All supervision steps for the new positions; each net call reads/writes its own slot."""
+        """All supervision steps for the new positions; each net call reads/writes its own slot.
+
+        A boolean `mask` (True = attend) becomes an additive one here, once: SDPA would otherwise
+        convert it again in every one of the H*(L+1)*layers*S attention calls of this token.
+        """
         x = self.embed(input_ids)
+        if mask is not None and mask.dtype == torch.bool:
+            mask = torch.zeros(
+                mask.shape, dtype=self._attention_dtype(x.device), device=x.device
+            ).masked_fill_(~mask, float("-inf"))
         carry = None
         hidden = x
         for step in range(cache.supervision_steps):
@@ -241,6 +249,12 @@ class CausalLM(nn.Module):
 
             hidden, carry = self._step(x, carry, run, grad_cycles=0)
         return hidden
+
+    def _attention_dtype(self, device: torch.device) -> torch.dtype:
+        """The dtype the queries will have: autocast's when it is on, else the weights'."""
+        if torch.is_autocast_enabled(device.type):
+            return torch.get_autocast_dtype(device.type)
+        return self.embed_tokens.weight.dtype
 
     @torch.no_grad()
     def forward_step(
