@@ -9,12 +9,12 @@ with nothing trained yet is `new`. No Textual here: the headless `trm-tui runs` 
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .events import DoneEvent, EarlyStopEvent, EvalEvent, StartEvent, StepEvent, read_events
+from .run_lock import pid_alive
 
 __all__ = ["RunInfo", "STATUSES", "list_runs", "run_info", "lock_pid", "pid_alive"]
 
@@ -49,18 +49,6 @@ def lock_pid(run_dir: Path) -> int | None:
         return None
     m = re.search(r"\d+", text)
     return int(m.group()) if m else None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def _last_change(run_dir: Path) -> float:

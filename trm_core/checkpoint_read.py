@@ -1,0 +1,258 @@
+"""Finding and reading checkpoints: the layout, `latest`/`best`, state.json, weights, the safety check.
+
+The layout is described in `checkpoint.py` (the writer, and the public face of all of this: import
+from `trm_core.checkpoint`). Nothing here executes code from a file: weights are safetensors, the
+optimizer state goes through `torch.load(weights_only=True)`, and a missing, truncated, foreign or
+newer-format file is a one-sentence CheckpointError.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError
+from .profile import Mismatch, Profile, ProfileError, diff, parse_profile
+
+__all__ = [
+    "CARRY_FILE",
+    "EMA_FILE",
+    "FORMAT_VERSION",
+    "MODEL_FILE",
+    "OPTIMIZER_FILE",
+    "PROFILE_FILE",
+    "STATE_FILE",
+    "TrainingState",
+    "check_run_dir",
+    "checkpoints_dir",
+    "has_checkpoint",
+    "list_checkpoints",
+    "load_training_state",
+    "propose_fresh_run_dir",
+    "read_state",
+    "resolve_checkpoint",
+    "saved_profile",
+]
+
+# The names the writer (checkpoint.save_checkpoint) and every reader share.
+FORMAT_VERSION = 1
+_STEP_RE = re.compile(r"^step-(\d+)$")
+MODEL_FILE = "model.safetensors"
+EMA_FILE = "ema.safetensors"
+CARRY_FILE = "carry.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
+STATE_FILE = "state.json"
+PROFILE_FILE = "profile.toml"
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def checkpoints_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints (those with a state.json), oldest first."""
+    root = checkpoints_dir(run_dir)
+    out = []
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return []
+    for p in entries:
+        m = _STEP_RE.match(p.name)
+        if m and not p.is_symlink() and (p / STATE_FILE).is_file():
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    return bool(list_checkpoints(run_dir))
+
+
+def _pointer(run_dir: str | Path, which: str) -> Path | None:
+    link = checkpoints_dir(run_dir) / which
+    if link.is_symlink() or link.is_dir():
+        target = link.resolve()
+        if (target / STATE_FILE).is_file():
+            return target
+    return None
+
+
+def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
+    """A checkpoint directory from a run dir (or a checkpoint dir itself); which = best|latest|<step>.
+
+    `best` falls back to `latest` for a run that has not been evaluated yet.
+    """
+    path = Path(path)
+    if (path / STATE_FILE).is_file():
+        return path
+    if path.name == "checkpoints" and not (path / "checkpoints").exists():
+        path = path.parent
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist")
+    if _STEP_RE.match(path.name) and path.is_dir():
+        raise CheckpointError(f"{path / STATE_FILE} is missing")
+    if not has_checkpoint(path):
+        raise CheckpointError(f"{path} holds no checkpoint")
+    which = str(which)
+    if which.isdigit():
+        d = checkpoints_dir(path) / f"step-{int(which):07d}"
+        if not (d / STATE_FILE).is_file():
+            steps = ", ".join(str(s) for s, _ in list_checkpoints(path))
+            raise CheckpointError(f"{path} has no checkpoint at step {int(which)} (it has: {steps})")
+        return d
+    if which not in ("best", "latest"):
+        raise CheckpointError(f"checkpoint must be 'best', 'latest' or a step number, got {which!r}")
+    found = _pointer(path, which) or (_pointer(path, "latest") if which == "best" else None)
+    if found is None:
+        found = list_checkpoints(path)[-1][1]  # pointers lost (copied without symlinks): newest
+    return found
+
+
+def read_state(ckpt_dir: str | Path) -> dict[str, Any]:
+    """state.json of a checkpoint, with its format version checked."""
+    path = Path(ckpt_dir) / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise CheckpointError(f"{path} is truncated or corrupted") from None
+    if not isinstance(state, dict) or not isinstance(state.get("format_version"), int):
+        raise CheckpointError(f"{path} is not a trm-tui checkpoint state")
+    if state["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer trm-tui (format {state['format_version']}, "
+            f"version {state.get('trm_tui_version', '?')}); this one reads format {FORMAT_VERSION} — upgrade trm-tui"
+        )
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{path} is corrupted (its step is {step!r}, not a step number)")
+    return state
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError):
+        raise CheckpointError(f"{path} is unreadable or corrupted") from None
+
+
+def _read_profile_file(path: Path) -> Profile:
+    text = _read_text(path)
+    try:
+        profile = parse_profile(text, str(path))
+    except ProfileError as e:
+        raise CheckpointError(f"{path} is not a valid profile: {e.problems[0]}") from None
+    if profile.name == "unnamed":
+        profile.name = path.parent.name
+    return profile
+
+
+def saved_profile(run_dir: str | Path) -> Profile:
+    """The profile the run's newest checkpoint was trained with (else the run's profile.toml)."""
+    latest = _pointer(run_dir, "latest")
+    if latest is None and has_checkpoint(run_dir):
+        latest = list_checkpoints(run_dir)[-1][1]
+    if latest is not None and (latest / PROFILE_FILE).is_file():
+        return _read_profile_file(latest / PROFILE_FILE)
+    return _read_profile_file(Path(run_dir) / PROFILE_FILE)
+
+
+def check_run_dir(profile: Profile, run_dir: str | Path) -> list[Mismatch] | None:
+    """The safety check: graded differences between the saved and current profile; None = no checkpoint."""
+    if not has_checkpoint(run_dir):
+        return None
+    return diff(saved_profile(run_dir), profile)
+
+
+def propose_fresh_run_dir(run_dir: str | Path) -> Path:
+    """runs/name -> runs/name-2, -3, … (the first that does not exist)."""
+    run_dir = Path(run_dir)
+    m = re.match(r"^(.*)-(\d+)$", run_dir.name)
+    base, n = (m.group(1), int(m.group(2)) + 1) if m else (run_dir.name, 2)
+    while True:
+        cand = run_dir.with_name(f"{base}-{n}")
+        if not cand.exists():
+            return cand
+        n += 1
+
+
+# --------------------------------------------------------------------------- weights and training state
+
+
+def _load_weights(path: Path, device: Any = "cpu") -> dict[str, Any]:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    try:
+        out = {}
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            meta = f.metadata() or {}
+            for k in f.keys():
+                out[k] = f.get_tensor(k)
+        aliases = json.loads(meta.get("aliases", "{}"))
+    except Exception:  # safetensors raises several types for a bad header or short file
+        raise CheckpointError(f"{path} is truncated or corrupted") from None
+    for alias, name in aliases.items():
+        if name not in out:
+            raise CheckpointError(f"{path} is truncated or corrupted")
+        out[alias] = out[name]
+    return out
+
+
+@dataclass
+class TrainingState:
+    """Everything a trainer needs to continue exactly where a checkpoint left off."""
+
+    path: Path
+    state: dict[str, Any]
+    model: dict[str, Any]
+    ema: dict[str, Any] | None
+    optimizer: dict[str, Any]
+    carry: dict[str, Any] | None
+    profile_text: str
+
+
+def _load_pt(path: Path) -> dict[str, Any]:
+    import pickle
+
+    import torch
+
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    try:
+        # weights_only: the unpickler only rebuilds tensors and plain containers — never runs code.
+        # Its warnings (e.g. about a foreign pickle protocol) would spill over the one-line error.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path} contains objects other than tensors and plain data; refusing to load it"
+        ) from None
+    except Exception:
+        raise CheckpointError(f"{path} is truncated or corrupted") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path} is not a trm-tui optimizer state")
+    return payload
+
+
+def load_training_state(ckpt_dir: str | Path, device: Any = "cpu") -> TrainingState:
+    ckpt_dir = Path(ckpt_dir)
+    state = read_state(ckpt_dir)
+    profile_text = _read_text(ckpt_dir / PROFILE_FILE)
+    model = _load_weights(ckpt_dir / MODEL_FILE, device)
+    ema = _load_weights(ckpt_dir / EMA_FILE, device) if state.get("has_ema") else None
+    carry = _load_weights(ckpt_dir / CARRY_FILE, device) if state.get("has_carry") else None
+    optimizer = _load_pt(ckpt_dir / OPTIMIZER_FILE)
+    return TrainingState(ckpt_dir, state, model, ema, optimizer, carry, profile_text)
