@@ -1,4 +1,4 @@
-"""Text generation: sampling, streaming, KV cache, CUDA graphs, batches and the calculator.
+"""Text generation: the `Generator`, streaming one prompt or decoding a batch in lockstep.
 
 `Generator.stream` is what the REPL drives: it yields `Piece`s as tokens are produced, each
 decoded with the tokenizer's incremental decoder (never half a UTF-8 character). A TRM spends
@@ -7,21 +7,27 @@ cache the one-token step is captured once in a CUDA graph and replayed for every
 
 Calculator-assisted decoding (GSM8K paper): whenever the text ends in an open `<<expr=`, the
 calculator writes `result>>` and the model continues from there.
+
+The parts live beside this module: `sampling` (options, logits filtering, the next-token draw),
+`textstream` (pieces, stop strings, calculator spans, prompt cleaning), `sessions` (recompute
+and KV-cache sessions, the CUDA-graph step) and `batch_decode` (the lockstep loop behind
+`generate_batch`). Their public names are re-exported from here.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
-from .calculator import format_result, safe_eval
+from .batch_decode import decode_batch
+from .sampling import SamplingOptions, filter_logits, sample_next
+from .sessions import _CachedSession, _pick, _RecomputeSession, _StepGraph
+from .textstream import _CONTEXT_TAIL, Piece, _calculation, _TextStream, clean_prompt, open_calculation
 
 __all__ = [
     "Piece",
@@ -36,252 +42,6 @@ __all__ = [
 
 MAX_CONTEXT = 8192  # hard cap on prompt + new tokens: the cache is preallocated for all of it
 _CACHE_BUCKET = 256  # cache lengths are rounded up to this, so one cache/graph serves many requests
-_CONTEXT_TAIL = 512  # text kept for calculator detection (an expression is at most 200 characters)
-
-
-@dataclass
-class Piece:
-    text: str
-    source: str = "model"  # "model" | "calculator"
-
-
-@dataclass
-class SamplingOptions:
-    """One request's settings. `Generator.defaults` holds the profile's `[generate]` values."""
-
-    temperature: float = 0.0
-    top_k: int = 0
-    top_p: float = 1.0
-    max_tokens: int = 256
-    seed: int | None = None
-    calculator: bool = False
-    kv_cache: bool = True
-    stop: tuple[str, ...] = ()
-
-    @classmethod
-    def from_profile(cls, gen: Any) -> SamplingOptions:
-        return cls(
-            temperature=gen.temperature,
-            top_k=gen.top_k,
-            top_p=gen.top_p,
-            max_tokens=gen.max_tokens,
-            seed=gen.seed,
-            calculator=gen.calculator,
-            kv_cache=gen.kv_cache,
-        )
-
-
-# --------------------------------------------------------------------------- sampling
-
-
-def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
-    """Logits [..., V] with everything outside the top-k, then outside the nucleus, set to -inf.
-
-    The nucleus is the smallest set of most likely tokens whose probability reaches `top_p`
-    (the most likely token is always kept).
-    """
-    vocab = logits.shape[-1]
-    if 0 < top_k < vocab:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if 0.0 < top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        probs = torch.softmax(sorted_logits.float(), dim=-1)
-        mass_before = torch.cumsum(probs, dim=-1) - probs  # probability of strictly better tokens
-        drop_sorted = mass_before >= top_p  # already reached top_p without this token
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
-
-
-def sample_next(
-    logits: Tensor,
-    *,
-    temperature: float = 0.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Next ids [B] from logits [B, V]: argmax at temperature 0, else a filtered, tempered draw."""
-    if temperature <= 0.0:
-        return logits.argmax(dim=-1)
-    scaled = filter_logits(logits.float() / temperature, top_k, top_p)
-    probs = torch.softmax(scaled, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
-# --------------------------------------------------------------------------- calculator
-
-
-_OPEN_CALC = re.compile(r"<<([^<>]*)=$")
-
-
-def open_calculation(text: str) -> str | None:
-    """The expression of an open `<<expr=` that `text` ends with (no `>>` after the `<<`), else None."""
-    if not text.endswith("="):
-        return None
-    start = text.rfind("<<")
-    if start < 0 or ">>" in text[start:]:
-        return None
-    m = _OPEN_CALC.search(text, start)
-    return m.group(1) if m else None
-
-
-def _calculation(text: str) -> str | None:
-    """`result>>` for the open calculation `text` ends with, or None when there is none or it is not computable."""
-    expr = open_calculation(text)
-    if expr is None or not expr.strip():
-        return None
-    value = safe_eval(expr)
-    return None if value is None else format_result(value) + ">>"
-
-
-def clean_prompt(text: str) -> str:
-    """`text` made encodable: lone surrogates (undecodable bytes read with surrogateescape) become U+FFFD."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        try:
-            return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        except UnicodeEncodeError:  # surrogates that are not escaped bytes
-            return text.encode("utf-8", "replace").decode("utf-8")
-
-
-# --------------------------------------------------------------------------- streaming text
-
-
-class _TextStream:
-    """Generated text with the source of every span; yields pieces, holding back possible stop strings."""
-
-    def __init__(self, stop: Sequence[str]):
-        self.stop = tuple(s for s in stop if s)
-        self.text = ""
-        self._spans: list[tuple[int, str]] = []  # (start offset, source)
-        self._emitted = 0
-        self.stopped = False
-
-    def add(self, text: str, source: str) -> None:
-        if text:
-            if not self._spans or self._spans[-1][1] != source:
-                self._spans.append((len(self.text), source))
-            self.text += text
-
-    def _pieces(self, end: int) -> list[Piece]:
-        out: list[Piece] = []
-        for i, (start, source) in enumerate(self._spans):
-            stop = self._spans[i + 1][0] if i + 1 < len(self._spans) else len(self.text)
-            lo, hi = max(start, self._emitted), min(stop, end)
-            if lo < hi:
-                out.append(Piece(self.text[lo:hi], source))
-        self._emitted = max(self._emitted, end)
-        return out
-
-    def ready(self) -> list[Piece]:
-        """Pieces safe to show now. Sets `stopped` (and trims) when a stop string has appeared."""
-        if not self.stop:
-            return self._pieces(len(self.text))
-        longest = max(len(s) for s in self.stop)
-        window_start = max(0, self._emitted - longest)
-        hits = [i for s in self.stop if (i := self.text.find(s, window_start)) >= 0]
-        if hits:
-            cut = min(hits)
-            self.text = self.text[:cut]
-            self.stopped = True
-            return self._pieces(cut)
-        # Hold back a tail that could still grow into a stop string.
-        hold = 0
-        for s in self.stop:
-            for k in range(min(len(s) - 1, len(self.text)), 0, -1):
-                if self.text.endswith(s[:k]):
-                    hold = max(hold, k)
-                    break
-        return self._pieces(len(self.text) - hold)
-
-    def finish(self) -> list[Piece]:
-        return self._pieces(len(self.text))
-
-
-# --------------------------------------------------------------------------- model sessions
-
-
-class _RecomputeSession:
-    """No cache: the whole sequence goes through `model.infer` for every token (the notebook's way)."""
-
-    argmax: Tensor | None = None  # never precomputed here
-
-    def __init__(self, model: Any, supervision_steps: int):
-        self.model, self.S = model, supervision_steps
-        self.ids: Tensor | None = None
-
-    @torch.inference_mode()
-    def feed(self, ids: Tensor) -> Tensor:
-        self.ids = ids if self.ids is None else torch.cat([self.ids, ids], dim=1)
-        return self.model.infer(self.ids, self.S)[:, -1].float()
-
-
-class _CachedSession:
-    """Prefill with `forward_step`, then one token at a time on the static cache (graph-replayed on CUDA)."""
-
-    def __init__(self, model: Any, cache: Any, graph: _StepGraph | None):
-        self.model, self.cache, self.graph = model, cache, graph
-        self.argmax: Tensor | None = None  # [B] greedy ids of the last feed, when the graph made them
-
-    @torch.inference_mode()
-    def feed(self, ids: Tensor, pad_mask: Tensor | None = None) -> Tensor:
-        if self.graph is not None and ids.shape[1] == 1 and pad_mask is None:
-            logits = self.graph.replay(ids)
-            self.argmax = self.graph.static_next
-            return logits
-        self.argmax = None
-        # last_only: a long prompt never materialises [B, T, V] logits (V = 50257 for GPT-2)
-        return self.model.forward_step(ids, self.cache, pad_mask, last_only=True)[:, -1].float()
-
-
-class _StepGraph:
-    """`step(ids[B,1], cache)` (= `model.decode_one`, maybe compiled) captured once in a CUDA graph.
-
-    decode_one reads its position from `cache.pos_t` and the padding from `cache.pad_mask` (both
-    device tensors updated in place by reset()/forward_step), so one graph serves every request
-    that uses this cache; a replay advances `pos_t` on the device and we advance `pos` here. The
-    greedy pick (`static_next`) is captured too, so greedy decoding reads B ids per token instead
-    of copying [B, V] logits.
-    """
-
-    def __init__(self, step: Any, cache: Any, batch_size: int, device: torch.device):
-        self.cache = cache
-        self.static_ids = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
-        self.graph = torch.cuda.CUDAGraph()
-        pos = cache.pos
-        # Warm up on a side stream (lazy kernels, allocator, compilation), as the torch.cuda.graphs
-        # docs require.
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                step(self.static_ids, cache)[:, -1].argmax(dim=-1)
-        torch.cuda.current_stream(device).wait_stream(side)
-        with torch.cuda.graph(self.graph):
-            self.static_logits = step(self.static_ids, cache)[:, -1]
-            self.static_next = self.static_logits.argmax(dim=-1)
-        # Warm-up wrote K/V at positions >= pos; they are masked until overwritten. Rewind.
-        cache.pos = pos
-        cache.pos_t.fill_(pos)
-
-    def replay(self, ids: Tensor) -> Tensor:
-        self.static_ids.copy_(ids)  # a device tensor (the last greedy pick) needs no host copy
-        self.graph.replay()
-        self.cache.pos += 1
-        return self.static_logits
-
-
-def _pick(session: Any, logits: Tensor, opts: SamplingOptions, rng: torch.Generator) -> Tensor:
-    """Next ids [B] on the device: the graph's own argmax when greedy, else `sample_next`."""
-    if opts.temperature <= 0.0 and session.argmax is not None:
-        return session.argmax
-    return sample_next(
-        logits.float(), temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p, generator=rng
-    )
 
 
 # --------------------------------------------------------------------------- generator
@@ -292,16 +52,6 @@ class _Prepared:
     ids: list[int]
     dropped: int  # prompt tokens cut from the left to fit the context
     max_tokens: int
-
-
-@dataclass
-class _Row:
-    decoder: Any
-    text: _TextStream
-    context: str  # prompt text + generated text, for calculator detection
-    forced: list[int] = field(default_factory=list)  # calculator tokens waiting to be fed
-    new_tokens: int = 0
-    done: bool = False
 
 
 class Generator:
@@ -584,71 +334,4 @@ class Generator:
                 self.generate(p, **{k: getattr(opts, k) for k in SamplingOptions.__dataclass_fields__})
                 for p in prompts
             ]
-        preps = [self._prepare(p, opts.max_tokens) for p in prompts]
-        budget = preps[0].max_tokens
-        if budget == 0:
-            return ["" for _ in prompts]
-        B = len(prompts)
-        width = max(len(p.ids) for p in preps)
-        total = width + budget
-        pad = self.tokenizer.pad_id
-        session = self._session(B, total)
-        pad_mask = torch.zeros(B, session.cache.max_len, dtype=torch.bool, device=self.device)
-        rows_ids = []
-        for b, p in enumerate(preps):
-            n_pad = width - len(p.ids)
-            pad_mask[b, :n_pad] = True
-            rows_ids.append([pad] * n_pad + p.ids)
-        rng = self._torch_generator(opts.seed)
-        eos = {self.tokenizer.eos_id, self.tokenizer.pad_id}
-        rows = [
-            _Row(
-                self.tokenizer.incremental_decoder(), _TextStream(opts.stop), clean_prompt(p)[-_CONTEXT_TAIL:]
-            )
-            for p in prompts
-        ]
-        logits = session.feed(torch.tensor(rows_ids, device=self.device), pad_mask)
-        for _step in range(budget):
-            sampled = _pick(session, logits, opts, rng).tolist()  # the one host read per step
-            feed = []
-            for row, token in zip(rows, sampled, strict=True):
-                if row.done:
-                    feed.append(pad)
-                    continue
-                if not row.forced and opts.calculator:
-                    forced = _calculation(row.context)
-                    if forced is not None:
-                        forced_ids = self.tokenizer.encode(forced)
-                        if forced_ids and row.new_tokens + len(forced_ids) <= budget:
-                            for i in forced_ids:
-                                row.decoder.push(i)
-                            row.text.add(forced, "calculator")
-                            row.context = (row.context + forced)[-_CONTEXT_TAIL:]
-                            row.forced = list(forced_ids)
-                            row.text.ready()
-                            row.done = row.text.stopped
-                if row.forced:
-                    token = row.forced.pop(0)
-                else:
-                    if token in eos:
-                        row.done = True
-                        feed.append(pad)
-                        continue
-                    piece = row.decoder.push(token)
-                    row.text.add(piece, "model")
-                    row.context = (row.context + piece)[-_CONTEXT_TAIL:]
-                    row.text.ready()
-                row.new_tokens += 1
-                if row.text.stopped or row.new_tokens >= budget:
-                    row.done = True
-                feed.append(token)
-            if all(r.done for r in rows):
-                break
-            logits = session.feed(torch.tensor(feed, device=self.device).view(B, 1))
-        out = []
-        for row in rows:
-            if not row.text.stopped:
-                row.text.add(row.decoder.flush(), "model")
-                row.text.ready()
-            out.append(row.text.text)
-        return out
+        return decode_batch(self, prompts, opts)

@@ -1,0 +1,116 @@
+"""Generated text on its way out: pieces, stop strings, calculator spans and prompt cleaning.
+
+`_TextStream` collects the continuation with the source of every span (model or calculator) and
+yields `Piece`s as soon as they are safe to show, holding back a tail that could still grow into
+a stop string. Calculator-assisted decoding (GSM8K paper): whenever the text ends in an open
+`<<expr=`, `_calculation` gives the `result>>` that the calculator writes in the model's place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .calculator import format_result, safe_eval
+
+__all__ = ["Piece", "open_calculation", "clean_prompt"]
+
+_CONTEXT_TAIL = 512  # text kept for calculator detection (an expression is at most 200 characters)
+
+
+@dataclass
+class Piece:
+    text: str
+    source: str = "model"  # "model" | "calculator"
+
+
+# --------------------------------------------------------------------------- calculator
+
+_OPEN_CALC = re.compile(r"<<([^<>]*)=$")
+
+
+def open_calculation(text: str) -> str | None:
+    """The expression of an open `<<expr=` that `text` ends with (no `>>` after the `<<`), else None."""
+    if not text.endswith("="):
+        return None
+    start = text.rfind("<<")
+    if start < 0 or ">>" in text[start:]:
+        return None
+    m = _OPEN_CALC.search(text, start)
+    return m.group(1) if m else None
+
+
+def _calculation(text: str) -> str | None:
+    """`result>>` for the open calculation `text` ends with, or None when there is none or it is not computable."""
+    expr = open_calculation(text)
+    if expr is None or not expr.strip():
+        return None
+    value = safe_eval(expr)
+    return None if value is None else format_result(value) + ">>"
+
+
+def clean_prompt(text: str) -> str:
+    """`text` made encodable: lone surrogates (undecodable bytes read with surrogateescape) become U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:  # surrogates that are not escaped bytes
+            return text.encode("utf-8", "replace").decode("utf-8")
+
+
+# --------------------------------------------------------------------------- streaming text
+
+
+class _TextStream:
+    """Generated text with the source of every span; yields pieces, holding back possible stop strings."""
+
+    def __init__(self, stop: Sequence[str]):
+        self.stop = tuple(s for s in stop if s)
+        self.text = ""
+        self._spans: list[tuple[int, str]] = []  # (start offset, source)
+        self._emitted = 0
+        self.stopped = False
+
+    def add(self, text: str, source: str) -> None:
+        if text:
+            if not self._spans or self._spans[-1][1] != source:
+                self._spans.append((len(self.text), source))
+            self.text += text
+
+    def _pieces(self, end: int) -> list[Piece]:
+        out: list[Piece] = []
+        for i, (start, source) in enumerate(self._spans):
+            stop = self._spans[i + 1][0] if i + 1 < len(self._spans) else len(self.text)
+            lo, hi = max(start, self._emitted), min(stop, end)
+            if lo < hi:
+                out.append(Piece(self.text[lo:hi], source))
+        self._emitted = max(self._emitted, end)
+        return out
+
+    def ready(self) -> list[Piece]:
+        """Pieces safe to show now. Sets `stopped` (and trims) when a stop string has appeared."""
+        if not self.stop:
+            return self._pieces(len(self.text))
+        longest = max(len(s) for s in self.stop)
+        window_start = max(0, self._emitted - longest)
+        hits = [i for s in self.stop if (i := self.text.find(s, window_start)) >= 0]
+        if hits:
+            cut = min(hits)
+            self.text = self.text[:cut]
+            self.stopped = True
+            return self._pieces(cut)
+        # Hold back a tail that could still grow into a stop string.
+        hold = 0
+        for s in self.stop:
+            for k in range(min(len(s) - 1, len(self.text)), 0, -1):
+                if self.text.endswith(s[:k]):
+                    hold = max(hold, k)
+                    break
+        return self._pieces(len(self.text) - hold)
+
+    def finish(self) -> list[Piece]:
+        return self._pieces(len(self.text))
