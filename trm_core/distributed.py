@@ -1,4 +1,5 @@
-"""Several processes under `torchrun`: process group setup and the few collectives the Trainer needs.
+"""Several processes under `torchrun`: process group setup, the DDP wrapper, and the few collectives
+(and the rank-0-writes helper) the Trainer needs.
 
 With WORLD_SIZE unset or 1 every helper is a no-op, so the single-process path has no branches.
 """
@@ -6,13 +7,28 @@ With WORLD_SIZE unset or 1 every helper is a no-op, so the single-process path h
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
-__all__ = ["DistInfo", "setup", "teardown", "all_reduce_sum", "any_flag", "barrier", "gather_to_rank0"]
+from .errors import CheckpointError, UserError
+
+__all__ = [
+    "DistInfo",
+    "setup",
+    "teardown",
+    "wrap_ddp",
+    "all_reduce_sum",
+    "any_flag",
+    "barrier",
+    "gather_to_rank0",
+    "broadcast_from_rank0",
+    "on_rank0",
+]
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,18 @@ def setup(device_kind: str) -> DistInfo:
 def teardown(info: DistInfo) -> None:
     if info.initialized_here and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def wrap_ddp(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
+    """The module the training forward runs through: DistributedDataParallel(model), or model alone."""
+    if not info.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    # every parameter gets a gradient each step (no_grad cycles only skip graph building)
+    return DDP(
+        model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
+    )
 
 
 def all_reduce_sum(values: list[float], info: DistInfo, device: Any) -> list[float]:
@@ -89,3 +117,17 @@ def broadcast_from_rank0(obj: Any, info: DistInfo) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def on_rank0(fn: Callable[[], Any], info: DistInfo) -> Any:
+    """Run fn on rank 0; a UserError there is raised on every rank (nobody waits forever)."""
+    result, err = None, None
+    if info.is_main:
+        try:
+            result = fn()
+        except UserError as e:
+            err = str(e)
+    err = broadcast_from_rank0(err, info)
+    if err is not None:
+        raise CheckpointError(err)
+    return result

@@ -8,6 +8,7 @@ Everything read back from a file is checked; a wrong type is a CheckpointError, 
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 
+from . import distributed as D
 from .errors import CheckpointError
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "resume_point",
     "rng_state",
     "set_rng_state",
+    "validation_metrics",
 ]
 
 
@@ -187,3 +190,23 @@ def evaluate_sums(
                 correct += float((model.logits(h[idx]).argmax(-1) == y[idx]).sum())
         count += n
     return loss_sum, correct, count
+
+
+def validation_metrics(
+    model: Any,
+    batches: Iterable[Any],
+    *,
+    supervision_steps: int,
+    device: torch.device,
+    autocast: Callable[[], contextlib.AbstractContextManager],
+    dist: D.DistInfo,
+) -> tuple[float, float]:
+    """Validation loss and token accuracy of `model` after S passes, over every rank's `batches`
+    (NaN, NaN when they hold no supervised token)."""
+    loss_sum, correct, count = evaluate_sums(
+        model, batches, supervision_steps=supervision_steps, device=device, autocast=autocast
+    )
+    loss_sum, correct, count = D.all_reduce_sum([loss_sum, correct, count], dist, device)
+    if count == 0:
+        return math.nan, math.nan
+    return loss_sum / count, correct / count

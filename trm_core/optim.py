@@ -1,0 +1,47 @@
+"""The Trainer's optimizer: AdamW built from the profile, and its saved state loaded back on resume.
+
+Kept apart from the loop in `train.py`; the learning rate itself comes from `schedule.lr_at`
+and is set on the param groups before every step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+
+__all__ = ["build_optimizer", "load_optimizer_state"]
+
+
+def build_optimizer(model: nn.Module, cfg: Any, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on 2-D weight matrices only (not embeddings, norms or biases)."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay = [], []
+    for p in model.parameters():  # deduplicated: a tied embedding appears once
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 and id(p) not in embeddings else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    extra = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **extra)
+
+
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, payload: dict[str, Any], cfg: Any, path: Path
+) -> None:
+    """Load optimizer.pt's `optimizer` entry (checkpoint `path`); the current profile's
+    weight decay and betas (`cfg` = profile.train) replace the saved ones."""
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+    except (KeyError, ValueError, RuntimeError):
+        raise CheckpointError(f"{path}/optimizer.pt does not match this model's parameters") from None
+    # the saved param groups carry the old hyper-parameters; the current profile wins
+    for g, wd in zip(optimizer.param_groups, (cfg.weight_decay, 0.0), strict=False):
+        g["weight_decay"], g["betas"] = wd, (cfg.beta1, cfg.beta2)

@@ -1,0 +1,250 @@
+"""The run-directory side of a Trainer: its lock, metrics.jsonl, profile.toml and checkpoints.
+
+Kept apart from the loop in `train.py`: what a Trainer writes into `runs/<name>/` and reads back
+from it — the lock, the event log (held back until the run may be written), the profile, a
+training checkpoint (saved through `checkpoint.save_checkpoint`: atomic, with retention and
+`best`), the resume from one, and the best weights brought back into memory at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt
+from .distributed import DistInfo
+from .ema import EMA
+from .errors import CheckpointError
+from .events import Event
+from .optim import load_optimizer_state
+from .profile import Profile, ProfileError, diff, parse_profile
+from .schedule import EarlyStopper
+from .trainer_state import Position, resume_point, rng_state, set_rng_state
+
+__all__ = ["MetricsLog", "Resumed", "RunFiles"]
+
+
+# --------------------------------------------------------------------------- metrics.jsonl
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
+class MetricsLog:
+    """metrics.jsonl, appended one event per line and flushed.
+
+    Events written before `open()` are held back (so that a refused resume writes nothing) and
+    go first into the file when it opens; after `close()` nothing more reaches the file.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file: TextIO | None = None
+        self._pending: list[Event] = []
+
+    def write(self, event: Event) -> None:
+        if self._file is not None:
+            self._file.write(event.to_json() + "\n")
+            self._file.flush()
+        else:
+            self._pending.append(event)
+
+    def open(self) -> None:
+        path = self.path
+        try:
+            torn = path.is_file() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
+            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as e:
+            raise CheckpointError(f"could not open {path}: {e.strerror}") from None
+        if torn:  # a crash mid-line: end that line, or our first event would be glued onto it
+            self._file.write("\n")
+        for event in self._pending:
+            self._file.write(event.to_json() + "\n")
+        self._file.flush()
+        self._pending = []
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+# --------------------------------------------------------------------------- the run directory
+
+
+@dataclass
+class Resumed:
+    """Where a run restored from a checkpoint continues."""
+
+    step: int
+    pos: Position
+    last_eval_step: int
+    elapsed_s: float
+    carry: tuple[torch.Tensor, torch.Tensor] | None  # this rank's (z_H, z_L) of the interrupted batch
+
+
+class RunFiles:
+    """A Trainer's hold on its run directory `path`, trained with `profile`.
+
+    Rank 0 alone writes (callers route writes through `distributed.on_rank0`); every rank reads
+    a checkpoint to resume. The layout and the atomic checkpoint write live in `checkpoint.py`,
+    what goes into state.json in `trainer_state.py`.
+    """
+
+    def __init__(self, path: Path, profile: Profile):
+        self.path = path
+        self.profile = profile
+        # events before metrics.jsonl opens are held back there (a refused resume writes nothing)
+        self.metrics = MetricsLog(path / "metrics.jsonl")
+        self._release_lock: Callable[[], None] | None = None
+
+    def claim(self, log: Callable[[str], None]) -> None:
+        """Create the run directory and take its `.lock` (see checkpoint.acquire_lock)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._release_lock = ckpt.acquire_lock(self.path, log=log)
+
+    def write_profile(self) -> None:
+        """The profile text as trained, replaced atomically as profile.toml."""
+        path = self.path / "profile.toml"
+        tmp = path.with_name(".profile.toml.tmp")
+        try:
+            tmp.write_text(self.profile.to_toml(), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as e:
+            raise CheckpointError(f"could not write {path}: {e.strerror}") from None
+
+    def close(self) -> None:
+        """Close metrics.jsonl and release the lock (if this process holds them)."""
+        self.metrics.close()
+        if self._release_lock is not None:
+            self._release_lock()
+            self._release_lock = None
+
+    def latest(self) -> Path | None:
+        """The run's `latest` checkpoint, or None when it has none yet."""
+        return ckpt.resolve_checkpoint(self.path, "latest") if ckpt.has_checkpoint(self.path) else None
+
+    def save(
+        self,
+        step: int,
+        *,
+        model: nn.Module,
+        ema: EMA | None,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        state: dict[str, Any],
+        carry: dict[str, torch.Tensor] | None,
+        is_best: bool,
+    ) -> Path:
+        """Write checkpoint `step`: weights, EMA, optimizer + scheduler + RNG, `state`
+        (trainer_state.checkpoint_state) and the profile text; atomic, keeping `train.keep_last`."""
+        return ckpt.save_checkpoint(
+            self.path,
+            step,
+            model_state=model.state_dict(),
+            ema_state=ema.state_dict() if ema is not None else None,
+            optimizer_payload={
+                "optimizer": optimizer.state_dict(),
+                "scheduler": {"step": step, "total_steps": total_steps},
+                "rng": rng_state(),
+            },
+            state=state,
+            profile_text=self.profile.to_toml(),
+            is_best=is_best,
+            keep_last=self.profile.train.keep_last,
+            carry_state=carry,
+        )
+
+    def resume(
+        self,
+        *,
+        allowed: bool,
+        model: nn.Module,
+        ema: EMA | None,
+        optimizer: torch.optim.Optimizer,
+        stopper: EarlyStopper,
+        dist: DistInfo,
+        log: Callable[[str, str], None],
+    ) -> Resumed | None:
+        """Load everything needed to continue exactly from the run's `latest` checkpoint (every rank
+        reads it) into model, EMA, optimizer, the RNGs and `stopper`'s counters; `log(message, level)`.
+
+        None when the run holds no checkpoint; a CheckpointError when it does and resuming is not
+        `allowed`, or when its checkpoint cannot be resumed (nothing has been written by then).
+        """
+        run_dir, profile = self.path, self.profile
+        if not ckpt.has_checkpoint(run_dir):
+            return None
+        if not allowed:
+            raise CheckpointError(
+                f"{run_dir} already holds checkpoints; resume it or train into a fresh run directory"
+            )
+        path = ckpt.resolve_checkpoint(run_dir, "latest")
+        state = ckpt.load_training_state(path, "cpu")
+        try:
+            saved = parse_profile(state.profile_text, str(path / "profile.toml"))
+        except ProfileError as e:
+            raise CheckpointError(f"{path}/profile.toml is not a valid profile: {e.problems[0]}") from None
+        bad = [m for m in diff(saved, profile) if m.severity == "incompatible"]
+        if bad:
+            what = ", ".join(f"{m.key} ({m.saved!r} -> {m.current!r})" for m in bad)
+            raise CheckpointError(
+                f"cannot resume {run_dir}: {what} changed since the checkpoint, so its weights "
+                "cannot be loaded; train into a fresh run directory"
+            )
+        ckpt.load_into(model, state.model, path / "model.safetensors")
+        if ema is not None:
+            if state.ema is not None:
+                ckpt.load_into(ema.module, state.ema, path / "ema.safetensors")
+            else:
+                ema.module.load_state_dict(model.state_dict())
+                log("the checkpoint has no EMA weights; the EMA starts from the current weights", "info")
+        load_optimizer_state(optimizer, state.optimizer, profile.train, path)
+        set_rng_state(state.optimizer.get("rng", {}), path)
+        point = resume_point(state.state, path, stopper)
+        pos, carry = point.pos, None
+        if pos.pass_ > 0:
+            key = f"rank{dist.rank}."
+            if state.carry is not None and f"{key}z_H" in state.carry and point.world_size == dist.world_size:
+                carry = (state.carry[f"{key}z_H"], state.carry[f"{key}z_L"])
+            else:
+                log("the interrupted batch's carry cannot be restored here; that batch is skipped", "warning")
+                pos = Position(pos.epoch, pos.batch + 1, 0)
+        log(f"resumed from {path} (step {point.step})", "info")
+        return Resumed(point.step, pos, point.last_eval_step, point.elapsed_s, carry)
+
+    def restore_best(
+        self,
+        *,
+        stopper: EarlyStopper,
+        step: int,
+        model: nn.Module,
+        ema: EMA | None,
+        log: Callable[[str, str], None],
+    ) -> None:
+        """Load the best checkpoint's weights into the in-memory model (and EMA); files stay as written."""
+        best = stopper.best_step
+        if best <= 0 or best == step:
+            return
+        try:
+            path = ckpt.resolve_checkpoint(self.path, "best")
+        except CheckpointError:
+            return
+        state = ckpt.load_training_state(path, "cpu")
+        ckpt.load_into(model, state.model, path / "model.safetensors")
+        if ema is not None and state.ema is not None:
+            ckpt.load_into(ema.module, state.ema, path / "ema.safetensors")
+        log(
+            f"restored the best weights (step {best}, val loss {stopper.best_val_loss:.4f}) "
+            f"into memory; `best` points at {path.name}",
+            "info",
+        )
