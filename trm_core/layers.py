@@ -122,9 +122,9 @@ class Attention(nn.Module):
         else:
             k_cache, v_cache = kv
             if isinstance(index, int):
-                k_cache[:, :, index : index + T] = k
-                v_cache[:, :, index : index + T] = v
-                k, v = k_cache[:, :, : index + T], v_cache[:, :, : index + T]
+                k_cache.narrow(2, index, T).copy_(k)
+                v_cache.narrow(2, index, T).copy_(v)
+                k, v = k_cache.narrow(2, 0, index + T), v_cache.narrow(2, 0, index + T)
             else:
                 assert index is not None
                 k_cache.index_copy_(2, index, k.to(k_cache.dtype))

@@ -78,6 +78,11 @@ class KVCache:
         self.pos_t = torch.zeros(1, dtype=torch.long, device=device)
         self.pos = 0
         self.has_padding = False
+        # the per-layer (k, v) views of every net call, made once: slots() runs for every call
+        self._slots = [
+            [(self.k[i], self.v[i]) for i in range(first, first + num_layers)]
+            for first in range(0, num_slots, num_layers)
+        ]
 
     def reset(self) -> None:
         """Forget every position (the K/V memory is kept and overwritten)."""
@@ -99,8 +104,7 @@ class KVCache:
 
     def slots(self, step: int, call: int) -> list[KVSlot]:
         """The per-layer (k, v) views for one net call of one supervision step."""
-        first = (step * self.calls_per_step + call) * self.num_layers
-        return [(self.k[i], self.v[i]) for i in range(first, first + self.num_layers)]
+        return self._slots[step * self.calls_per_step + call]
 
 
 class CausalLM(nn.Module):
