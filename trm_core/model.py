@@ -66,7 +66,6 @@ class KVCache:
         self.batch_size, self.max_len = batch_size, max_len
         self.supervision_steps = supervision_steps
         self.calls_per_step = calls_per_step
-        self.num_layers = num_layers
         num_slots = supervision_steps * calls_per_step * num_layers
         shape = (num_slots, batch_size, num_heads, max_len, head_dim)
         # zeros, not empty: masked keys still enter the matmul, and 0 * NaN garbage would be NaN
@@ -236,11 +235,11 @@ class CausalLM(nn.Module):
     ) -> Tensor:
         """All supervision steps for the new positions; each net call reads/writes its own slot.
 
-        A boolean `mask` (True = attend) becomes an additive one here, once: SDPA would otherwise
+        The boolean `mask` (True = attend) becomes an additive one here, once: SDPA would otherwise
         convert it again in every one of the H*(L+1)*layers*S attention calls of this token.
         """
         x = self.embed(input_ids)
-        if mask is not None and mask.dtype == torch.bool:
+        if mask is not None:
             mask = torch.zeros(
                 mask.shape, dtype=self._attention_dtype(x.device), device=x.device
             ).masked_fill_(~mask, float("-inf"))
