@@ -8,14 +8,13 @@ trailing `.0` normalised), so "#### 1,200" and "#### 1200.0" agree. A generation
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .atomic import write_text_atomic
 from .data import Example, extract_answer, format_prompt
 
 __all__ = ["EvalResult", "evaluate", "default_batch_size", "write_samples", "STOP", "BatchGenerator"]
@@ -139,13 +138,4 @@ def write_samples(path: str | Path, samples: Sequence[dict[str, Any]]) -> Path:
     """Write one JSON object per line, atomically (a crash never leaves half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for sample in samples:
-                f.write(json.dumps(sample) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, "".join(json.dumps(sample) + "\n" for sample in samples), fsync=False)

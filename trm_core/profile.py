@@ -376,21 +376,10 @@ def load_profile(path: str | Path) -> Profile:
 
 def save_profile_text(path: str | Path, text: str) -> Profile:
     """Validate `text` and write it atomically, byte for byte (comments kept). Returns the profile."""
-    import os
-    import tempfile
+    from .atomic import write_text_atomic
 
-    path = Path(path)
     profile = parse_profile(text, str(path))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
     return profile
 
 

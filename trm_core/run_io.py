@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
+from .atomic import write_text_atomic
 from .distributed import DistInfo
 from .ema import EMA
 from .errors import CheckpointError
@@ -115,10 +116,8 @@ class RunFiles:
     def write_profile(self) -> None:
         """The profile text as trained, replaced atomically as profile.toml."""
         path = self.path / "profile.toml"
-        tmp = path.with_name(".profile.toml.tmp")
         try:
-            tmp.write_text(self.profile.to_toml(), encoding="utf-8")
-            os.replace(tmp, path)
+            write_text_atomic(path, self.profile.to_toml(), fsync=False)  # checkpoints hold it too
         except OSError as e:
             raise CheckpointError(f"could not write {path}: {e.strerror}") from None
 

@@ -17,7 +17,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from trm_core.profile import Profile, ProfileError, load_profile, parse_profile, save_profile_text, set_value
+from trm_core.atomic import write_text_atomic
+from trm_core.profile import Profile, ProfileError, load_profile, save_profile_text, set_value
 
 from ..messages import ParamsCounted
 from ..widgets.profile_editor import ProfileEditor
@@ -257,16 +258,14 @@ class ProfilesPane(Horizontal):
         return {p.stem for p in self.paths}
 
     def _write_new(self, name: str, text: str) -> None:
+        # a template or copy that is invalid still gets written: the user fixes it in the editor
         try:
             text = set_value(text, "name", name)
-            parse_profile(text)  # a template or copy that is invalid still gets written: the user fixes it
-        except ProfileError:
-            pass
         except Exception:  # noqa: BLE001 — tomlkit cannot parse broken TOML; keep the text as is
             pass
         path = self.tapp.profiles_dir / f"{name}.toml"
         self.tapp.profiles_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)
         self.reload(select=path)
         self.editor.text_area.focus()
 
@@ -304,7 +303,7 @@ class ProfilesPane(Horizontal):
                 text = set_value(text, "name", name)
             except Exception:  # noqa: BLE001 — broken TOML: rename the file only
                 pass
-            new.write_text(text, encoding="utf-8")
+            write_text_atomic(new, text)
             old.unlink()
             self.params.pop(old, None)
             self.current = None
