@@ -59,6 +59,16 @@ def write_profile(dst: Path, **changes: Any) -> Path:
     return dst
 
 
+def endless_profile(tmp_path: Path) -> Path:
+    """A run that trains until it is killed: no step limit, no evaluation or checkpoint on the way."""
+    return write_profile(
+        tmp_path / "crash.toml",
+        train__max_steps=100_000,
+        train__eval_every=100_000,
+        train__checkpoint_every=100_000,
+    )
+
+
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = 90) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -220,12 +230,7 @@ def test_kill9_during_a_checkpoint_save(where: str, server: CliServer, tmp_path:
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_a_checkpoint(sig: int, code: int, server: CliServer, tmp_path: Path) -> None:
-    prof = write_profile(
-        tmp_path / "crash.toml",
-        train__max_steps=100_000,
-        train__eval_every=100_000,
-        train__checkpoint_every=100_000,
-    )
+    prof = endless_profile(tmp_path)
     run = tmp_path / "run"
     proc = server.start(["train", str(prof), "--run-dir", str(run)], cwd=tmp_path)
     wait_for(lambda: has_step_event(run), "the first step")
@@ -372,12 +377,7 @@ def math_inf() -> float:
 
 
 def test_second_trainer_on_a_run_refuses_naming_the_pid(server: CliServer, tmp_path: Path) -> None:
-    prof = write_profile(
-        tmp_path / "crash.toml",
-        train__max_steps=100_000,
-        train__eval_every=100_000,
-        train__checkpoint_every=100_000,
-    )
+    prof = endless_profile(tmp_path)
     run = tmp_path / "run"
     first = server.start(["train", str(prof), "--run-dir", str(run)], cwd=tmp_path)
     try:
