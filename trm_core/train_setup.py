@@ -108,12 +108,11 @@ def build_train_setup(
     # Data and tokenizer first: a missing dataset must fail before the run dir exists.
     tokenizer = build_tokenizer(p.tokenizer.name)
     train_ds, val_ds = build_datasets(p, tokenizer)
-    world = world_size
-    batches_per_epoch = num_batches(train_ds, t.batch_size, world)
+    batches_per_epoch = num_batches(train_ds, t.batch_size, world_size)
     if batches_per_epoch <= 0:
         raise DataError(
             f"{len(train_ds)} training examples are too few for one batch of {t.batch_size}"
-            + (f" on each of {world} processes" if world > 1 else "")
+            + (f" on each of {world_size} processes" if world_size > 1 else "")
         )
     data = TrainData(train_ds, val_ds, t.batch_size, t.seed, rank, world_size, batches_per_epoch)
 
