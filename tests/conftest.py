@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from .cli_harness import CORPUS, CliServer, cli_env
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -54,3 +57,30 @@ def gpt2_dir(shared_dir: Path) -> Path:
     if not (d / "vocab.json").is_file():
         pytest.skip(f"{d}/vocab.json is absent")
     return d
+
+
+# --------------------------------------------------------------------------- the CLI harness (tests/cli_harness.py)
+# Session-scoped: one server and one trained run per process (per xdist worker), shared by
+# test_bad_inputs, test_crash_safety and test_no_code_exec; each is built only if a test asks for it.
+
+
+@pytest.fixture(scope="session")
+def cli_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliServer]:
+    base = tmp_path_factory.mktemp("cli-server")
+    server = CliServer(cli_env(base), base)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """profiles/good.toml trained for 2 steps (checkpoints at 1 and 2, EMA on); copy it, never touch it."""
+    from trm_core import checkpoint as ckpt
+    from trm_core.profile import load_profile
+    from trm_core.train import Trainer
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    done = Trainer(load_profile(CORPUS / "profiles" / "good.toml"), run).run()
+    assert done.reason == "finished", done.message
+    assert ckpt.resolve_checkpoint(run, "best") == ckpt.resolve_checkpoint(run, "latest")
+    return run

@@ -26,27 +26,9 @@ from trm_core.events import read_events
 from trm_core.profile import load_profile, set_value
 from trm_core.train import Trainer
 
-from .test_bad_inputs import (
-    CORPUS,
-    CliServer,
-    assert_one_sentence,
-    changes,
-    shared_cli_server,
-    shared_trained_run,
-    snapshot,
-)
+from .cli_harness import CORPUS, CliServer, assert_one_sentence, changes, snapshot
 
 CKPT_FILES = {"model.safetensors", "ema.safetensors", "optimizer.pt", "state.json", "profile.toml"}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> CliServer:
-    return shared_cli_server(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_trained_run(tmp_path_factory)
 
 
 def write_profile(dst: Path, **changes: Any) -> Path:
@@ -115,10 +97,10 @@ def assert_no_leftovers(run: Path) -> None:
 # --------------------------------------------------------------------------- kill -9
 
 
-def test_kill9_while_training_then_resume(server: CliServer, tmp_path: Path) -> None:
+def test_kill9_while_training_then_resume(cli_server: CliServer, tmp_path: Path) -> None:
     prof = write_profile(tmp_path / "crash.toml", train__max_steps=30, train__eval_every=1000)
     run = tmp_path / "run"
-    proc = server.start(["train", str(prof), "--run-dir", str(run)], cwd=tmp_path)
+    proc = cli_server.start(["train", str(prof), "--run-dir", str(run)], cwd=tmp_path)
     wait_for(lambda: latest_step(run) >= 3, "a third checkpoint")
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait().returncode == -signal.SIGKILL
@@ -126,7 +108,7 @@ def test_kill9_while_training_then_resume(server: CliServer, tmp_path: Path) -> 
     assert step >= latest_step(run) - 1 >= 2  # `latest` lags only when killed between rename and pointer move
     assert (run / ".lock").read_text().strip() == str(proc.pid)  # the dead trainer's lock is still there
 
-    done = server.run(["train", str(prof), "--run-dir", str(run), "--resume"], cwd=tmp_path)
+    done = cli_server.run(["train", str(prof), "--run-dir", str(run), "--resume"], cwd=tmp_path)
     assert done.returncode == 0, (done.stdout + done.stderr).decode()
     logs = [e.message for e in read_events(run / "metrics.jsonl", 0)[0] if e.kind == "log"]
     assert any("took over a stale lock" in m and str(proc.pid) in m for m in logs), logs
@@ -135,7 +117,7 @@ def test_kill9_while_training_then_resume(server: CliServer, tmp_path: Path) -> 
     assert_no_leftovers(run)
 
 
-def test_kill9_at_random_moments(server: CliServer, tmp_path: Path) -> None:
+def test_kill9_at_random_moments(cli_server: CliServer, tmp_path: Path) -> None:
     """Ten SIGKILLs at random moments of a run that checkpoints every step (so many land mid-save)."""
     prof = write_profile(tmp_path / "crash.toml", train__max_steps=100_000, train__eval_every=3)
     run = tmp_path / "run"
@@ -145,7 +127,7 @@ def test_kill9_at_random_moments(server: CliServer, tmp_path: Path) -> None:
     for i in range(10):
         before = latest_step(run)
         args = ["train", str(prof), "--run-dir", str(run)] + (["--resume"] if before else [])
-        proc = server.start(args, cwd=tmp_path)
+        proc = cli_server.start(args, cwd=tmp_path)
         wait_for(lambda b=before: latest_step(run) > b, f"progress after kill {i}")
         time.sleep(rng.uniform(0.0, 0.25))
         os.kill(proc.pid, signal.SIGKILL)
@@ -202,11 +184,11 @@ elif WHERE == "before-pointer":
 
 
 @pytest.mark.parametrize("where", ["mid-file", "before-rename", "before-pointer"])
-def test_kill9_during_a_checkpoint_save(where: str, server: CliServer, tmp_path: Path) -> None:
+def test_kill9_during_a_checkpoint_save(where: str, cli_server: CliServer, tmp_path: Path) -> None:
     prof = write_profile(tmp_path / "crash.toml", train__max_steps=3, train__eval_every=1000)
     run, marker = tmp_path / "run", tmp_path / "in-save"
     hook = f"RUN, MARKER, WHERE = {str(run)!r}, {str(marker)!r}, {where!r}\n" + _HANG_HOOK
-    proc = server.start(["train", str(prof), "--run-dir", str(run)], cwd=tmp_path, hook=hook)
+    proc = cli_server.start(["train", str(prof), "--run-dir", str(run)], cwd=tmp_path, hook=hook)
     try:
         wait_for(marker.exists, f"the trainer to hang {where}")
         first = snapshot(ckpt.resolve_checkpoint(run, "latest"))
@@ -219,7 +201,7 @@ def test_kill9_during_a_checkpoint_save(where: str, server: CliServer, tmp_path:
     leftovers = [p.name for p in ckpt.checkpoints_dir(run).iterdir() if p.name.startswith(".tmp-")]
     assert bool(leftovers) == (where != "before-pointer")  # the half-written save is hidden, not pointed to
 
-    done = server.run(["train", str(prof), "--run-dir", str(run), "--resume"], cwd=tmp_path)
+    done = cli_server.run(["train", str(prof), "--run-dir", str(run), "--resume"], cwd=tmp_path)
     assert done.returncode == 0, (done.stdout + done.stderr).decode()
     assert assert_consistent(run) == 3
     assert_no_leftovers(run)
@@ -229,10 +211,10 @@ def test_kill9_during_a_checkpoint_save(where: str, server: CliServer, tmp_path:
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_saves_a_checkpoint(sig: int, code: int, server: CliServer, tmp_path: Path) -> None:
+def test_signal_saves_a_checkpoint(sig: int, code: int, cli_server: CliServer, tmp_path: Path) -> None:
     prof = endless_profile(tmp_path)
     run = tmp_path / "run"
-    proc = server.start(["train", str(prof), "--run-dir", str(run)], cwd=tmp_path)
+    proc = cli_server.start(["train", str(prof), "--run-dir", str(run)], cwd=tmp_path)
     wait_for(lambda: has_step_event(run), "the first step")
     os.kill(proc.pid, sig)
     done = proc.wait()
@@ -278,12 +260,12 @@ FAULTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_disk_full_keeps_the_previous_checkpoint(
     fault: str,
-    trained: Path,
+    trained_run: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    run = shutil.copytree(trained, tmp_path / "run", symlinks=True)
+    run = shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
     before = snapshot(ckpt.checkpoints_dir(run))
     prof = tmp_path / "good.toml"
     prof.write_text(set_value((CORPUS / "profiles" / "good.toml").read_text(), "train.max_steps", 4))
@@ -319,7 +301,7 @@ def _train_copy(trained: Path, tmp_path: Path, **changes: Any) -> tuple[Any, lis
     return done, events, run
 
 
-def test_inf_loss_once_is_skipped(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inf_loss_once_is_skipped(trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from trm_core.model import CausalLM
 
     real, calls = CausalLM.loss, {"n": 0}
@@ -330,14 +312,16 @@ def test_inf_loss_once_is_skipped(trained: Path, tmp_path: Path, monkeypatch: py
         return out + math_inf() if calls["n"] == 1 else out
 
     monkeypatch.setattr(CausalLM, "loss", once_inf)
-    done, events, run = _train_copy(trained, tmp_path, train__max_steps=4)
+    done, events, run = _train_copy(trained_run, tmp_path, train__max_steps=4)
     assert done.reason == "finished" and done.step == 4, done.message
     warnings = [e.message for e in events if e.kind == "log" and e.level == "warning"]
     assert any("the loss is inf; skipped the update (1 of 5 in a row)" in w for w in warnings), warnings
     assert assert_consistent(run) == 4
 
 
-def test_nan_gradient_norm_is_skipped(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nan_gradient_norm_is_skipped(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real, calls = torch.nn.utils.clip_grad_norm_, {"n": 0}
 
     def once_nan(params: Any, max_norm: float, *a: Any, **kw: Any) -> torch.Tensor:
@@ -346,20 +330,20 @@ def test_nan_gradient_norm_is_skipped(trained: Path, tmp_path: Path, monkeypatch
         return torch.tensor(float("nan")) if calls["n"] == 1 else norm
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", once_nan)
-    done, events, _ = _train_copy(trained, tmp_path, train__max_steps=4)
+    done, events, _ = _train_copy(trained_run, tmp_path, train__max_steps=4)
     assert done.reason == "finished" and done.step == 4
     assert any("the gradient norm is nan" in e.message for e in events if e.kind == "log")
 
 
 def test_bad_steps_in_a_row_stop_with_the_last_good_checkpoint(
-    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from trm_core.model import CausalLM
 
     real = CausalLM.loss
     monkeypatch.setattr(CausalLM, "loss", lambda self, h, y, **kw: real(self, h, y) + math_inf())
-    before = snapshot(trained / "checkpoints")
-    done, events, run = _train_copy(trained, tmp_path, train__max_steps=10, train__max_bad_steps=3)
+    before = snapshot(trained_run / "checkpoints")
+    done, events, run = _train_copy(trained_run, tmp_path, train__max_steps=10, train__max_bad_steps=3)
     assert done.reason == "error" and done.step == 2
     assert "training stopped: 3 non-finite losses in a row" in done.message
     assert "the last good checkpoint is" in done.message and "step-0000002" in done.message
@@ -376,14 +360,14 @@ def math_inf() -> float:
 # --------------------------------------------------------------------------- one writer per run
 
 
-def test_second_trainer_on_a_run_refuses_naming_the_pid(server: CliServer, tmp_path: Path) -> None:
+def test_second_trainer_on_a_run_refuses_naming_the_pid(cli_server: CliServer, tmp_path: Path) -> None:
     prof = endless_profile(tmp_path)
     run = tmp_path / "run"
-    first = server.start(["train", str(prof), "--run-dir", str(run)], cwd=tmp_path)
+    first = cli_server.start(["train", str(prof), "--run-dir", str(run)], cwd=tmp_path)
     try:
         wait_for(lambda: has_step_event(run), "the first trainer's first step")
         metrics_before = (run / "metrics.jsonl").read_bytes()
-        second = server.run(["train", str(prof), "--run-dir", str(run)], cwd=tmp_path)
+        second = cli_server.run(["train", str(prof), "--run-dir", str(run)], cwd=tmp_path)
         line = assert_one_sentence(second.stderr.decode())
         assert second.returncode == 1
         assert f"is being trained by another process (pid {first.pid})" in line, line
@@ -397,9 +381,9 @@ def test_second_trainer_on_a_run_refuses_naming_the_pid(server: CliServer, tmp_p
     assert_no_leftovers(run)
 
 
-def test_resume_after_a_torn_metrics_line(trained: Path, tmp_path: Path) -> None:
+def test_resume_after_a_torn_metrics_line(trained_run: Path, tmp_path: Path) -> None:
     """A crash mid-line must not swallow the next run's first event (it would glue onto the torn line)."""
-    run = shutil.copytree(trained, tmp_path / "run", symlinks=True)
+    run = shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"kind": "step", "step": 3, "lo')
     done = Trainer(load_profile(CORPUS / "profiles" / "good.toml"), run, max_steps=3).run()

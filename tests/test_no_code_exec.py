@@ -21,26 +21,7 @@ from hypothesis import strategies as st
 from trm_core import checkpoint as ckpt
 from trm_core.calculator import safe_eval
 
-from .test_bad_inputs import (
-    CORPUS,
-    CliServer,
-    assert_one_sentence,
-    changes,
-    shared_cli_server,
-    shared_trained_run,
-    snapshot,
-)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> CliServer:
-    return shared_cli_server(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_trained_run(tmp_path_factory)
-
+from .cli_harness import CORPUS, CliServer, assert_one_sentence, changes, snapshot
 
 # --------------------------------------------------------------------------- pickles in checkpoints
 
@@ -105,11 +86,11 @@ def test_planted_pickle_is_refused_and_never_runs(
     command: str,
     payload: str,
     state: dict[str, Any],
-    trained: Path,
-    server: CliServer,
+    trained_run: Path,
+    cli_server: CliServer,
     tmp_path: Path,
 ) -> None:
-    run = shutil.copytree(trained, tmp_path / "run", symlinks=True)
+    run = shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
     latest = ckpt.resolve_checkpoint(run, "latest")
     marker = tmp_path / "pwned"
     plant(latest / target, payload, marker)
@@ -124,7 +105,7 @@ def test_planted_pickle_is_refused_and_never_runs(
         if target == "model.safetensors":
             args.append("--raw-weights")  # the EMA weights are the default
     before = snapshot(tmp_path)
-    done = server.run(args, cwd=tmp_path)
+    done = cli_server.run(args, cwd=tmp_path)
     err = done.stderr.decode("utf-8", "replace")
     assert not marker.exists(), "the pickle ran"
     assert done.returncode == 1, err
@@ -133,12 +114,14 @@ def test_planted_pickle_is_refused_and_never_runs(
     assert changes(before, snapshot(tmp_path)) == []
 
 
-def test_generate_never_reads_the_optimizer_state(trained: Path, server: CliServer, tmp_path: Path) -> None:
+def test_generate_never_reads_the_optimizer_state(
+    trained_run: Path, cli_server: CliServer, tmp_path: Path
+) -> None:
     """Inference needs weights only: a poisoned optimizer.pt is never opened (so it cannot run)."""
-    run = shutil.copytree(trained, tmp_path / "run", symlinks=True)
+    run = shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
     marker = tmp_path / "pwned"
     plant(ckpt.resolve_checkpoint(run, "latest") / "optimizer.pt", "exec", marker)
-    done = server.run(["generate", str(run), "--prompt", "What is 2+3?"], cwd=tmp_path)
+    done = cli_server.run(["generate", str(run), "--prompt", "What is 2+3?"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr.decode()
     assert not marker.exists()
 
