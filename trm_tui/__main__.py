@@ -10,8 +10,24 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import MutableMapping
+
+# libgomp (torch's CPU thread pool) spins 300,000 times before an idle thread sleeps. With two
+# torch processes on a small machine (the app training while a headless run trains or evaluates),
+# each process's spinning threads steal the cores the other needs: two quickstart trainings on 2
+# cores ran at 2.5k-5k tokens/s each instead of ~10k. 20,000 spins keeps the short gaps between
+# ops (the one-token decode step) busy-waited, so a lone process is as fast as before.
+# libgomp reads it once, when torch loads, so it is set before anything imports torch.
+# Measured on 2 cores, see docs/perf-notes.md ("OpenMP spin"). A user's own setting wins.
+GOMP_SPINCOUNT = "20000"
 
 COMMANDS = ["app", "check", "tokenize", "train", "generate", "eval", "bench", "runs"]
+
+
+def tune_openmp(environ: MutableMapping[str, str]) -> None:
+    """Shorter OpenMP spin-waiting (GOMP_SPINCOUNT), unless the user set how OpenMP waits."""
+    if "OMP_WAIT_POLICY" not in environ:
+        environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    tune_openmp(os.environ)
     parser = build_parser()
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["app", *argv]  # `trm-tui --runs-dir X` opens the app
