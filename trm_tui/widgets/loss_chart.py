@@ -130,7 +130,8 @@ def render_chart(
     if y1 - y0 < 1e-12:
         y0, y1 = y0 - 0.5, y1 + 0.5
     pad = (y1 - y0) * 0.05
-    y0, y1 = y0 - pad, y1 + pad
+    # a loss is never negative: on a linear axis the margin below stops at 0 (no "-0.011" label)
+    y0, y1 = (max(0.0, y0 - pad) if y0 >= 0 and not log_scale else y0 - pad), y1 + pad
     dots_w, dots_h = plot_w * 2, plot_h * 4
     grid = [[0] * plot_w for _ in range(plot_h)]
     owner = [[0] * plot_w for _ in range(plot_h)]  # 1 train, 2 val (val wins)

@@ -1,0 +1,25 @@
+"""The loss chart's axis (pure rendering, no app)."""
+
+from __future__ import annotations
+
+from trm_tui.widgets.loss_chart import render_chart
+
+
+def _axis_labels(text: str) -> list[float]:
+    return [float(line.split("┤")[0]) for line in text.splitlines() if "┤" in line]
+
+
+def test_linear_axis_never_goes_below_zero_for_a_loss() -> None:
+    # the quickstart curve: 5.9 down to 0.06; a 5% margin below would label the bottom row -0.011
+    train = [(float(i), 5.9 * 0.93**i + 0.06) for i in range(0, 600, 5)]
+    val = [(float(i), 5.9 * 0.93**i + 0.08) for i in range(50, 601, 50)]
+    labels = _axis_labels(render_chart(train, val, 48, 14).plain)
+    assert len(labels) == 3
+    assert labels == sorted(labels, reverse=True)
+    assert 0.0 <= labels[-1] < 0.5 and labels[0] > 5.5
+
+
+def test_negative_values_keep_their_margin() -> None:
+    pts = [(0.0, -1.0), (1.0, 1.0)]
+    labels = _axis_labels(render_chart(pts, [], 48, 14).plain)
+    assert labels[-1] < -0.9
