@@ -28,8 +28,10 @@ TINY_SETTINGS = {
     "data.val_size": 16,
     "data.max_length": 128,
     "train.batch_size": 8,
-    "train.max_steps": 100000,  # never ends on its own: the test stops it with F6, so a poll
-    "early_stopping.enabled": False,  # always sees the counter mid-run, however fast the machine
+    # never ends on its own (the test stops it with F6), so a poll always sees the counter
+    # mid-run, however fast the machine: a 40-step run could finish before the first poll
+    "train.max_steps": 100000,
+    "early_stopping.enabled": False,
     "train.warmup_steps": 2,
     "train.eval_every": 10,
     "train.checkpoint_every": 10,

@@ -15,8 +15,9 @@ from collections.abc import MutableMapping
 # libgomp (torch's CPU thread pool) spins 300,000 times before an idle thread sleeps. With two
 # torch processes on a small machine (the app training while a headless run trains or evaluates),
 # each process's spinning threads steal the cores the other needs: two quickstart trainings on 2
-# cores ran at 2.5k-5k tokens/s each instead of ~10k. 20,000 spins keeps the short gaps between
-# ops (the one-token decode step) busy-waited, so a lone process is as fast as before.
+# cores ran at 2.5k-6.9k tokens/s each (~20k alone), and at 7.1k-7.8k with 20,000 spins. Fewer
+# spins (or OMP_WAIT_POLICY=PASSIVE) made the one-token decode step 4x slower; 20,000 keeps its
+# short gaps between ops busy-waited, so a lone process is as fast as before.
 # libgomp reads it once, when torch loads, so it is set before anything imports torch.
 # Measured on 2 cores, see docs/perf-notes.md ("OpenMP spin"). A user's own setting wins.
 GOMP_SPINCOUNT = "20000"

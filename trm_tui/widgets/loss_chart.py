@@ -131,7 +131,8 @@ def render_chart(
         y0, y1 = y0 - 0.5, y1 + 0.5
     pad = (y1 - y0) * 0.05
     # a loss is never negative: on a linear axis the margin below stops at 0 (no "-0.011" label)
-    y0, y1 = (max(0.0, y0 - pad) if y0 >= 0 and not log_scale else y0 - pad), y1 + pad
+    floor = 0.0 if y0 >= 0 and not log_scale else -math.inf
+    y0, y1 = max(floor, y0 - pad), y1 + pad
     dots_w, dots_h = plot_w * 2, plot_h * 4
     grid = [[0] * plot_w for _ in range(plot_h)]
     owner = [[0] * plot_w for _ in range(plot_h)]  # 1 train, 2 val (val wins)
