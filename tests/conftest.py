@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from .cli_harness import CORPUS, CliServer, cli_env
+from .cli_harness import CORPUS, REPO, CliServer, cli_env
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 

@@ -18,6 +18,7 @@ from trm_core.errors import CheckpointError
 from trm_core.model import build_model
 from trm_core.profile import parse_profile
 
+from .cli_harness import copy_run
 from .test_train import tiny_profile, tiny_text, train
 
 
@@ -78,11 +79,7 @@ def test_tied_weights_saved_once_and_restored_tied(tmp_path):
 
 
 def _copy(trained: Path, tmp_path: Path) -> Path:
-    import shutil
-
-    dst = tmp_path / "run"
-    shutil.copytree(trained, dst, symlinks=True)
-    return dst
+    return copy_run(trained, tmp_path / "run")
 
 
 def test_corrupt_missing_and_newer_are_refused(trained, tmp_path):

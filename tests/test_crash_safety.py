@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import random
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from trm_core.events import read_events
 from trm_core.profile import load_profile, set_value
 from trm_core.train import Trainer
 
-from .cli_harness import CORPUS, CliServer, assert_one_sentence, changes, snapshot
+from .cli_harness import CORPUS, CliServer, assert_one_sentence, changes, copy_run, snapshot
 
 CKPT_FILES = {"model.safetensors", "ema.safetensors", "optimizer.pt", "state.json", "profile.toml"}
 
@@ -265,7 +264,7 @@ def test_disk_full_keeps_the_previous_checkpoint(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    run = shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
+    run = copy_run(trained_run, tmp_path / "run")
     before = snapshot(ckpt.checkpoints_dir(run))
     prof = tmp_path / "good.toml"
     prof.write_text(set_value((CORPUS / "profiles" / "good.toml").read_text(), "train.max_steps", 4))
@@ -290,7 +289,7 @@ def test_disk_full_keeps_the_previous_checkpoint(
 
 
 def _train_copy(trained: Path, tmp_path: Path, **changes: Any) -> tuple[Any, list[Any], Path]:
-    run = shutil.copytree(trained, tmp_path / "run", symlinks=True)
+    run = copy_run(trained, tmp_path / "run")
     text = (CORPUS / "profiles" / "good.toml").read_text()
     for key, value in changes.items():
         text = set_value(text, key.replace("__", "."), value)
@@ -383,7 +382,7 @@ def test_second_trainer_on_a_run_refuses_naming_the_pid(cli_server: CliServer, t
 
 def test_resume_after_a_torn_metrics_line(trained_run: Path, tmp_path: Path) -> None:
     """A crash mid-line must not swallow the next run's first event (it would glue onto the torn line)."""
-    run = shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
+    run = copy_run(trained_run, tmp_path / "run")
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"kind": "step", "step": 3, "lo')
     done = Trainer(load_profile(CORPUS / "profiles" / "good.toml"), run, max_steps=3).run()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
 import sys
 import threading
 import time
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 from trm_core import checkpoint as ckpt
 from trm_core.calculator import safe_eval
 
-from .cli_harness import CORPUS, CliServer, assert_one_sentence, changes, snapshot
+from .cli_harness import CORPUS, CliServer, assert_one_sentence, changes, copy_run, snapshot
 
 # --------------------------------------------------------------------------- pickles in checkpoints
 
@@ -90,7 +89,7 @@ def test_planted_pickle_is_refused_and_never_runs(
     cli_server: CliServer,
     tmp_path: Path,
 ) -> None:
-    run = shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
+    run = copy_run(trained_run, tmp_path / "run")
     latest = ckpt.resolve_checkpoint(run, "latest")
     marker = tmp_path / "pwned"
     plant(latest / target, payload, marker)
@@ -118,7 +117,7 @@ def test_generate_never_reads_the_optimizer_state(
     trained_run: Path, cli_server: CliServer, tmp_path: Path
 ) -> None:
     """Inference needs weights only: a poisoned optimizer.pt is never opened (so it cannot run)."""
-    run = shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
+    run = copy_run(trained_run, tmp_path / "run")
     marker = tmp_path / "pwned"
     plant(ckpt.resolve_checkpoint(run, "latest") / "optimizer.pt", "exec", marker)
     done = cli_server.run(["generate", str(run), "--prompt", "What is 2+3?"], cwd=tmp_path)

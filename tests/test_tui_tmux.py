@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,31 +49,25 @@ def _capture(session: str) -> str:
     return _tmux("capture-pane", "-p", "-t", session)
 
 
-def _wait_step(session: str, minimum: int, timeout: float) -> int:
-    """The Train tab's step counter, once it reads at least `minimum`."""
-    end = time.monotonic() + timeout
-    screen = ""
-    while time.monotonic() < end:
-        screen = _capture(session)
-        m = re.search(r"step (\d+)/100000", screen)
-        if m and int(m.group(1)) >= minimum:
-            return int(m.group(1))
-        time.sleep(0.3)
-    raise AssertionError(
-        f"the step counter did not reach {minimum} within {timeout:.0f} s; the screen:\n{screen}"
-    )
-
-
-def _wait_screen(session: str, pattern: str, timeout: float) -> re.Match[str]:
+def _wait_screen(
+    session: str, pattern: str, timeout: float, accept: Callable[[re.Match[str]], bool] = bool
+) -> re.Match[str]:
+    """The first match of `pattern` on the screen that `accept` takes, polled until `timeout`."""
     end = time.monotonic() + timeout
     screen = ""
     while time.monotonic() < end:
         screen = _capture(session)
         m = re.search(pattern, screen)
-        if m:
+        if m and accept(m):
             return m
         time.sleep(0.3)
     raise AssertionError(f"{pattern!r} did not appear within {timeout:.0f} s; the screen:\n{screen}")
+
+
+def _wait_step(session: str, minimum: int, timeout: float) -> int:
+    """The Train tab's step counter, once it reads at least `minimum`."""
+    m = _wait_screen(session, r"step (\d+)/100000", timeout, lambda m: int(m.group(1)) >= minimum)
+    return int(m.group(1))
 
 
 def _alive(session: str) -> bool:
