@@ -56,16 +56,16 @@ def run_cli(
 _SERVER = r"""
 import io, json, os, runpy, select, sys, traceback
 import torch, safetensors.torch, tomlkit, rich.console, rich.progress, rich.table  # the slow imports
-import trm_core.checkpoint, trm_core.train, trm_core.generate, trm_core.evaluate, trm_core.model, trm_core.data
+import trm_core.runs.checkpoint, trm_core.training.trainer, trm_core.generation.generator, trm_core.evaluation.evaluate, trm_core.model.lm, trm_core.data.batches
 import trm_tui.commands.check, trm_tui.commands.train, trm_tui.commands.generate, trm_tui.commands.eval
 
 # Warm up: the first training step and the first generation pay for lazy imports and kernel set-up
 # (seconds); paid once here, never again by the forked children. One thread: nothing to fork badly.
 torch.set_num_threads(1)
 from trm_core.profile import load_profile
-from trm_core.generate import Generator
+from trm_core.generation.generator import Generator
 warm = os.path.join(sys.argv[1], "warm-up-run")
-trm_core.train.Trainer(load_profile(sys.argv[2]), warm).run()
+trm_core.training.trainer.Trainer(load_profile(sys.argv[2]), warm).run()
 Generator.from_checkpoint(warm, device="cpu").generate("What is 2+3?", max_tokens=4)
 
 ENC = {n: (getattr(sys, n).encoding, getattr(sys, n).errors) for n in ("stdin", "stdout", "stderr")}

@@ -74,12 +74,12 @@ def cli_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliServer]:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """profiles/good.toml trained for 2 steps (checkpoints at 1 and 2, EMA on); copy it, never touch it."""
-    from trm_core import checkpoint as ckpt
     from trm_core.profile import load_profile
-    from trm_core.train import Trainer
+    from trm_core.runs.read import resolve_checkpoint
+    from trm_core.training.trainer import Trainer
 
     run = tmp_path_factory.mktemp("trained") / "run"
     done = Trainer(load_profile(CORPUS / "profiles" / "good.toml"), run).run()
     assert done.reason == "finished", done.message
-    assert ckpt.resolve_checkpoint(run, "best") == ckpt.resolve_checkpoint(run, "latest")
+    assert resolve_checkpoint(run, "best") == resolve_checkpoint(run, "latest")
     return run

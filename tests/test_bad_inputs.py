@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from trm_core import checkpoint as ckpt
+from trm_core.runs.read import FORMAT_VERSION, list_checkpoints, resolve_checkpoint
 
 from .cli_harness import CORPUS, CliServer, assert_one_sentence, changes, cli_env, copy_run, run_cli, snapshot
 
@@ -29,7 +29,7 @@ CASES: list[dict[str, Any]] = tomllib.loads((CORPUS / "cases.toml").read_text(en
 
 
 def _latest(run: Path) -> Path:
-    return ckpt.resolve_checkpoint(run, "latest")
+    return resolve_checkpoint(run, "latest")
 
 
 def _truncate(path: Path) -> None:
@@ -63,7 +63,7 @@ def _dangling_latest(run: Path) -> None:
 
 
 def _dangling_nothing_left(run: Path) -> None:
-    for _, p in ckpt.list_checkpoints(run):
+    for _, p in list_checkpoints(run):
         shutil.rmtree(p)
     (run / "checkpoints" / "best").unlink()
 
@@ -78,7 +78,7 @@ SETUPS: dict[str, Callable[[Path, Path], None]] = {
     "state_is_list": lambda run, tmp: (_latest(run) / "state.json").write_text("[1, 2, 3]"),
     "state_wrong_types": lambda run, tmp: _edit_state(run, step="two", epoch=[0], batch_in_epoch=None),
     "state_wrong_fields": lambda run, tmp: _edit_state(run, epoch=[0], batch_in_epoch=None),
-    "newer_format": lambda run, tmp: _edit_state(run, format_version=ckpt.FORMAT_VERSION + 1),
+    "newer_format": lambda run, tmp: _edit_state(run, format_version=FORMAT_VERSION + 1),
     "vocab_changed": lambda run, tmp: _edit_state(run, vocab_size=999),
     "foreign_arch": lambda run, tmp: _foreign_weights(run, same_names=False),
     "foreign_shapes": lambda run, tmp: _foreign_weights(run, same_names=True),

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from trm_core.bench import layer_passes, loss_pair, train_step_flops
-from trm_core.data import IGNORE_INDEX
-from trm_core.model import build_model
+from trm_core.bench.common import layer_passes, train_step_flops
+from trm_core.bench.train import loss_pair
+from trm_core.data.batches import IGNORE_INDEX
+from trm_core.model.lm import build_model
 from trm_core.profile import ModelConfig
 from trm_tui.__main__ import main
 
@@ -78,12 +79,12 @@ def test_unknown_section_is_a_user_error(capsys: pytest.CaptureFixture[str], tmp
 
 
 def test_packed_batches_are_full_and_shifted() -> None:
-    from trm_core.bench import _packed_batches
-    from trm_core.synthetic import generate_examples
-    from trm_core.tokenizer import build_tokenizer
+    from trm_core.bench.train import packed_batches
+    from trm_core.data.synthetic import generate_examples
+    from trm_core.data.tokenizers import build_tokenizer
 
     tok = build_tokenizer("byte")
-    batches = _packed_batches(generate_examples(3, seed=0), tok, 2, 64, 3)  # few problems: cycled
+    batches = packed_batches(generate_examples(3, seed=0), tok, 2, 64, 3)  # few problems: cycled
     assert len(batches) == 3
     for b in batches:
         assert b.input_ids.shape == b.labels.shape == (2, 64) and b.num_tokens == 128

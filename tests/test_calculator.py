@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trm_core.calculator import format_result, safe_eval
+from trm_core.generation.calculator import format_result, safe_eval
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from trm_core import checkpoint as ckpt
 from trm_core.errors import CheckpointError
-from trm_core.model import build_model
+from trm_core.model.lm import build_model
 from trm_core.profile import parse_profile
+from trm_core.runs.checkpoint import save_checkpoint
+from trm_core.runs.inference import load_for_inference
+from trm_core.runs.lock import acquire_lock
+from trm_core.runs.read import (
+    FORMAT_VERSION,
+    check_run_dir,
+    list_checkpoints,
+    load_training_state,
+    propose_fresh_run_dir,
+    read_state,
+    resolve_checkpoint,
+    saved_profile,
+)
 
 from .cli_harness import copy_run
 from .test_train import tiny_profile, tiny_text, train
@@ -33,9 +45,9 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_retention_and_pointers(trained):
-    steps = [s for s, _ in ckpt.list_checkpoints(trained)]
-    best = ckpt.resolve_checkpoint(trained, "best")
-    latest = ckpt.resolve_checkpoint(trained, "latest")
+    steps = [s for s, _ in list_checkpoints(trained)]
+    best = resolve_checkpoint(trained, "best")
+    latest = resolve_checkpoint(trained, "latest")
     assert latest.name == "step-0000012"
     assert steps[-2:] == [8, 12] and set(steps) <= {8, 12, int(best.name[5:])}
     for which in ("best", "latest"):
@@ -43,20 +55,20 @@ def test_retention_and_pointers(trained):
         assert link.is_symlink() and not os.path.isabs(os.readlink(link))
     assert not list((trained / "checkpoints").glob(".tmp-*"))
     assert (trained / "profile.toml").read_text() == (latest / "profile.toml").read_text()
-    assert ckpt.resolve_checkpoint(trained, "12") == latest
+    assert resolve_checkpoint(trained, "12") == latest
     with pytest.raises(CheckpointError, match="no checkpoint at step 3"):
-        ckpt.resolve_checkpoint(trained, "3")
+        resolve_checkpoint(trained, "3")
 
 
 def test_round_trip_weights_equal(trained):
-    latest = ckpt.resolve_checkpoint(trained, "latest")
-    raw = ckpt.load_training_state(latest)
-    loaded = ckpt.load_for_inference(trained, "latest", ema=False, device="cpu")
+    latest = resolve_checkpoint(trained, "latest")
+    raw = load_training_state(latest)
+    loaded = load_for_inference(trained, "latest", ema=False, device="cpu")
     assert loaded.step == 12 and loaded.tokenizer.spec == "byte"
     sd = loaded.model.state_dict()
     assert sd.keys() == raw.model.keys()
     assert all(torch.equal(sd[k], raw.model[k]) for k in sd)
-    ema = ckpt.load_for_inference(trained, "latest", ema=True, device="cpu")
+    ema = load_for_inference(trained, "latest", ema=True, device="cpu")
     assert not torch.equal(ema.model.embed_tokens.weight, loaded.model.embed_tokens.weight)
     assert raw.optimizer["optimizer"]["state"]  # Adam moments came back through weights_only
     assert isinstance(raw.optimizer["rng"]["torch"], torch.Tensor)
@@ -65,11 +77,11 @@ def test_round_trip_weights_equal(trained):
 def test_tied_weights_saved_once_and_restored_tied(tmp_path):
     p = tiny_profile()
     model = build_model(p.model, 258)
-    ckpt.save_checkpoint(
+    save_checkpoint(
         tmp_path, 1, model_state=model.state_dict(), ema_state=None, optimizer_payload={},
         state={}, profile_text=tiny_text(), is_best=True, keep_last=1,
     )  # fmt: skip
-    st = ckpt.load_training_state(tmp_path / "checkpoints" / "step-0000001")
+    st = load_training_state(tmp_path / "checkpoints" / "step-0000001")
     other = build_model(p.model, 258)
     other.load_state_dict(st.model)
     assert all(
@@ -84,23 +96,23 @@ def _copy(trained: Path, tmp_path: Path) -> Path:
 
 def test_corrupt_missing_and_newer_are_refused(trained, tmp_path):
     run = _copy(trained, tmp_path)
-    latest = ckpt.resolve_checkpoint(run, "latest")
+    latest = resolve_checkpoint(run, "latest")
     weights = latest / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="model.safetensors is truncated or corrupted"):
-        ckpt.load_for_inference(run, "latest", ema=False, device="cpu")
+        load_for_inference(run, "latest", ema=False, device="cpu")
     weights.unlink()
     with pytest.raises(CheckpointError, match="model.safetensors is missing"):
-        ckpt.load_training_state(latest)
+        load_training_state(latest)
     (latest / "optimizer.pt").write_bytes(b"not a zip")
     state = json.loads((latest / "state.json").read_text())
-    state["format_version"] = ckpt.FORMAT_VERSION + 1
+    state["format_version"] = FORMAT_VERSION + 1
     (latest / "state.json").write_text(json.dumps(state))
     with pytest.raises(CheckpointError, match="newer trm-tui"):
-        ckpt.load_for_inference(run, "latest", device="cpu")
+        load_for_inference(run, "latest", device="cpu")
     (latest / "state.json").write_text("{trunc")
     with pytest.raises(CheckpointError, match="state.json is truncated or corrupted"):
-        ckpt.read_state(latest)
+        read_state(latest)
 
 
 class _Evil:
@@ -113,11 +125,11 @@ class _Evil:
 
 def test_malicious_optimizer_pickle_is_refused(trained, tmp_path):
     run = _copy(trained, tmp_path)
-    latest = ckpt.resolve_checkpoint(run, "latest")
+    latest = resolve_checkpoint(run, "latest")
     marker = tmp_path / "pwned"
     torch.save({"optimizer": _Evil(str(marker))}, latest / "optimizer.pt")
     with pytest.raises(CheckpointError, match="refusing to load"):
-        ckpt.load_training_state(latest)
+        load_training_state(latest)
     assert not marker.exists()
     done, _, _ = train(tiny_profile(train__max_steps=14), run)  # a trainer resuming it refuses too
     assert done.reason == "error" and "optimizer.pt" in done.message
@@ -126,53 +138,53 @@ def test_malicious_optimizer_pickle_is_refused(trained, tmp_path):
 
 def test_failed_write_keeps_previous_checkpoint(trained, tmp_path, monkeypatch):
     run = _copy(trained, tmp_path)
-    before = ckpt.resolve_checkpoint(run, "latest")
+    before = resolve_checkpoint(run, "latest")
 
     def disk_full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
     with pytest.raises(CheckpointError, match="No space left on device"):
-        ckpt.save_checkpoint(
+        save_checkpoint(
             run, 99, model_state={"w": torch.zeros(2)}, ema_state=None, optimizer_payload={},
             state={}, profile_text="", is_best=True, keep_last=1,
         )  # fmt: skip
-    assert ckpt.resolve_checkpoint(run, "latest") == before
+    assert resolve_checkpoint(run, "latest") == before
     assert not list((run / "checkpoints").glob(".tmp-*"))
     assert not (run / "checkpoints" / "step-0000099").exists()
     # the trainer turns it into an error DoneEvent with that sentence
     done, events, _ = train(tiny_profile(train__max_steps=13, train__checkpoint_every=1), run)
     assert done.reason == "error" and "could not write checkpoint" in done.message
     assert any(e.kind == "log" and e.level == "error" for e in events)
-    assert ckpt.resolve_checkpoint(run, "latest") == before
+    assert resolve_checkpoint(run, "latest") == before
 
 
 def test_lock(tmp_path):
-    release = ckpt.acquire_lock(tmp_path)
+    release = acquire_lock(tmp_path)
     assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
     with pytest.raises(CheckpointError, match=f"pid {os.getpid()}"):
-        ckpt.acquire_lock(tmp_path)
+        acquire_lock(tmp_path)
     release()
     assert not (tmp_path / ".lock").exists()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (tmp_path / ".lock").write_text(f"{dead.pid}\n")
     logs: list[str] = []
-    release = ckpt.acquire_lock(tmp_path, log=logs.append)
+    release = acquire_lock(tmp_path, log=logs.append)
     assert logs and "stale" in logs[0]
     release()
 
 
 def test_safety_check_and_fresh_dir(trained, tmp_path):
-    assert ckpt.check_run_dir(tiny_profile(), tmp_path / "nothing") is None
-    saved = ckpt.saved_profile(trained)
-    assert ckpt.check_run_dir(saved, trained) == []
+    assert check_run_dir(tiny_profile(), tmp_path / "nothing") is None
+    saved = saved_profile(trained)
+    assert check_run_dir(saved, trained) == []
     changed = parse_profile(tiny_text(model__hidden_size=64, train__lr=1e-3, description="x"))
-    grades = {m.key: m.severity for m in ckpt.check_run_dir(changed, trained)}
+    grades = {m.key: m.severity for m in check_run_dir(changed, trained)}
     assert grades["model.hidden_size"] == "incompatible"
     assert grades["train.lr"] == "changes-training"
     assert grades["description"] == "harmless"
     (tmp_path / "runs" / "quickstart").mkdir(parents=True)
     (tmp_path / "runs" / "quickstart-2").mkdir()
-    assert ckpt.propose_fresh_run_dir(tmp_path / "runs" / "quickstart") == tmp_path / "runs" / "quickstart-3"
-    assert ckpt.propose_fresh_run_dir(tmp_path / "runs" / "other") == tmp_path / "runs" / "other-2"
+    assert propose_fresh_run_dir(tmp_path / "runs" / "quickstart") == tmp_path / "runs" / "quickstart-3"
+    assert propose_fresh_run_dir(tmp_path / "runs" / "other") == tmp_path / "runs" / "other-2"

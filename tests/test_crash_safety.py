@@ -20,10 +20,17 @@ from typing import Any
 import pytest
 import torch
 
-from trm_core import checkpoint as ckpt
 from trm_core.events import read_events
 from trm_core.profile import load_profile, set_value
-from trm_core.train import Trainer
+from trm_core.runs.inference import load_for_inference
+from trm_core.runs.read import (
+    checkpoints_dir,
+    list_checkpoints,
+    load_training_state,
+    read_state,
+    resolve_checkpoint,
+)
+from trm_core.training.trainer import Trainer
 
 from .cli_harness import CORPUS, CliServer, assert_one_sentence, changes, copy_run, snapshot
 
@@ -60,7 +67,7 @@ def wait_for(cond: Callable[[], bool], what: str, timeout: float = 90) -> None:
 
 
 def latest_step(run: Path) -> int:
-    steps = ckpt.list_checkpoints(run)
+    steps = list_checkpoints(run)
     return steps[-1][0] if steps else 0
 
 
@@ -71,24 +78,24 @@ def has_step_event(run: Path) -> bool:
 
 def assert_consistent(run: Path) -> int:
     """`latest` names a complete checkpoint that loads for inference and for training; returns its step."""
-    root = ckpt.checkpoints_dir(run)
-    for _, d in ckpt.list_checkpoints(run):
+    root = checkpoints_dir(run)
+    for _, d in list_checkpoints(run):
         assert CKPT_FILES <= {p.name for p in d.iterdir()}, f"{d} is incomplete"
     link = root / "latest"
     if link.is_symlink():  # a pointer is only moved once its target is complete
         target = root / os.readlink(link)
         assert (target / "state.json").is_file() and not target.name.startswith(".")
-    latest = ckpt.resolve_checkpoint(run, "latest")
-    state = ckpt.load_training_state(latest)
-    loaded = ckpt.load_for_inference(run, "latest", device="cpu")
+    latest = resolve_checkpoint(run, "latest")
+    state = load_training_state(latest)
+    loaded = load_for_inference(run, "latest", device="cpu")
     assert loaded.step == state.state["step"]
-    best = ckpt.resolve_checkpoint(run, "best")
-    ckpt.load_training_state(best)
+    best = resolve_checkpoint(run, "best")
+    load_training_state(best)
     return loaded.step
 
 
 def assert_no_leftovers(run: Path) -> None:
-    root = ckpt.checkpoints_dir(run)
+    root = checkpoints_dir(run)
     assert not [p.name for p in root.iterdir() if p.name.startswith(".")], "temporary files left behind"
     assert not (run / ".lock").exists()
 
@@ -131,14 +138,14 @@ def test_kill9_at_random_moments(cli_server: CliServer, tmp_path: Path) -> None:
         time.sleep(rng.uniform(0.0, 0.25))
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait().returncode == -signal.SIGKILL, proc.output()
-        mid_save += any(p.name.startswith(".tmp-") for p in ckpt.checkpoints_dir(run).iterdir())
+        mid_save += any(p.name.startswith(".tmp-") for p in checkpoints_dir(run).iterdir())
         step = assert_consistent(run)
         # `latest` never goes back, and lags the newest complete checkpoint by one step at most
         # (a kill between its rename and the pointer move)
         assert step >= max(pointer, latest_step(run) - 1), (step, pointer, latest_step(run))
         pointer = step
         # files lost: a file of a checkpoint `latest` had reached, still kept (not pruned), now different
-        now = snapshot(ckpt.checkpoints_dir(run))
+        now = snapshot(checkpoints_dir(run))
         kept = {k for k in good if k.split("/")[0] in now and k.split("/")[0] + "/" in now}
         assert [k for k in kept if now.get(k) != good[k]] == []
         good = {k: v for k, v in now.items() if k.startswith("step-") and int(k[5:12]) <= step}
@@ -150,7 +157,8 @@ def test_kill9_at_random_moments(cli_server: CliServer, tmp_path: Path) -> None:
 _HANG_HOOK = """
 import time
 from pathlib import Path
-from trm_core import checkpoint as c
+from trm_core.runs import checkpoint as c
+from trm_core.runs.read import has_checkpoint
 
 def hang():
     Path(MARKER).write_text(WHERE)
@@ -160,7 +168,7 @@ if WHERE == "mid-file":
     real_save = c._save_weights
     def _save_weights(path, state_dict):
         real_save(path, state_dict)
-        if c.has_checkpoint(RUN):
+        if has_checkpoint(RUN):
             data = path.read_bytes()
             path.write_bytes(data[: len(data) // 2])  # half a file on disk, as a crash mid-write leaves
             hang()
@@ -168,7 +176,7 @@ if WHERE == "mid-file":
 elif WHERE == "before-rename":
     real_fsync = c._fsync_path
     def _fsync_path(path):
-        if c.has_checkpoint(RUN) and path.parent.name.startswith(".tmp-"):
+        if has_checkpoint(RUN) and path.parent.name.startswith(".tmp-"):
             hang()
         real_fsync(path)
     c._fsync_path = _fsync_path
@@ -190,14 +198,14 @@ def test_kill9_during_a_checkpoint_save(where: str, cli_server: CliServer, tmp_p
     proc = cli_server.start(["train", str(prof), "--run-dir", str(run)], cwd=tmp_path, hook=hook)
     try:
         wait_for(marker.exists, f"the trainer to hang {where}")
-        first = snapshot(ckpt.resolve_checkpoint(run, "latest"))
+        first = snapshot(resolve_checkpoint(run, "latest"))
     finally:
         os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait().returncode == -signal.SIGKILL
-    assert ckpt.resolve_checkpoint(run, "latest").name == "step-0000001"
+    assert resolve_checkpoint(run, "latest").name == "step-0000001"
     assert assert_consistent(run) == 1
-    assert snapshot(ckpt.resolve_checkpoint(run, "latest")) == first  # the good one is untouched
-    leftovers = [p.name for p in ckpt.checkpoints_dir(run).iterdir() if p.name.startswith(".tmp-")]
+    assert snapshot(resolve_checkpoint(run, "latest")) == first  # the good one is untouched
+    leftovers = [p.name for p in checkpoints_dir(run).iterdir() if p.name.startswith(".tmp-")]
     assert bool(leftovers) == (where != "before-pointer")  # the half-written save is hidden, not pointed to
 
     done = cli_server.run(["train", str(prof), "--run-dir", str(run), "--resume"], cwd=tmp_path)
@@ -219,7 +227,7 @@ def test_signal_saves_a_checkpoint(sig: int, code: int, cli_server: CliServer, t
     done = proc.wait()
     assert done.returncode == code, (done.stdout + done.stderr).decode()
     step = assert_consistent(run)
-    state = ckpt.read_state(ckpt.resolve_checkpoint(run, "latest"))
+    state = read_state(resolve_checkpoint(run, "latest"))
     assert state["reason"] == "stop" and step >= 1
     assert_no_leftovers(run)
     events, _ = read_events(run / "metrics.jsonl", 0)
@@ -265,7 +273,7 @@ def test_disk_full_keeps_the_previous_checkpoint(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     run = copy_run(trained_run, tmp_path / "run")
-    before = snapshot(ckpt.checkpoints_dir(run))
+    before = snapshot(checkpoints_dir(run))
     prof = tmp_path / "good.toml"
     prof.write_text(set_value((CORPUS / "profiles" / "good.toml").read_text(), "train.max_steps", 4))
     FAULTS[fault](monkeypatch)
@@ -277,7 +285,7 @@ def test_disk_full_keeps_the_previous_checkpoint(
     assert code == 1
     line = assert_one_sentence(err)
     assert "could not write checkpoint" in line and "No space left on device" in line, line
-    after = snapshot(ckpt.checkpoints_dir(run))
+    after = snapshot(checkpoints_dir(run))
     # what was saved is intact; a pointer may have moved only onto a complete checkpoint
     lost = [k for k in changes(before, after) if k in before and k not in ("latest", "best")]
     assert lost == []
@@ -301,7 +309,7 @@ def _train_copy(trained: Path, tmp_path: Path, **changes: Any) -> tuple[Any, lis
 
 
 def test_inf_loss_once_is_skipped(trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from trm_core.model import CausalLM
+    from trm_core.model.lm import CausalLM
 
     real, calls = CausalLM.loss, {"n": 0}
 
@@ -337,7 +345,7 @@ def test_nan_gradient_norm_is_skipped(
 def test_bad_steps_in_a_row_stop_with_the_last_good_checkpoint(
     trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trm_core.model import CausalLM
+    from trm_core.model.lm import CausalLM
 
     real = CausalLM.loss
     monkeypatch.setattr(CausalLM, "loss", lambda self, h, y, **kw: real(self, h, y) + math_inf())

@@ -8,20 +8,12 @@ import time
 import pytest
 import torch
 
-from trm_core.data import (
-    Example,
-    build_datasets,
-    extract_answer,
-    format_completion,
-    format_prompt,
-    iterate_batches,
-    load_examples,
-    num_batches,
-    tokenize_examples,
-)
+from trm_core.data.batches import build_datasets, iterate_batches, num_batches, tokenize_examples
+from trm_core.data.sources import Example, format_completion, format_prompt, load_examples
+from trm_core.data.tokenizers import build_tokenizer
 from trm_core.errors import DataError
+from trm_core.evaluation.scoring import extract_answer
 from trm_core.profile import DataConfig, Profile
-from trm_core.tokenizer import build_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from trm_core import checkpoint as ckpt
 from trm_core.events import read_events
+from trm_core.runs.read import read_state, resolve_checkpoint
 
 from .test_train import tiny_text
 
@@ -25,7 +25,7 @@ import json, os, sys
 import torch
 torch.set_num_threads(1)
 from trm_core.profile import parse_profile
-from trm_core.train import Trainer
+from trm_core.training.trainer import Trainer
 profile = parse_profile(open(sys.argv[1]).read())
 trainer = Trainer(profile, sys.argv[2], max_steps=int(sys.argv[4]))
 done = trainer.run()
@@ -62,7 +62,7 @@ def test_two_ranks_end_identical(tmp_path, supervision):
     # one writer: a single metrics stream and checkpoints saved once
     events, _ = read_events(run / "metrics.jsonl")
     assert sum(e.kind == "start" for e in events) == 1
-    state = ckpt.read_state(ckpt.resolve_checkpoint(run, "latest"))
+    state = read_state(resolve_checkpoint(run, "latest"))
     assert state["world_size"] == 2
     # deep, S=2, 3 steps: the run ends mid-batch, so each rank's carry was gathered into the checkpoint
     assert state["has_carry"] == (supervision == "deep")

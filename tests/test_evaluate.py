@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import torch
 
-from trm_core.data import Example, extract_answer, format_prompt, load_examples
-from trm_core.evaluate import STOP, evaluate, write_samples
+from trm_core.data.sources import Example, format_prompt, load_examples
+from trm_core.evaluation.evaluate import STOP, evaluate, write_samples
+from trm_core.evaluation.scoring import extract_answer
 
 ROWS = [
     {"question": "Tom has 3 boxes of 4 apples. How many apples?", "answer": "3*4=<<3*4=12>>12\n#### 12"},
@@ -155,13 +156,13 @@ def test_cli_eval_end_to_end(tmp_path: Path, jsonl: Path, capsys: pytest.Capture
 
 
 def test_batches_have_one_size_and_every_problem_is_scored_once() -> None:
-    from trm_core.evaluate import _batches, default_batch_size
+    from trm_core.evaluation.evaluate import default_batch_size, eval_batches
 
     order = list(range(11))
-    batches = _batches(order, 4)  # 3 batches of 4 (not 4, 4, 3): one graph shape
+    batches = eval_batches(order, 4)  # 3 batches of 4 (not 4, 4, 3): one graph shape
     assert [len(b) for b in batches] == [4, 4, 4]
     assert [i for b in batches for i in dict.fromkeys(b)] == order
-    assert _batches([], 4) == [] and _batches([5], 16) == [[5]]
+    assert eval_batches([], 4) == [] and eval_batches([5], 16) == [[5]]
     assert default_batch_size(torch.device("cuda")) == 256 and default_batch_size("cpu") == 16
     rows = [Example(f"q{i}", f"#### {i}") for i in range(5)]
     fake = FakeGenerator({format_prompt(f"q{i}"): f"#### {i}" for i in range(5)})

@@ -9,10 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from trm_core.generate import Generator, Piece, filter_logits, open_calculation, sample_next
-from trm_core.model import build_model
+from trm_core.data.tokenizers import build_tokenizer
+from trm_core.generation.generator import Generator
+from trm_core.generation.sampling import filter_logits, sample_next
+from trm_core.generation.textstream import Piece, open_calculation
+from trm_core.model.lm import build_model
 from trm_core.profile import ModelConfig
-from trm_core.tokenizer import build_tokenizer
 
 PROMPTS = ["Question: 2+2?\nAnswer:", "hi", "Question: Tom has 12 apples and eats 3. How many?\nAnswer:"]
 
@@ -352,8 +354,8 @@ def test_bf16_greedy_decoding_runs_on_cpu() -> None:
 
 
 def test_inference_dtype_defaults() -> None:
-    from trm_core.checkpoint import resolve_inference_dtype
     from trm_core.errors import UserError
+    from trm_core.runs.inference import resolve_inference_dtype
 
     assert resolve_inference_dtype("auto", "cpu") == torch.float32
     assert resolve_inference_dtype(None, "cuda") == torch.bfloat16
@@ -364,7 +366,7 @@ def test_inference_dtype_defaults() -> None:
 
 
 def test_checkpoint_loads_fp32_on_cpu_unless_told(run_dir: Any) -> None:
-    from trm_core.checkpoint import load_for_inference
+    from trm_core.runs.inference import load_for_inference
 
     assert next(load_for_inference(run_dir, device="cpu").model.parameters()).dtype == torch.float32
     gen = Generator.from_checkpoint(run_dir, device="cpu")
@@ -400,8 +402,8 @@ calculator = true
 
 def make_checkpoint(run_dir: Any, step: int = 3) -> Any:
     """A run directory with one checkpoint of a random tiny model (as the trainer lays it out)."""
-    from trm_core.checkpoint import save_checkpoint
     from trm_core.profile import parse_profile
+    from trm_core.runs.checkpoint import save_checkpoint
 
     profile = parse_profile(TINY_PROFILE)
     torch.manual_seed(0)

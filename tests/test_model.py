@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trm_core.layers import Rotary, swiglu_hidden_size
-from trm_core.model import Carry, CausalLM, build_model, count_parameters
+from trm_core.model.layers import Rotary, swiglu_hidden_size
+from trm_core.model.lm import Carry, CausalLM, build_model, count_parameters
 from trm_core.profile import ModelConfig, Profile
 
 V = 37  # a fake vocabulary size
@@ -151,7 +151,7 @@ def test_rope_far_positions() -> None:
 def test_rope_roll_form_equals_rotate_half_bit_for_bit() -> None:
     # apply_rope uses roll + a signed sine (fewer kernels per decode step); it must give exactly
     # the textbook rotate-half result, so old checkpoints decode the same.
-    from trm_core.layers import apply_rope
+    from trm_core.model.layers import apply_rope
 
     hd = 16
     positions = torch.tensor([[0, 1, 7, 4000], [3, 2, 1, 0]])
@@ -287,9 +287,9 @@ def test_swiglu_hidden_size() -> None:
 
 
 def test_build_model_and_count_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = types.ModuleType("trm_core.tokenizer")
+    fake = types.ModuleType("trm_core.data.tokenizers")
     fake.build_tokenizer = lambda spec: types.SimpleNamespace(vocab_size=V)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "trm_core.tokenizer", fake)
+    monkeypatch.setitem(sys.modules, "trm_core.data.tokenizers", fake)
     profile = Profile()
     profile.model = ModelConfig(hidden_size=32, num_heads=4)
     tied = count_parameters(profile)

@@ -17,8 +17,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trm_core import checkpoint as ckpt
-from trm_core.calculator import safe_eval
+from trm_core.generation.calculator import safe_eval
+from trm_core.runs.read import resolve_checkpoint
 
 from .cli_harness import CORPUS, CliServer, assert_one_sentence, changes, copy_run, snapshot
 
@@ -90,7 +90,7 @@ def test_planted_pickle_is_refused_and_never_runs(
     tmp_path: Path,
 ) -> None:
     run = copy_run(trained_run, tmp_path / "run")
-    latest = ckpt.resolve_checkpoint(run, "latest")
+    latest = resolve_checkpoint(run, "latest")
     marker = tmp_path / "pwned"
     plant(latest / target, payload, marker)
     if state:
@@ -119,7 +119,7 @@ def test_generate_never_reads_the_optimizer_state(
     """Inference needs weights only: a poisoned optimizer.pt is never opened (so it cannot run)."""
     run = copy_run(trained_run, tmp_path / "run")
     marker = tmp_path / "pwned"
-    plant(ckpt.resolve_checkpoint(run, "latest") / "optimizer.pt", "exec", marker)
+    plant(resolve_checkpoint(run, "latest") / "optimizer.pt", "exec", marker)
     done = cli_server.run(["generate", str(run), "--prompt", "What is 2+3?"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr.decode()
     assert not marker.exists()

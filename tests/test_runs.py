@@ -1,4 +1,4 @@
-"""trm_core.runs: status of run directories from metrics.jsonl and the lock."""
+"""trm_core.runs.listing: status of run directories from metrics.jsonl and the lock."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.fakes import FakeTrainer, TrainerScript
 from trm_core.events import DoneEvent, StartEvent
 from trm_core.profile import parse_profile
-from trm_core.runs import list_runs, run_info
+from trm_core.runs.listing import list_runs, run_info
 
 
 def _train(runs: Path, name: str, script: TrainerScript) -> Path:

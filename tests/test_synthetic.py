@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from trm_core.data import extract_answer
-from trm_core.synthetic import generate_examples, generate_problem
+from trm_core.data.synthetic import generate_examples, generate_problem
+from trm_core.evaluation.scoring import extract_answer
 
 CALC = re.compile(r"<<(\d+)([-+*/])(\d+)=(\d+)>>(\d+)")
 

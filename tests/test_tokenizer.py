@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from trm_core.data.tokenizers import build_tokenizer
 from trm_core.errors import TokenizerError
-from trm_core.tokenizer import build_tokenizer
 
 NATALIA = "Natalia sold clips to 48 of her friends"
 NATALIA_IDS = [47849, 9752, 2702, 19166, 284, 4764, 286, 607, 2460]

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from trm_core import checkpoint as ckpt
 from trm_core.events import read_events
 from trm_core.profile import parse_profile, set_value
-from trm_core.train import Trainer
+from trm_core.runs.inference import load_for_inference
+from trm_core.runs.read import has_checkpoint, read_state, resolve_checkpoint
+from trm_core.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,7 +104,7 @@ def test_exact_resume_matches_one_go(tmp_path):
     assert done_a.reason == "finished"
     done_b1, ev_b1, _ = train(p, tmp_path / "b", stop_at=5)
     assert done_b1.reason == "stopped" and done_b1.step == 5
-    state = ckpt.read_state(ckpt.resolve_checkpoint(tmp_path / "b", "latest"))
+    state = read_state(resolve_checkpoint(tmp_path / "b", "latest"))
     assert state["pass_in_batch"] == 1 and state["has_carry"]
     done_b2, ev_b2, _ = train(p, tmp_path / "b")
     assert done_b2.reason == "finished" and of(ev_b2, "start")[0].resumed
@@ -138,7 +139,7 @@ def test_early_stopping_patience(tmp_path):
     assert done.reason == "early-stopped"
     assert [e.state for e in of(events, "early_stop")] == ["improving", "waiting", "stopped"]
     assert done.step == 3
-    assert ckpt.resolve_checkpoint(tmp_path / "run", "best").name == "step-0000001"
+    assert resolve_checkpoint(tmp_path / "run", "best").name == "step-0000001"
     # every event is in metrics.jsonl, in order
     saved, _ = read_events(tmp_path / "run" / "metrics.jsonl")
     assert [e.kind for e in saved] == [e.kind for e in events]
@@ -152,7 +153,7 @@ def test_stop_below_target(tmp_path):
 
 
 def test_nan_losses_are_skipped_then_stop(tmp_path, monkeypatch):
-    from trm_core.model import CausalLM
+    from trm_core.model.lm import CausalLM
 
     real = CausalLM.loss
     calls = {"n": 0}
@@ -171,7 +172,7 @@ def test_nan_losses_are_skipped_then_stop(tmp_path, monkeypatch):
     monkeypatch.setattr(CausalLM, "loss", lambda self, h, y, **kw: real(self, h, y) * math.nan)
     done, events, _ = train(tiny_profile(train__max_bad_steps=3, train__eval_every=100), tmp_path / "b")
     assert done.reason == "error" and "3 non-finite losses in a row" in done.message
-    assert done.step == 0 and not ckpt.has_checkpoint(tmp_path / "b")
+    assert done.step == 0 and not has_checkpoint(tmp_path / "b")
 
 
 def test_lock_refuses_second_trainer_and_takes_over_stale(tmp_path):
@@ -227,7 +228,7 @@ def test_cli_safety_check_and_exit_codes(tmp_path):
     prof.write_text(tiny_text(train__max_steps=2))
     code, out = cli("tiny.toml", cwd=tmp_path)
     assert code == 0, out
-    assert ckpt.has_checkpoint(tmp_path / "runs" / "tiny")
+    assert has_checkpoint(tmp_path / "runs" / "tiny")
 
     code, out = cli("tiny.toml", cwd=tmp_path)  # identical profile: resumes (nothing left to do)
     assert code == 0 and "resuming" in out
@@ -242,7 +243,7 @@ def test_cli_safety_check_and_exit_codes(tmp_path):
     assert code == 2 and "train.lr" in out and "changes-training" in out and "--yes" in out
     code, out = cli("tiny.toml", "--yes", cwd=tmp_path)
     assert code == 0, out
-    assert ckpt.read_state(ckpt.resolve_checkpoint(tmp_path / "runs" / "tiny", "latest"))["step"] == 3
+    assert read_state(resolve_checkpoint(tmp_path / "runs" / "tiny", "latest"))["step"] == 3
 
     prof.write_text(tiny_text(train__max_steps=3, train__lr=1e-3, description="renamed"))
     code, out = cli("tiny.toml", cwd=tmp_path)
@@ -251,7 +252,7 @@ def test_cli_safety_check_and_exit_codes(tmp_path):
     prof.write_text(tiny_text(train__max_steps=1, model__hidden_size=64))
     code, out = cli("tiny.toml", "--fresh", cwd=tmp_path)
     assert code == 0, out
-    assert ckpt.has_checkpoint(tmp_path / "runs" / "tiny-2")
+    assert has_checkpoint(tmp_path / "runs" / "tiny-2")
 
 
 def test_cli_missing_data_one_sentence(tmp_path):
@@ -287,11 +288,11 @@ def test_sigint_saves_a_resumable_checkpoint(tmp_path):
     out = proc.communicate(timeout=60)[0].decode()
     assert proc.returncode == 130, out
     run = tmp_path / "runs" / "tiny"
-    state = ckpt.read_state(ckpt.resolve_checkpoint(run, "latest"))
+    state = read_state(resolve_checkpoint(run, "latest"))
     assert state["reason"] == "stop" and state["step"] >= 1
     last = [json.loads(line) for line in metrics.read_text().splitlines()][-1]
     assert last["kind"] == "done" and last["reason"] == "stopped"
     assert not (run / ".lock").exists()
-    loaded = ckpt.load_for_inference(run, "latest", device="cpu")
+    loaded = load_for_inference(run, "latest", device="cpu")
     assert loaded.step == state["step"]
     assert isinstance(next(loaded.model.parameters()), torch.Tensor)

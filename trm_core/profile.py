@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from .errors import UserError
+from trm_core.errors import UserError
 
 __all__ = [
     "ModelConfig",
@@ -376,7 +376,7 @@ def load_profile(path: str | Path) -> Profile:
 
 def save_profile_text(path: str | Path, text: str) -> Profile:
     """Validate `text` and write it atomically, byte for byte (comments kept). Returns the profile."""
-    from .atomic import write_text_atomic
+    from trm_core.runs.atomic import write_text_atomic
 
     profile = parse_profile(text, str(path))
     write_text_atomic(path, text)

@@ -1,3 +1,5 @@
 """trm-tui: a terminal workbench for Tiny Recursive Models. The Textual app lives here; the core in trm_core."""
 
-__version__ = "0.1.0"
+from trm_core import __version__
+
+__all__ = ["__version__"]

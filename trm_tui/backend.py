@@ -37,38 +37,38 @@ GeneratorFactory = Callable[[Path, str], GeneratorLike]  # (run_dir, "best"|"lat
 def _real_trainer(
     profile: Profile, run_dir: Path, *, on_event: Callable[[Event], None], resume: bool
 ) -> TrainerLike:
-    from trm_core.train import Trainer
+    from trm_core.training.trainer import Trainer
 
     return Trainer(profile, run_dir, on_event=on_event, resume=resume)
 
 
 def _real_generator(run_dir: Path, which: str) -> GeneratorLike:
-    from trm_core.generate import Generator
+    from trm_core.generation.generator import Generator
 
     return Generator.from_checkpoint(run_dir, which)
 
 
 def _real_check_run_dir(profile: Profile, run_dir: Path) -> list[Mismatch] | None:
-    from trm_core.checkpoint import check_run_dir
+    from trm_core.runs.read import check_run_dir
 
     return check_run_dir(profile, run_dir)
 
 
 def _real_propose_fresh_run_dir(run_dir: Path) -> Path:
-    from trm_core.checkpoint import propose_fresh_run_dir
+    from trm_core.runs.read import propose_fresh_run_dir
 
     return Path(propose_fresh_run_dir(run_dir))
 
 
 def _real_count_parameters(profile: Profile) -> int:
-    from trm_core.model import count_parameters
+    from trm_core.model.lm import count_parameters
 
     return count_parameters(profile)
 
 
 def _real_format_prompt(question: str) -> str:
     try:
-        from trm_core.data import format_prompt
+        from trm_core.data.sources import format_prompt
     except ImportError:  # data.py not there yet: the contract's format
         return f"Question: {question}\nAnswer:"
     return format_prompt(question)

@@ -12,7 +12,7 @@ from textual.message import Message
 
 from trm_core.events import Event
 from trm_core.profile import Mismatch, Profile
-from trm_core.runs import RunInfo
+from trm_core.runs.listing import RunInfo
 
 
 class TrainEvent(Message):

@@ -22,37 +22,3 @@ FLOPs of one training step (one supervision pass), D = hidden, I = SwiGLU width,
 over the executed shape [B, T] (padding inside a bucket included, as it is computed); MFU =
 achieved / peak, peak = 989 TFLOP/s dense bf16 (H100 / H200 SXM); null where no peak is known.
 """
-
-from __future__ import annotations
-
-from .common import (
-    GSM8K_PLACES,
-    PEAK_BF16_FLOPS,
-    BenchConfig,
-    find_gsm8k,
-    layer_passes,
-    peak_flops,
-    train_step_flops,
-)
-from .decode import bench_decode
-from .evaluation import bench_eval
-from .report import results_table
-from .run import run_bench
-from .train import _packed_batches as _packed_batches  # tests build packed batches directly
-from .train import bench_train, loss_pair
-
-__all__ = [
-    "BenchConfig",
-    "PEAK_BF16_FLOPS",
-    "run_bench",
-    "train_step_flops",
-    "layer_passes",
-    "peak_flops",
-    "loss_pair",
-    "find_gsm8k",
-    "results_table",
-    "bench_train",
-    "bench_decode",
-    "bench_eval",
-    "GSM8K_PLACES",
-]

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from ..data import Example, load_examples
-from ..layers import swiglu_hidden_size
-from ..model import CausalLM
-from ..profile import ModelConfig, Profile
+from trm_core.data.sources import Example, load_examples
+from trm_core.model.layers import swiglu_hidden_size
+from trm_core.model.lm import CausalLM
+from trm_core.profile import ModelConfig, Profile
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16, SXM datasheets
 GSM8K_PLACES = (".data/gsm8k", "../shared/gsm8k", "shared/gsm8k")
@@ -84,18 +84,18 @@ def peak_flops(device: torch.device) -> float | None:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _reset_peak(device: torch.device) -> None:
+def reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def _peak_memory(device: torch.device) -> dict[str, Any]:
+def peak_memory(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         return {"peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30, "memory_kind": "cuda"}
     # ru_maxrss is KiB on Linux; it is the process's maximum so far, never reset
@@ -105,24 +105,24 @@ def _peak_memory(device: torch.device) -> dict[str, Any]:
     }
 
 
-def _median_time(
+def median_time(
     fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int
 ) -> tuple[float, list[float]]:
     """(first warm-up seconds or 0, every timed repeat's seconds)."""
     first = 0.0
     for i in range(warmup):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         if i == 0:
             first = time.perf_counter() - t0
     times = []
     for _ in range(repeats):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
     return first, times
 
@@ -136,7 +136,7 @@ def find_gsm8k() -> Path | None:
     return None
 
 
-def _data_source(profile: Profile, requested: str) -> str:
+def data_source(profile: Profile, requested: str) -> str:
     if requested:
         return requested
     src = profile.data.source
@@ -146,7 +146,7 @@ def _data_source(profile: Profile, requested: str) -> str:
     return f"jsonl:{found}" if found else "synthetic"
 
 
-def _examples(profile: Profile, source: str, split: str, needed: int) -> list[Example]:
+def bench_examples(profile: Profile, source: str, split: str, needed: int) -> list[Example]:
     d = profile.data
     size = max(needed, 256) if source == "synthetic" else d.synthetic_size
     return load_examples(
@@ -159,10 +159,10 @@ def _examples(profile: Profile, source: str, split: str, needed: int) -> list[Ex
     )
 
 
-def _generator(
+def make_generator(
     model: CausalLM, tokenizer: Any, S: int, device: torch.device, cuda_graph: bool, compile_step: bool
 ) -> Any:
-    from ..generate import Generator
+    from trm_core.generation.generator import Generator
 
     return Generator(
         model, tokenizer, supervision_steps=S, device=device, cuda_graph=cuda_graph, compile_step=compile_step

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from ..model import CausalLM
-from .common import BenchConfig, _generator, _sync
+from trm_core.bench.common import BenchConfig, make_generator, sync
+from trm_core.model.lm import CausalLM
 
 
 def _time_generate(
@@ -20,9 +20,9 @@ def _time_generate(
     text = gen.generate(prompt, **kw)  # warm-up (and CUDA-graph capture / compilation)
     per_token, first = [], gen.last_stats
     for _ in range(repeats):
-        _sync(device)
+        sync(device)
         out = gen.generate(prompt, **kw)
-        _sync(device)
+        sync(device)
         stats = gen.last_stats
         per_token.append(1000 * stats["seconds"] / max(1, stats["new_tokens"]))
         if out != text:
@@ -54,7 +54,7 @@ def bench_decode(
         (
             "full_recompute",
             lambda: _time_generate(
-                _generator(model, tokenizer, S, device, False, False),
+                make_generator(model, tokenizer, S, device, False, False),
                 prompt,
                 n,
                 False,
@@ -65,7 +65,7 @@ def bench_decode(
         (
             "kv_cache",
             lambda: _time_generate(
-                _generator(model, tokenizer, S, device, False, False), prompt, n, True, r, device
+                make_generator(model, tokenizer, S, device, False, False), prompt, n, True, r, device
             ),
         ),
     ]
@@ -75,7 +75,7 @@ def bench_decode(
             (
                 "cuda_graph",
                 lambda: _time_generate(
-                    _generator(model, tokenizer, S, device, True, False), prompt, n, True, r, device
+                    make_generator(model, tokenizer, S, device, True, False), prompt, n, True, r, device
                 ),
             )
         )
@@ -84,7 +84,7 @@ def bench_decode(
         def compiled() -> dict[str, Any]:
             t0 = time.perf_counter()  # the product's path: Generator(compile_step=True)
             res = _time_generate(
-                _generator(model, tokenizer, S, device, True, True), prompt, n, True, r, device
+                make_generator(model, tokenizer, S, device, True, True), prompt, n, True, r, device
             )
             res["with_compile_s"] = time.perf_counter() - t0
             return res

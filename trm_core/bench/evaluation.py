@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from ..data import Example
-from ..model import CausalLM
-from .common import BenchConfig, _generator, _peak_memory, _sync
+from trm_core.bench.common import BenchConfig, make_generator, peak_memory, sync
+from trm_core.data.sources import Example
+from trm_core.model.lm import CausalLM
 
 
 def bench_eval(
@@ -23,13 +23,13 @@ def bench_eval(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """The product's eval (`evaluate.evaluate`: batched greedy, calculator on, stop strings)."""
-    from ..evaluate import evaluate
+    from trm_core.evaluation.evaluate import evaluate
 
-    gen = _generator(model, tokenizer, S, device, True, bool(cfg.eval_compile))
-    _sync(device)
+    gen = make_generator(model, tokenizer, S, device, True, bool(cfg.eval_compile))
+    sync(device)
     t0 = time.perf_counter()
     res = evaluate(gen, problems, batch_size=cfg.eval_batch_size, max_tokens=cfg.eval_max_tokens)
-    _sync(device)
+    sync(device)
     seconds = time.perf_counter() - t0
     log(f"eval: {res.total} problems in {seconds:.1f} s")
     return {
@@ -43,6 +43,6 @@ def bench_eval(
         "compile_step": gen.compile_step,
         "supervision_steps": S,
         "accuracy": res.accuracy,
-        **_peak_memory(device),
+        **peak_memory(device),
         "note": "random-init model: rows rarely emit EOS, so nearly every row runs to max tokens (worst case)",
     }

@@ -9,14 +9,14 @@ from typing import Any
 
 import torch
 
-from ..data import format_prompt
-from ..errors import UserError
-from ..model import build_model
-from ..profile import Profile
-from .common import BenchConfig, _data_source, _examples, layer_passes
-from .decode import bench_decode
-from .evaluation import bench_eval
-from .train import bench_train
+from trm_core.bench.common import BenchConfig, bench_examples, data_source, layer_passes
+from trm_core.bench.decode import bench_decode
+from trm_core.bench.evaluation import bench_eval
+from trm_core.bench.train import bench_train
+from trm_core.data.sources import format_prompt
+from trm_core.errors import UserError
+from trm_core.model.lm import build_model
+from trm_core.profile import Profile
 
 
 def _device_name(device: torch.device) -> str:
@@ -55,7 +55,7 @@ def run_bench(
     `on_section(result)` is called after each section (e.g. to save partial results).
     """
     done = on_section or (lambda r: None)
-    from ..tokenizer import build_tokenizer
+    from trm_core.data.tokenizers import build_tokenizer
 
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was requested but CUDA is not available on this machine")
@@ -87,9 +87,9 @@ def run_bench(
     if "train" in cfg.sections:
         result["train"] = bench_train(profile, tokenizer, device, cfg, log)
         done(result)
-    source = _data_source(profile, cfg.data)
-    test = _examples(profile, source, "test", max(cfg.eval_problems, 8))
-    from ..checkpoint import resolve_inference_dtype
+    source = data_source(profile, cfg.data)
+    test = bench_examples(profile, source, "test", max(cfg.eval_problems, 8))
+    from trm_core.runs.inference import resolve_inference_dtype
 
     model.to(device, dtype=resolve_inference_dtype(cfg.infer_dtype, device)).eval()
     if "decode" in cfg.sections:

@@ -11,31 +11,24 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data import (
-    IGNORE_INDEX,
-    Batch,
-    Example,
-    format_completion,
-    format_prompt,
-    iterate_batches,
-    tokenize_examples,
-)
-from ..errors import UserError
-from ..model import CausalLM, build_model
-from ..profile import Profile
-from .common import (
+from trm_core.bench.common import (
     BenchConfig,
-    _data_source,
-    _examples,
-    _median_time,
-    _peak_memory,
-    _reset_peak,
+    bench_examples,
+    data_source,
+    median_time,
     peak_flops,
+    peak_memory,
+    reset_peak,
     train_step_flops,
 )
+from trm_core.data.batches import IGNORE_INDEX, Batch, iterate_batches, tokenize_examples
+from trm_core.data.sources import Example, format_completion, format_prompt
+from trm_core.errors import UserError
+from trm_core.model.lm import CausalLM, build_model
+from trm_core.profile import Profile
 
 
-def _packed_batches(examples: Sequence[Example], tokenizer: Any, B: int, T: int, n: int) -> list[Batch]:
+def packed_batches(examples: Sequence[Example], tokenizer: Any, B: int, T: int, n: int) -> list[Batch]:
     """n batches of exactly [B, T] real tokens: prompt + answer + EOS of one problem after another,
     cut into rows of T + 1 (pretraining-style packing), every position supervised. This is the
     fixed shape that published tokens/s and MFU numbers are measured at."""
@@ -130,9 +123,9 @@ def _train_variant(
     previous = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = v.tf32
     try:
-        _reset_peak(device)
-        first, times = _median_time(one_pass, device, cfg.warmup, cfg.repeats)
-        mem = _peak_memory(device)
+        reset_peak(device)
+        first, times = median_time(one_pass, device, cfg.warmup, cfg.repeats)
+        mem = peak_memory(device)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = previous
     seconds = statistics.median(times)
@@ -162,9 +155,9 @@ def _train_variant(
 def bench_train(
     profile: Profile, tokenizer: Any, device: torch.device, cfg: BenchConfig, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    source = _data_source(profile, cfg.data)
+    source = data_source(profile, cfg.data)
     B, T = cfg.batch_size, cfg.seq_len
-    examples = _examples(profile, source, "train", B * cfg.train_batches * 4)
+    examples = bench_examples(profile, source, "train", B * cfg.train_batches * 4)
     ds = tokenize_examples(
         examples,
         tokenizer,
@@ -176,7 +169,7 @@ def bench_train(
     bucketed = [b for b, _ in zip(it, range(cfg.train_batches), strict=False)]
     if not bucketed:
         raise UserError(f"no training example of {source} fits in --seq-len {T}; raise it")
-    packed = _packed_batches(examples, tokenizer, B, T, cfg.train_batches)
+    packed = packed_batches(examples, tokenizer, B, T, cfg.train_batches)
     S = profile.train.supervision_steps if profile.model.arch == "trm" else 1
     torch.manual_seed(cfg.seed)
     init = build_model(profile.model, tokenizer.vocab_size).state_dict()

@@ -76,7 +76,7 @@ def _profile(name: str):
 
 
 def build_config(args: argparse.Namespace, profile, device: str):
-    from trm_core.bench import BenchConfig
+    from trm_core.bench.common import BenchConfig
 
     quick = args.quick
     steps = [1] if quick else sorted({1, profile.train.supervision_steps})
@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
-    from trm_core.bench import results_table, run_bench
+    from trm_core.bench.run import run_bench
+    from trm_tui.commands.bench_report import results_table
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     profile = _profile(args.profile or ("quickstart" if args.quick else "gsm8k"))

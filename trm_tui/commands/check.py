@@ -13,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def summary(profile) -> str:
-    from trm_core.model import count_parameters
+    from trm_core.model.lm import count_parameters
 
     m, t, d = profile.model, profile.train, profile.data
     try:

@@ -39,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from trm_core.data import load_examples
+    from trm_core.data.sources import load_examples
     from trm_core.errors import UserError
-    from trm_core.evaluate import evaluate, write_samples
+    from trm_core.evaluation.evaluate import evaluate, write_samples
 
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")

@@ -68,7 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def load_generator(args: argparse.Namespace, **kw: Any) -> Any:
     """The Generator for RUN (CheckpointError, one sentence, when it is missing or corrupt)."""
-    from trm_core.generate import Generator
+    from trm_core.generation.generator import Generator
 
     kw.setdefault("compile_step", args.compile)
     return Generator.from_checkpoint(
@@ -78,8 +78,8 @@ def load_generator(args: argparse.Namespace, **kw: Any) -> Any:
 
 def prepare_prompt(text: str, *, raw: bool, note: TextIO) -> str | None:
     """The model prompt for user text, or None when the text is empty. Huge text keeps its end."""
-    from trm_core.data import format_prompt
-    from trm_core.generate import clean_prompt
+    from trm_core.data.sources import format_prompt
+    from trm_core.generation.textstream import clean_prompt
 
     text = clean_prompt(text)  # undecodable argv/stdin bytes arrive as surrogates
     if not text.strip():

@@ -21,8 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trm_core.data.tokenizers import build_tokenizer
     from trm_core.errors import TokenizerError, UserError
-    from trm_core.tokenizer import build_tokenizer
 
     tok = build_tokenizer(args.tokenizer)
     if not args.decode:

@@ -53,9 +53,9 @@ def safety_check(
     profile: Any, run_dir: Path, args: argparse.Namespace, console: Any
 ) -> tuple[int | None, Path]:
     """Decide what to do with an existing run dir: (exit code to stop with, or None; run dir to use)."""
-    from trm_core.checkpoint import check_run_dir, propose_fresh_run_dir
     from trm_core.errors import CheckpointError
     from trm_core.profile import worst
+    from trm_core.runs.read import check_run_dir, propose_fresh_run_dir
 
     mismatches = check_run_dir(profile, run_dir)
     if mismatches is None:
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     if code is not None:
         return code
 
-    from trm_core.train import Trainer
+    from trm_core.training.trainer import Trainer
 
     display = _Display(console)
     trainer = Trainer(

@@ -14,7 +14,7 @@ from textual.widgets import Input, Label, Select, Static, Switch
 from textual.worker import get_current_worker
 
 from trm_core.profile import ProfileError, parse_profile
-from trm_core.runs import list_runs
+from trm_core.runs.listing import list_runs
 
 from ..backend import stop_strings, wrap_prompt
 from ..messages import GenerationDone, GenerationStatus

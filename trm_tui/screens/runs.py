@@ -19,7 +19,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from trm_core.events import DoneEvent, EarlyStopEvent, EvalEvent, StartEvent, StepEvent, read_events
-from trm_core.runs import RunInfo, list_runs
+from trm_core.runs.listing import RunInfo, list_runs
 
 from ..messages import RunsListed
 from ..widgets.loss_chart import LossChart

@@ -30,7 +30,7 @@ from trm_core.events import (
     StepEvent,
 )
 from trm_core.profile import Profile, ProfileError, load_profile
-from trm_core.runs import run_info
+from trm_core.runs.listing import run_info
 
 from ..messages import TrainEvent, TrainPrepared
 from ..widgets.early_stop import EarlyStopPanel

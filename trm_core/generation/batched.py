@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .sampling import SamplingOptions
-from .sessions import _pick
-from .textstream import _CONTEXT_TAIL, _calculation, _TextStream, clean_prompt
+from trm_core.generation.sampling import SamplingOptions
+from trm_core.generation.sessions import pick_token
+from trm_core.generation.textstream import CONTEXT_TAIL, TextStream, clean_prompt, pending_calculation
 
 if TYPE_CHECKING:
-    from .generate import Generator
+    from trm_core.generation.generator import Generator
 
 __all__ = ["decode_batch"]
 
@@ -26,7 +26,7 @@ __all__ = ["decode_batch"]
 @dataclass
 class _Row:
     decoder: Any
-    text: _TextStream
+    text: TextStream
     context: str  # prompt text + generated text, for calculator detection
     forced: list[int] = field(default_factory=list)  # calculator tokens waiting to be fed
     new_tokens: int = 0
@@ -53,26 +53,26 @@ def decode_batch(gen: Generator, prompts: Sequence[str], opts: SamplingOptions) 
     rng = gen._torch_generator(opts.seed)
     eos = {gen.tokenizer.eos_id, gen.tokenizer.pad_id}
     rows = [
-        _Row(gen.tokenizer.incremental_decoder(), _TextStream(opts.stop), clean_prompt(p)[-_CONTEXT_TAIL:])
+        _Row(gen.tokenizer.incremental_decoder(), TextStream(opts.stop), clean_prompt(p)[-CONTEXT_TAIL:])
         for p in prompts
     ]
     logits = session.feed(torch.tensor(rows_ids, device=gen.device), pad_mask)
     for _step in range(budget):
-        sampled = _pick(session, logits, opts, rng).tolist()  # the one host read per step
+        sampled = pick_token(session, logits, opts, rng).tolist()  # the one host read per step
         feed = []
         for row, token in zip(rows, sampled, strict=True):
             if row.done:
                 feed.append(pad)
                 continue
             if not row.forced and opts.calculator:
-                forced = _calculation(row.context)
+                forced = pending_calculation(row.context)
                 if forced is not None:
                     forced_ids = gen.tokenizer.encode(forced)
                     if forced_ids and row.new_tokens + len(forced_ids) <= budget:
                         for i in forced_ids:
                             row.decoder.push(i)
                         row.text.add(forced, "calculator")
-                        row.context = (row.context + forced)[-_CONTEXT_TAIL:]
+                        row.context = (row.context + forced)[-CONTEXT_TAIL:]
                         row.forced = list(forced_ids)
                         row.text.ready()
                         row.done = row.text.stopped
@@ -85,7 +85,7 @@ def decode_batch(gen: Generator, prompts: Sequence[str], opts: SamplingOptions) 
                     continue
                 piece = row.decoder.push(token)
                 row.text.add(piece, "model")
-                row.context = (row.context + piece)[-_CONTEXT_TAIL:]
+                row.context = (row.context + piece)[-CONTEXT_TAIL:]
                 row.text.ready()
             row.new_tokens += 1
             if row.text.stopped or row.new_tokens >= budget:

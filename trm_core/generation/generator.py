@@ -24,10 +24,17 @@ from typing import Any
 
 import torch
 
-from .batch_decode import decode_batch
-from .sampling import SamplingOptions, filter_logits, sample_next
-from .sessions import _CachedSession, _pick, _RecomputeSession, _StepGraph
-from .textstream import _CONTEXT_TAIL, Piece, _calculation, _TextStream, clean_prompt, open_calculation
+from trm_core.generation.batched import decode_batch
+from trm_core.generation.sampling import SamplingOptions, filter_logits, sample_next
+from trm_core.generation.sessions import CachedSession, RecomputeSession, StepGraph, pick_token
+from trm_core.generation.textstream import (
+    CONTEXT_TAIL,
+    Piece,
+    TextStream,
+    clean_prompt,
+    open_calculation,
+    pending_calculation,
+)
 
 __all__ = [
     "Piece",
@@ -81,7 +88,7 @@ class Generator:
             device = next(iter(model.parameters())).device
         self.device = torch.device(device)
         if dtype is not None:
-            from .checkpoint import resolve_inference_dtype
+            from trm_core.runs.inference import resolve_inference_dtype
 
             self.model.to(dtype=resolve_inference_dtype(dtype, self.device))
         self.cuda_graph = cuda_graph
@@ -92,7 +99,7 @@ class Generator:
         self.last_dropped = 0  # prompt tokens dropped from the left by the last request (for a note)
         self.last_stats: dict[str, float] = {}
         self._graph_key: tuple[int, int] | None = None
-        self._graph: _StepGraph | None = None
+        self._graph: StepGraph | None = None
         self._graph_cache: Any = None
         self.model.eval()
 
@@ -111,7 +118,7 @@ class Generator:
 
         dtype "auto" = bf16 weights on CUDA, fp32 on CPU (`checkpoint.resolve_inference_dtype`).
         """
-        from .checkpoint import load_for_inference
+        from trm_core.runs.inference import load_for_inference
 
         loaded = load_for_inference(path, which, ema=ema, device=device, dtype=dtype)
         gen = cls.from_loaded(loaded, **kw)
@@ -145,7 +152,7 @@ class Generator:
         if unknown:
             raise TypeError(f"unknown generation option(s): {', '.join(sorted(unknown))}")
         opts.stop = (opts.stop,) if isinstance(opts.stop, str) else tuple(opts.stop)
-        from .errors import UserError
+        from trm_core.errors import UserError
 
         if opts.temperature < 0 or opts.top_k < 0 or not 0 < opts.top_p <= 1 or opts.max_tokens < 0:
             raise UserError(
@@ -190,7 +197,7 @@ class Generator:
         return self._compiled_decode
 
     @torch.inference_mode()
-    def _session(self, batch_size: int, length: int) -> _CachedSession:
+    def _session(self, batch_size: int, length: int) -> CachedSession:
         """A fresh cached session with room for `length` positions.
 
         On CUDA the cache and its captured one-token graph are kept and reused by later requests
@@ -199,16 +206,16 @@ class Generator:
         cap = -(-length // _CACHE_BUCKET) * _CACHE_BUCKET
         if not self._use_graph():
             cache = self.model.new_cache(batch_size, cap, self.supervision_steps, device=self.device)
-            return _CachedSession(self.model, cache, None)
+            return CachedSession(self.model, cache, None)
         if self._graph_key is None or self._graph_key[0] != batch_size or self._graph_key[1] < cap:
             self._graph = self._graph_cache = None  # free the old cache before allocating a new one
             self._graph_cache = self.model.new_cache(
                 batch_size, cap, self.supervision_steps, device=self.device
             )
-            self._graph = _StepGraph(self._step_fn(), self._graph_cache, batch_size, self.device)
+            self._graph = StepGraph(self._step_fn(), self._graph_cache, batch_size, self.device)
             self._graph_key = (batch_size, cap)
         self._graph_cache.reset()
-        return _CachedSession(self.model, self._graph_cache, self._graph)
+        return CachedSession(self.model, self._graph_cache, self._graph)
 
     # ----------------------------------------------------------------- one prompt
 
@@ -246,37 +253,37 @@ class Generator:
         if opts.kv_cache:
             session = self._session(1, total)
         else:
-            session = _RecomputeSession(self.model, self.supervision_steps)
+            session = RecomputeSession(self.model, self.supervision_steps)
         rng = self._torch_generator(opts.seed)
         eos = {self.tokenizer.eos_id, self.tokenizer.pad_id}
-        out = _TextStream(opts.stop)
+        out = TextStream(opts.stop)
         decoder = self.tokenizer.incremental_decoder()
-        context = clean_prompt(prompt)[-_CONTEXT_TAIL:]
+        context = clean_prompt(prompt)[-CONTEXT_TAIL:]
         new_tokens = 0
         logits = session.feed(torch.tensor([prep.ids], device=self.device))
         while new_tokens < prep.max_tokens:
-            forced = _calculation(context) if opts.calculator else None
+            forced = pending_calculation(context) if opts.calculator else None
             if forced is not None:
                 forced_ids = self.tokenizer.encode(forced)
                 if forced_ids and new_tokens + len(forced_ids) <= prep.max_tokens:
                     for i in forced_ids:
                         decoder.push(i)  # keeps the decoder's context; the text is ours
                     out.add(forced, "calculator")
-                    context = (context + forced)[-_CONTEXT_TAIL:]
+                    context = (context + forced)[-CONTEXT_TAIL:]
                     new_tokens += len(forced_ids)
                     yield from out.ready()
                     if out.stopped or new_tokens >= prep.max_tokens:
                         break
                     logits = session.feed(torch.tensor([forced_ids], device=self.device))
                     continue
-            next_t = _pick(session, logits, opts, rng)
+            next_t = pick_token(session, logits, opts, rng)
             next_id = int(next_t[0])
             new_tokens += 1
             if next_id in eos:
                 break
             piece = decoder.push(next_id)
             out.add(piece, "model")
-            context = (context + piece)[-_CONTEXT_TAIL:]
+            context = (context + piece)[-CONTEXT_TAIL:]
             yield from out.ready()
             if out.stopped or new_tokens >= prep.max_tokens:
                 break

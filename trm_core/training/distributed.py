@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import CheckpointError, UserError
+from trm_core.errors import CheckpointError, UserError
 
 __all__ = [
     "DistInfo",

@@ -1,9 +1,9 @@
 """Generated text on its way out: pieces, stop strings, calculator spans and prompt cleaning.
 
-`_TextStream` collects the continuation with the source of every span (model or calculator) and
+`TextStream` collects the continuation with the source of every span (model or calculator) and
 yields `Piece`s as soon as they are safe to show, holding back a tail that could still grow into
 a stop string. Calculator-assisted decoding (GSM8K paper): whenever the text ends in an open
-`<<expr=`, `_calculation` gives the `result>>` that the calculator writes in the model's place.
+`<<expr=`, `pending_calculation` gives the `result>>` that the calculator writes in the model's place.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .calculator import format_result, safe_eval
+from trm_core.generation.calculator import format_result, safe_eval
 
 __all__ = ["Piece", "open_calculation", "clean_prompt"]
 
-_CONTEXT_TAIL = 512  # text kept for calculator detection (an expression is at most 200 characters)
+CONTEXT_TAIL = 512  # text kept for calculator detection (an expression is at most 200 characters)
 
 
 @dataclass
@@ -41,7 +41,7 @@ def open_calculation(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _calculation(text: str) -> str | None:
+def pending_calculation(text: str) -> str | None:
     """`result>>` for the open calculation `text` ends with, or None when there is none or it is not computable."""
     expr = open_calculation(text)
     if expr is None or not expr.strip():
@@ -65,7 +65,7 @@ def clean_prompt(text: str) -> str:
 # --------------------------------------------------------------------------- streaming text
 
 
-class _TextStream:
+class TextStream:
     """Generated text with the source of every span; yields pieces, holding back possible stop strings."""
 
     def __init__(self, stop: Sequence[str]):

@@ -24,11 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import distributed as D
-from .checkpoint import resolve_device
-from .ema import EMA
-from .errors import UserError
-from .events import (
+from trm_core.errors import UserError
+from trm_core.events import (
     CheckpointEvent,
     DoneEvent,
     EarlyStopEvent,
@@ -38,12 +35,15 @@ from .events import (
     StartEvent,
     StepEvent,
 )
-from .optim import build_optimizer
-from .profile import Profile
-from .run_io import RunFiles
-from .schedule import EarlyStopper, lr_at
-from .train_setup import build_train_setup
-from .trainer_state import Position, carry_state, checkpoint_state, validation_metrics
+from trm_core.profile import Profile
+from trm_core.runs.inference import resolve_device
+from trm_core.training import distributed as D
+from trm_core.training.ema import EMA
+from trm_core.training.optim import build_optimizer
+from trm_core.training.run_files import RunFiles
+from trm_core.training.schedule import EarlyStopper, lr_at
+from trm_core.training.setup import build_train_setup
+from trm_core.training.state import Position, carry_state, checkpoint_state, validation_metrics
 
 __all__ = ["Trainer", "build_optimizer", "resolve_device"]
 
@@ -227,7 +227,7 @@ class Trainer:
                 carry = None
                 start_pass = 0
                 if first and self.pos.pass_ > 0 and self._carry0 is not None:
-                    from .model import Carry
+                    from trm_core.model.lm import Carry
 
                     start_pass = self.pos.pass_
                     carry = Carry(self._carry0[0].to(self.device), self._carry0[1].to(self.device))

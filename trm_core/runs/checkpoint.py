@@ -14,12 +14,10 @@ A checkpoint is written into a hidden temporary directory, every file fsynced, t
 place; only then are the pointers moved. A crash mid-save leaves the previous checkpoint intact.
 Weights are safetensors; everything else is JSON or `torch.load(weights_only=True)`.
 
-This module writes checkpoints and is the one place to import all of the above from; the rest
-lives in `checkpoint_read.py` (layout, pointers, state.json, loading weights and training state,
-the safety check), `run_lock.py` (the `.lock`) and `inference_load.py` (load_for_inference,
-device and dtype), and is re-exported here. The save path's helpers (`_save_weights`,
-`_fsync_path`, `_replace_symlink`) stay in this module: save_checkpoint looks them up here, so
-tests that replace `trm_core.checkpoint.<helper>` to inject a crash mid-save still reach it.
+This module writes checkpoints. Reading them lives in `read.py`, the `.lock` in `lock.py`, loading
+for inference in `inference.py`. The save path's helpers (`_save_weights`, `_fsync_path`,
+`_replace_symlink`) are module globals that save_checkpoint looks up here, so the crash tests can
+replace one to stop a save half-way.
 """
 
 from __future__ import annotations
@@ -32,10 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-# `name as name`: not used here, re-exported so everything importable from trm_core.checkpoint
-# before the split still is.
-from .checkpoint_read import _STEP_RE as _STEP_RE
-from .checkpoint_read import (
+from trm_core import __version__
+from trm_core.errors import CheckpointError
+from trm_core.runs.lock import acquire_lock
+from trm_core.runs.read import (
     CARRY_FILE,
     EMA_FILE,
     FORMAT_VERSION,
@@ -43,64 +41,11 @@ from .checkpoint_read import (
     OPTIMIZER_FILE,
     PROFILE_FILE,
     STATE_FILE,
-    TrainingState,
-    _pointer,
-    check_run_dir,
+    STEP_RE,
     checkpoints_dir,
-    has_checkpoint,
     list_checkpoints,
-    load_training_state,
-    propose_fresh_run_dir,
-    read_state,
-    resolve_checkpoint,
-    saved_profile,
+    read_pointer,
 )
-from .errors import CheckpointError
-from .inference_load import (
-    LoadedModel,
-    load_for_inference,
-    resolve_inference_dtype,
-)
-from .inference_load import load_into as load_into
-from .inference_load import resolve_device as resolve_device
-from .run_lock import acquire_lock
-
-__all__ = [
-    "FORMAT_VERSION",
-    "LoadedModel",
-    "TrainingState",
-    "acquire_lock",
-    "check_run_dir",
-    "checkpoints_dir",
-    "has_checkpoint",
-    "list_checkpoints",
-    "load_for_inference",
-    "load_training_state",
-    "propose_fresh_run_dir",
-    "read_state",
-    "resolve_checkpoint",
-    "resolve_inference_dtype",
-    "save_checkpoint",
-    "saved_profile",
-    "trm_tui_version",
-]
-
-
-def trm_tui_version() -> str:
-    try:
-        import trm_tui
-
-        v = getattr(trm_tui, "__version__", None)
-        if v:
-            return str(v)
-    except ImportError:
-        pass
-    try:
-        from importlib.metadata import version
-
-        return version("trm-tui")
-    except Exception:  # not installed (running from a checkout)
-        return "0.1.0"
 
 
 # --------------------------------------------------------------------------- weights
@@ -187,7 +132,7 @@ def save_checkpoint(
         torch.save(optimizer_payload, tmp / OPTIMIZER_FILE)
         full_state = {
             "format_version": FORMAT_VERSION,
-            "trm_tui_version": trm_tui_version(),
+            "trm_tui_version": __version__,
             "step": step,
             "saved_at": time.time(),
             **state,
@@ -227,7 +172,7 @@ def _prune(run_dir: str | Path, keep_last: int) -> None:
     ckpts = list_checkpoints(run_dir)
     keep = {p.name for _, p in ckpts[-max(keep_last, 1) :]}
     for which in ("best", "latest"):
-        target = _pointer(run_dir, which)
+        target = read_pointer(run_dir, which)
         if target is not None:
             keep.add(target.name)
     for _, p in ckpts:

@@ -1,6 +1,4 @@
 """The run-directory lock: `runs/<name>/.lock` holds the pid of the one trainer writing there.
-
-Public through `trm_core.checkpoint` (`acquire_lock`), as before this module was split out.
 """
 
 from __future__ import annotations
@@ -9,7 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import CheckpointError
+from trm_core.errors import CheckpointError
 
 __all__ = ["LOCK_FILE", "acquire_lock"]
 

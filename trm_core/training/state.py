@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from . import distributed as D
-from .errors import CheckpointError
+from trm_core.errors import CheckpointError
+from trm_core.training import distributed as D
 
 __all__ = [
     "Position",

@@ -1,8 +1,6 @@
 """A checkpoint loaded for inference: model + tokenizer rebuilt from its own profile, device and dtype.
 
-Public through `trm_core.checkpoint` (`load_for_inference`, `LoadedModel`, `resolve_device`,
-`resolve_inference_dtype`, `load_into`), as before this module was split out. `resolve_device`
-is the one device resolution, shared with the Trainer.
+`resolve_device` is the one device resolution, shared with the Trainer.
 """
 
 from __future__ import annotations
@@ -11,17 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint_read import (
-    EMA_FILE,
-    MODEL_FILE,
-    PROFILE_FILE,
-    _load_weights,
-    _read_profile_file,
-    read_state,
-    resolve_checkpoint,
-)
-from .errors import CheckpointError, UserError
-from .profile import Profile
+from trm_core.runs.read import EMA_FILE, MODEL_FILE, PROFILE_FILE, load_weights, read_profile_file, read_state, resolve_checkpoint
+from trm_core.errors import CheckpointError, UserError
+from trm_core.profile import Profile
 
 __all__ = [
     "INFERENCE_DTYPES",
@@ -100,12 +90,12 @@ def load_for_inference(
     `dtype` ("auto"/None, "fp32", "bf16" or a torch dtype): the weights' dtype for inference;
     "auto" is bf16 on CUDA and fp32 on CPU (see `resolve_inference_dtype`).
     """
-    from .model import build_model
-    from .tokenizer import build_tokenizer
+    from trm_core.model.lm import build_model
+    from trm_core.data.tokenizers import build_tokenizer
 
     ckpt = resolve_checkpoint(path, which)
     state = read_state(ckpt)
-    profile = _read_profile_file(ckpt / PROFILE_FILE)
+    profile = read_profile_file(ckpt / PROFILE_FILE)
     tokenizer = build_tokenizer(profile.tokenizer.name)
     saved_vocab = state.get("vocab_size")
     if saved_vocab is not None and saved_vocab != tokenizer.vocab_size:
@@ -117,6 +107,6 @@ def load_for_inference(
     model = build_model(profile.model, tokenizer.vocab_size)
     use_ema = ema and state.get("has_ema", False)
     wpath = ckpt / (EMA_FILE if use_ema else MODEL_FILE)
-    load_into(model, _load_weights(wpath), wpath)
+    load_into(model, load_weights(wpath), wpath)
     model.to(dev, dtype=resolve_inference_dtype(dtype, dev)).eval()
     return LoadedModel(model, tokenizer, profile, int(state["step"]), ckpt, dev)

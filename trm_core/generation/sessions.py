@@ -1,9 +1,9 @@
 """Model sessions: how `Generator` feeds token ids to a model and gets next-token logits back.
 
-`_RecomputeSession` runs the whole sequence through `model.infer` for every token (no cache).
-`_CachedSession` prefills a static KV cache with `forward_step`, then decodes one token at a
+`RecomputeSession` runs the whole sequence through `model.infer` for every token (no cache).
+`CachedSession` prefills a static KV cache with `forward_step`, then decodes one token at a
 time. A TRM spends S x H x (L+1) x layers layer passes per token, so that one-token step is
-launch-bound: on CUDA `_StepGraph` captures it once in a CUDA graph and replays it per token.
+launch-bound: on CUDA `StepGraph` captures it once in a CUDA graph and replays it per token.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .sampling import SamplingOptions, sample_next
+from trm_core.generation.sampling import SamplingOptions, sample_next
 
 
-class _RecomputeSession:
+class RecomputeSession:
     """No cache: the whole sequence goes through `model.infer` for every token (the notebook's way)."""
 
     argmax: Tensor | None = None  # never precomputed here
@@ -31,10 +31,10 @@ class _RecomputeSession:
         return self.model.infer(self.ids, self.S)[:, -1].float()
 
 
-class _CachedSession:
+class CachedSession:
     """Prefill with `forward_step`, then one token at a time on the static cache (graph-replayed on CUDA)."""
 
-    def __init__(self, model: Any, cache: Any, graph: _StepGraph | None):
+    def __init__(self, model: Any, cache: Any, graph: StepGraph | None):
         self.model, self.cache, self.graph = model, cache, graph
         self.argmax: Tensor | None = None  # [B] greedy ids of the last feed, when the graph made them
 
@@ -49,7 +49,7 @@ class _CachedSession:
         return self.model.forward_step(ids, self.cache, pad_mask, last_only=True)[:, -1].float()
 
 
-class _StepGraph:
+class StepGraph:
     """`step(ids[B,1], cache)` (= `model.decode_one`, maybe compiled) captured once in a CUDA graph.
 
     decode_one reads its position from `cache.pos_t` and the padding from `cache.pad_mask` (both
@@ -86,7 +86,7 @@ class _StepGraph:
         return self.static_logits
 
 
-def _pick(session: Any, logits: Tensor, opts: SamplingOptions, rng: torch.Generator) -> Tensor:
+def pick_token(session: Any, logits: Tensor, opts: SamplingOptions, rng: torch.Generator) -> Tensor:
     """Next ids [B] on the device: the graph's own argmax when greedy, else `sample_next`."""
     if opts.temperature <= 0.0 and session.argmax is not None:
         return session.argmax

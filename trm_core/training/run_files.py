@@ -17,16 +17,19 @@ from typing import Any, TextIO
 import torch
 from torch import nn
 
-from . import checkpoint as ckpt
-from .atomic import write_text_atomic
-from .distributed import DistInfo
-from .ema import EMA
-from .errors import CheckpointError
-from .events import Event
-from .optim import load_optimizer_state
-from .profile import Profile, ProfileError, diff, parse_profile
-from .schedule import EarlyStopper
-from .trainer_state import Position, resume_point, rng_state, set_rng_state
+from trm_core.errors import CheckpointError
+from trm_core.events import Event
+from trm_core.profile import Profile, ProfileError, diff, parse_profile
+from trm_core.runs.atomic import write_text_atomic
+from trm_core.runs.checkpoint import save_checkpoint
+from trm_core.runs.inference import load_into
+from trm_core.runs.lock import acquire_lock
+from trm_core.runs.read import has_checkpoint, load_training_state, resolve_checkpoint
+from trm_core.training.distributed import DistInfo
+from trm_core.training.ema import EMA
+from trm_core.training.optim import load_optimizer_state
+from trm_core.training.schedule import EarlyStopper
+from trm_core.training.state import Position, resume_point, rng_state, set_rng_state
 
 __all__ = ["MetricsLog", "Resumed", "RunFiles"]
 
@@ -111,7 +114,7 @@ class RunFiles:
     def claim(self, log: Callable[[str], None]) -> None:
         """Create the run directory and take its `.lock` (see checkpoint.acquire_lock)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        self._release_lock = ckpt.acquire_lock(self.path, log=log)
+        self._release_lock = acquire_lock(self.path, log=log)
 
     def write_profile(self) -> None:
         """The profile text as trained, replaced atomically as profile.toml."""
@@ -130,7 +133,7 @@ class RunFiles:
 
     def latest(self) -> Path | None:
         """The run's `latest` checkpoint, or None when it has none yet."""
-        return ckpt.resolve_checkpoint(self.path, "latest") if ckpt.has_checkpoint(self.path) else None
+        return resolve_checkpoint(self.path, "latest") if has_checkpoint(self.path) else None
 
     def save(
         self,
@@ -146,7 +149,7 @@ class RunFiles:
     ) -> Path:
         """Write checkpoint `step`: weights, EMA, optimizer + scheduler + RNG, `state`
         (trainer_state.checkpoint_state) and the profile text; atomic, keeping `train.keep_last`."""
-        return ckpt.save_checkpoint(
+        return save_checkpoint(
             self.path,
             step,
             model_state=model.state_dict(),
@@ -181,14 +184,14 @@ class RunFiles:
         `allowed`, or when its checkpoint cannot be resumed (nothing has been written by then).
         """
         run_dir, profile = self.path, self.profile
-        if not ckpt.has_checkpoint(run_dir):
+        if not has_checkpoint(run_dir):
             return None
         if not allowed:
             raise CheckpointError(
                 f"{run_dir} already holds checkpoints; resume it or train into a fresh run directory"
             )
-        path = ckpt.resolve_checkpoint(run_dir, "latest")
-        state = ckpt.load_training_state(path, "cpu")
+        path = resolve_checkpoint(run_dir, "latest")
+        state = load_training_state(path, "cpu")
         try:
             saved = parse_profile(state.profile_text, str(path / "profile.toml"))
         except ProfileError as e:
@@ -200,10 +203,10 @@ class RunFiles:
                 f"cannot resume {run_dir}: {what} changed since the checkpoint, so its weights "
                 "cannot be loaded; train into a fresh run directory"
             )
-        ckpt.load_into(model, state.model, path / "model.safetensors")
+        load_into(model, state.model, path / "model.safetensors")
         if ema is not None:
             if state.ema is not None:
-                ckpt.load_into(ema.module, state.ema, path / "ema.safetensors")
+                load_into(ema.module, state.ema, path / "ema.safetensors")
             else:
                 ema.module.load_state_dict(model.state_dict())
                 log("the checkpoint has no EMA weights; the EMA starts from the current weights", "info")
@@ -235,13 +238,13 @@ class RunFiles:
         if best <= 0 or best == step:
             return
         try:
-            path = ckpt.resolve_checkpoint(self.path, "best")
+            path = resolve_checkpoint(self.path, "best")
         except CheckpointError:
             return
-        state = ckpt.load_training_state(path, "cpu")
-        ckpt.load_into(model, state.model, path / "model.safetensors")
+        state = load_training_state(path, "cpu")
+        load_into(model, state.model, path / "model.safetensors")
         if ema is not None and state.ema is not None:
-            ckpt.load_into(ema.module, state.ema, path / "ema.safetensors")
+            load_into(ema.module, state.ema, path / "ema.safetensors")
         log(
             f"restored the best weights (step {best}, val loss {stopper.best_val_loss:.4f}) "
             f"into memory; `best` points at {path.name}",

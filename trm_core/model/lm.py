@@ -11,8 +11,7 @@ answer) and z_L (the reasoning), and refines them with one small shared net:
 
 Every attention is causal and nothing mixes positions otherwise, so the state at position t never
 depends on tokens after t in any cycle or supervision step. Hence incremental decoding with a KV
-cache is exact: one K/V slot per (supervision step, H-cycle, net call, layer).
-"""
+cache is exact: one K/V slot per (supervision step, H-cycle, net call, layer)."""
 
 from __future__ import annotations
 
@@ -25,12 +24,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .layers import KVSlot, Net, RoPE, Rotary, trunc_normal_
-from .profile import ModelConfig
+from trm_core.model.kv_cache import KVCache
+from trm_core.model.layers import Net, RoPE, Rotary, trunc_normal_
+from trm_core.profile import ModelConfig
 
-__all__ = ["Carry", "KVCache", "CausalLM", "TRM", "Transformer", "build_model", "count_parameters"]
+__all__ = ["Carry", "CausalLM", "TRM", "Transformer", "build_model", "count_parameters"]
+
 
 IGNORE_INDEX = -100
+
 
 RunNet = Callable[[int, Tensor], Tensor]  # (net call index within a supervision step, input) -> output
 
@@ -39,71 +41,6 @@ RunNet = Callable[[int, Tensor], Tensor]  # (net call index within a supervision
 class Carry:
     z_H: Tensor  # [B, T, D]
     z_L: Tensor  # [B, T, D]
-
-
-class KVCache:
-    """Static, preallocated K/V for every (supervision step, net call, layer) slot.
-
-    `pos` (a Python int) is the number of positions already processed; `pos_t` mirrors it on the
-    device for `decode_one`, whose CUDA-graph replays advance only `pos_t` (call `sync_pos()`
-    before the next eager `forward_step` in that case). `pad_mask` [B, max_len] marks padding keys;
-    `position_ids` [B, max_len] holds each position's RoPE position (padding not counted).
-    """
-
-    def __init__(
-        self,
-        *,
-        batch_size: int,
-        max_len: int,
-        supervision_steps: int,
-        calls_per_step: int,
-        num_layers: int,
-        num_heads: int,
-        head_dim: int,
-        device: torch.device | str | None,
-        dtype: torch.dtype,
-    ):
-        self.batch_size, self.max_len = batch_size, max_len
-        self.supervision_steps = supervision_steps
-        self.calls_per_step = calls_per_step
-        num_slots = supervision_steps * calls_per_step * num_layers
-        shape = (num_slots, batch_size, num_heads, max_len, head_dim)
-        # zeros, not empty: masked keys still enter the matmul, and 0 * NaN garbage would be NaN
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.key_index = torch.arange(max_len, device=device)
-        self.pad_mask = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
-        self.position_ids = self.key_index.expand(batch_size, max_len).clone()
-        self.pos_t = torch.zeros(1, dtype=torch.long, device=device)
-        self.pos = 0
-        self.has_padding = False
-        # the per-layer (k, v) views of every net call, made once: slots() runs for every call
-        self._slots = [
-            [(self.k[i], self.v[i]) for i in range(first, first + num_layers)]
-            for first in range(0, num_slots, num_layers)
-        ]
-
-    def reset(self) -> None:
-        """Forget every position (the K/V memory is kept and overwritten)."""
-        self.pos = 0
-        self.pos_t.zero_()
-        self.pad_mask.zero_()
-        self.position_ids.copy_(self.key_index.expand_as(self.position_ids))
-        self.has_padding = False
-
-    def sync_pos(self) -> None:
-        """Set `pos` from `pos_t` (after CUDA-graph replays of `decode_one`; synchronises)."""
-        self.pos = int(self.pos_t.item())
-
-    def set_pad_mask(self, pad_mask: Tensor) -> None:
-        """Padding keys to ignore from now on; RoPE positions then skip the padding."""
-        self.pad_mask.copy_(pad_mask)
-        self.position_ids.copy_((torch.cumsum(~self.pad_mask, dim=1) - 1).clamp_min(0))
-        self.has_padding = True
-
-    def slots(self, step: int, call: int) -> list[KVSlot]:
-        """The per-layer (k, v) views for one net call of one supervision step."""
-        return self._slots[step * self.calls_per_step + call]
 
 
 class CausalLM(nn.Module):
@@ -380,7 +317,7 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> CausalLM:
 
 def count_parameters(profile) -> int:
     """Trainable parameters of the profile's model (tied weights once); allocates nothing."""
-    from .tokenizer import build_tokenizer
+    from trm_core.data.tokenizers import build_tokenizer
 
     vocab_size = build_tokenizer(profile.tokenizer.name).vocab_size
     with torch.device("meta"):

@@ -1,7 +1,6 @@
 """Finding and reading checkpoints: the layout, `latest`/`best`, state.json, weights, the safety check.
 
-The layout is described in `checkpoint.py` (the writer, and the public face of all of this: import
-from `trm_core.checkpoint`). Nothing here executes code from a file: weights are safetensors, the
+The layout is described in `checkpoint.py` (the writer). Nothing here executes code from a file: weights are safetensors, the
 optimizer state goes through `torch.load(weights_only=True)`, and a missing, truncated, foreign or
 newer-format file is a one-sentence CheckpointError.
 """
@@ -15,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
-from .profile import Mismatch, Profile, ProfileError, diff, parse_profile
+from trm_core.errors import CheckpointError
+from trm_core.profile import Mismatch, Profile, ProfileError, diff, parse_profile
 
 __all__ = [
     "CARRY_FILE",
@@ -40,7 +39,7 @@ __all__ = [
 
 # The names the writer (checkpoint.save_checkpoint) and every reader share.
 FORMAT_VERSION = 1
-_STEP_RE = re.compile(r"^step-(\d+)$")
+STEP_RE = re.compile(r"^step-(\d+)$")
 MODEL_FILE = "model.safetensors"
 EMA_FILE = "ema.safetensors"
 CARRY_FILE = "carry.safetensors"
@@ -65,7 +64,7 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     except OSError:
         return []
     for p in entries:
-        m = _STEP_RE.match(p.name)
+        m = STEP_RE.match(p.name)
         if m and not p.is_symlink() and (p / STATE_FILE).is_file():
             out.append((int(m.group(1)), p))
     return sorted(out)
@@ -75,7 +74,7 @@ def has_checkpoint(run_dir: str | Path) -> bool:
     return bool(list_checkpoints(run_dir))
 
 
-def _pointer(run_dir: str | Path, which: str) -> Path | None:
+def read_pointer(run_dir: str | Path, which: str) -> Path | None:
     link = checkpoints_dir(run_dir) / which
     if link.is_symlink() or link.is_dir():
         target = link.resolve()
@@ -96,7 +95,7 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
         path = path.parent
     if not path.exists():
         raise CheckpointError(f"{path} does not exist")
-    if _STEP_RE.match(path.name) and path.is_dir():
+    if STEP_RE.match(path.name) and path.is_dir():
         raise CheckpointError(f"{path / STATE_FILE} is missing")
     if not has_checkpoint(path):
         raise CheckpointError(f"{path} holds no checkpoint")
@@ -109,7 +108,7 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
         return d
     if which not in ("best", "latest"):
         raise CheckpointError(f"checkpoint must be 'best', 'latest' or a step number, got {which!r}")
-    found = _pointer(path, which) or (_pointer(path, "latest") if which == "best" else None)
+    found = read_pointer(path, which) or (read_pointer(path, "latest") if which == "best" else None)
     if found is None:
         found = list_checkpoints(path)[-1][1]  # pointers lost (copied without symlinks): newest
     return found
@@ -146,7 +145,7 @@ def _read_text(path: Path) -> str:
         raise CheckpointError(f"{path} is unreadable or corrupted") from None
 
 
-def _read_profile_file(path: Path) -> Profile:
+def read_profile_file(path: Path) -> Profile:
     text = _read_text(path)
     try:
         profile = parse_profile(text, str(path))
@@ -159,12 +158,12 @@ def _read_profile_file(path: Path) -> Profile:
 
 def saved_profile(run_dir: str | Path) -> Profile:
     """The profile the run's newest checkpoint was trained with (else the run's profile.toml)."""
-    latest = _pointer(run_dir, "latest")
+    latest = read_pointer(run_dir, "latest")
     if latest is None and has_checkpoint(run_dir):
         latest = list_checkpoints(run_dir)[-1][1]
     if latest is not None and (latest / PROFILE_FILE).is_file():
-        return _read_profile_file(latest / PROFILE_FILE)
-    return _read_profile_file(Path(run_dir) / PROFILE_FILE)
+        return read_profile_file(latest / PROFILE_FILE)
+    return read_profile_file(Path(run_dir) / PROFILE_FILE)
 
 
 def check_run_dir(profile: Profile, run_dir: str | Path) -> list[Mismatch] | None:
@@ -189,7 +188,7 @@ def propose_fresh_run_dir(run_dir: str | Path) -> Path:
 # --------------------------------------------------------------------------- weights and training state
 
 
-def _load_weights(path: Path, device: Any = "cpu") -> dict[str, Any]:
+def load_weights(path: Path, device: Any = "cpu") -> dict[str, Any]:
     from safetensors import safe_open
 
     if not path.is_file():
@@ -251,8 +250,8 @@ def load_training_state(ckpt_dir: str | Path, device: Any = "cpu") -> TrainingSt
     ckpt_dir = Path(ckpt_dir)
     state = read_state(ckpt_dir)
     profile_text = _read_text(ckpt_dir / PROFILE_FILE)
-    model = _load_weights(ckpt_dir / MODEL_FILE, device)
-    ema = _load_weights(ckpt_dir / EMA_FILE, device) if state.get("has_ema") else None
-    carry = _load_weights(ckpt_dir / CARRY_FILE, device) if state.get("has_carry") else None
+    model = load_weights(ckpt_dir / MODEL_FILE, device)
+    ema = load_weights(ckpt_dir / EMA_FILE, device) if state.get("has_ema") else None
+    carry = load_weights(ckpt_dir / CARRY_FILE, device) if state.get("has_carry") else None
     optimizer = _load_pt(ckpt_dir / OPTIMIZER_FILE)
     return TrainingState(ckpt_dir, state, model, ema, optimizer, carry, profile_text)

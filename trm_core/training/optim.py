@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from trm_core.errors import CheckpointError
 
 __all__ = ["build_optimizer", "load_optimizer_state"]
 

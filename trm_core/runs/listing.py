@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .events import DoneEvent, EarlyStopEvent, EvalEvent, StartEvent, StepEvent, read_events
-from .run_lock import pid_alive
+from trm_core.events import DoneEvent, EarlyStopEvent, EvalEvent, StartEvent, StepEvent, read_events
+from trm_core.runs.lock import pid_alive
 
 __all__ = ["RunInfo", "STATUSES", "list_runs", "run_info", "lock_pid", "pid_alive"]
 

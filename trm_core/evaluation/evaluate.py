@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .atomic import write_text_atomic
-from .data import Example, extract_answer, format_prompt
+from trm_core.data.sources import Example, format_prompt
+from trm_core.evaluation.scoring import extract_answer
+from trm_core.runs.atomic import write_text_atomic
 
 __all__ = ["EvalResult", "evaluate", "default_batch_size", "write_samples", "STOP", "BatchGenerator"]
 
@@ -52,7 +53,7 @@ def default_batch_size(device: Any) -> int:
     return CUDA_BATCH_SIZE if getattr(device, "type", str(device)) == "cuda" else CPU_BATCH_SIZE
 
 
-def _batches(order: list[int], batch_size: int) -> list[list[int]]:
+def eval_batches(order: list[int], batch_size: int) -> list[list[int]]:
     """`order` cut into equal batches of at most `batch_size`; the last is topped up with repeats
     of its own last index, so every batch has one size (one CUDA graph, one compiled step)."""
     if not order:
@@ -88,7 +89,7 @@ def evaluate(
     generated: list[str] = [""] * len(prompts)
     done = correct = 0
     start = time.perf_counter()
-    for batch in _batches(order, batch_size):
+    for batch in eval_batches(order, batch_size):
         texts = generator.generate_batch(
             [prompts[i] for i in batch],
             temperature=0.0,

@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .ema import EMA
-from .errors import DataError
-from .optim import build_optimizer
-from .profile import Profile
-from .trainer_state import Position
+from trm_core.errors import DataError
+from trm_core.profile import Profile
+from trm_core.training.ema import EMA
+from trm_core.training.optim import build_optimizer
+from trm_core.training.state import Position
 
 if TYPE_CHECKING:
-    from .data import Batch, TokenizedDataset
-    from .model import CausalLM
-    from .tokenizer import Tokenizer
+    from trm_core.data.batches import Batch, TokenizedDataset
+    from trm_core.data.tokenizers import Tokenizer
+    from trm_core.model.lm import CausalLM
 
 __all__ = ["TrainData", "TrainSetup", "build_train_setup"]
 
@@ -43,7 +43,7 @@ class TrainData:
 
     def walk(self, start: Position) -> Iterator[tuple[int, int, Batch]]:
         """(epoch, batch index, batch) from `start` (its pass ignored) on, epoch after epoch, endless."""
-        from .data import iterate_batches
+        from trm_core.data.batches import iterate_batches
 
         nb = self.batches_per_epoch
         epoch, first = start.epoch, start.batch
@@ -70,7 +70,7 @@ class TrainData:
 
     def val_batches(self) -> Iterator[Batch]:
         """This rank's share of the validation slice, in order."""
-        from .data import iterate_batches
+        from trm_core.data.batches import iterate_batches
 
         return iterate_batches(
             self.val_ds, self.batch_size, seed=self.seed, epoch=0, rank=self.rank,
@@ -97,9 +97,9 @@ def build_train_setup(
     """Seed, then build everything `profile` trains on `device` (as `rank` of `world_size`);
     `max_steps` (if set) wins over the profile's step budget. Too few examples for one batch on
     each rank is a DataError."""
-    from .data import build_datasets, num_batches
-    from .model import build_model
-    from .tokenizer import build_tokenizer
+    from trm_core.data.batches import build_datasets, num_batches
+    from trm_core.data.tokenizers import build_tokenizer
+    from trm_core.model.lm import build_model
 
     p, t = profile, profile.train
     random.seed(t.seed)

@@ -1,0 +1,142 @@
+"""GSM8K-style data: sources, prompt formatting, label masking and length-bucketed batches.
+
+Sources: `hf:openai/gsm8k` (the hub), `jsonl:<file-or-dir>` (GSM8K's schema, offline) and
+`synthetic` (our own generator). An example becomes `Question: {q}\nAnswer: {answer}<eos>`;
+the loss covers the answer and EOS (or everything with `loss_on = "all"`), never padding."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trm_core.errors import DataError
+
+SPLITS = ("train", "test")
+
+
+SYNTHETIC_TEST_SIZE = 1000
+
+
+SYNTHETIC_TEST_SEED_OFFSET = 1_000_003  # the synthetic "test" split draws from its own seed
+
+
+@dataclass
+class Example:
+    question: str
+    answer: str  # GSM8K form: steps with <<a*b=c>> annotations, then "#### N"
+
+
+def format_prompt(question: str) -> str:
+    """The text the model is conditioned on (and prompted with at generation time)."""
+    return f"Question: {question}\nAnswer:"
+
+
+def format_completion(answer: str) -> str:
+    """The supervised continuation; the tokenizer's EOS id is appended after tokenizing."""
+    return f" {answer}"
+
+
+def load_examples(
+    source: str,
+    split: str = "train",
+    *,
+    synthetic_size: int = 20000,
+    min_steps: int = 1,
+    max_steps: int = 4,
+    seed: int = 0,
+) -> list[Example]:
+    """Examples of `split` ("train" or "test") from `source`; raises DataError with one sentence."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split '{split}'; use 'train' or 'test'")
+    source = source.strip()
+    if source == "synthetic":
+        return _load_synthetic(split, synthetic_size, min_steps, max_steps, seed)
+    if source.startswith("jsonl:"):
+        return _load_jsonl(source[len("jsonl:") :].strip(), split)
+    if source.startswith("hf:"):
+        return _load_hf(source, split)
+    raise DataError(
+        f"unknown data source '{source}'; use 'hf:openai/gsm8k', 'jsonl:<file-or-dir>' or 'synthetic'"
+    )
+
+
+def _load_synthetic(split: str, size: int, min_steps: int, max_steps: int, seed: int) -> list[Example]:
+    from trm_core.data.synthetic import generate_examples
+
+    train = generate_examples(size, seed=seed, min_steps=min_steps, max_steps=max_steps)
+    if split == "train":
+        return train
+    # Held out: another seed, and any question that also appears in train is dropped.
+    seen = {ex.question for ex in train}
+    test = generate_examples(
+        SYNTHETIC_TEST_SIZE, seed=seed + SYNTHETIC_TEST_SEED_OFFSET, min_steps=min_steps, max_steps=max_steps
+    )
+    return [ex for ex in test if ex.question not in seen]
+
+
+def _row_to_example(row: Any, where: str) -> Example:
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: not a JSON object with 'question' and 'answer'")
+    for key in ("question", "answer"):
+        if key not in row:
+            raise DataError(f"{where}: missing '{key}'")
+        if not isinstance(row[key], str):
+            raise DataError(f"{where}: '{key}' is not a string")
+    return Example(question=row["question"], answer=row["answer"])
+
+
+def _load_jsonl(target: str, split: str) -> list[Example]:
+    if not target:
+        raise DataError("data source 'jsonl:' needs a file or a folder, e.g. 'jsonl:data/gsm8k'")
+    path = Path(target).expanduser()
+    if path.is_dir():
+        path = path / f"{split}.jsonl"
+        if not path.is_file():
+            raise DataError(
+                f"{target} has no {split}.jsonl (a jsonl: folder holds train.jsonl and test.jsonl)"
+            )
+    elif not path.exists():
+        raise DataError(f"{target}: no such file or folder for data source 'jsonl:{target}'")
+    shown = str(Path(target) / path.name) if Path(target).expanduser().is_dir() else target
+    examples: list[Example] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{shown} line {lineno}: not valid JSON ({e.msg})") from None
+                examples.append(_row_to_example(row, f"{shown} line {lineno}"))
+    except UnicodeDecodeError:
+        raise DataError(f"{shown}: not a UTF-8 text file") from None
+    except OSError as e:
+        raise DataError(f"{shown}: cannot read ({e.strerror})") from None
+    if not examples:
+        raise DataError(f"{shown}: has no examples")
+    return examples
+
+
+def _load_hf(source: str, split: str) -> list[Example]:
+    repo = source[len("hf:") :].strip()
+    alternatives = "use 'jsonl:<dir>' (a folder with GSM8K's train.jsonl and test.jsonl) or 'synthetic'"
+    if not repo:
+        raise DataError(f"data source 'hf:' needs a dataset name like 'hf:openai/gsm8k'; or {alternatives}")
+    try:
+        import datasets
+
+        datasets.logging.set_verbosity_error()  # progress bars and warnings would spill over the TUI
+        datasets.disable_progress_bars()
+        config = "main" if repo.endswith("gsm8k") else None
+        rows = datasets.load_dataset(repo, config, split=split)
+    except ImportError:
+        raise DataError(f"data source '{source}' needs the 'datasets' package; {alternatives}") from None
+    except Exception as e:  # ConnectionError offline, FileNotFoundError, hub errors of every kind
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise DataError(
+            f"cannot load '{source}' from the Hugging Face hub ({reason}); {alternatives}"
+        ) from None
+    return [_row_to_example(row, f"{source} {split} row {i}") for i, row in enumerate(rows)]
