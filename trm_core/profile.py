@@ -64,6 +64,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
+    halting: Literal["none", "act"] = "none"  # "act": a Q-head halts each token after 1..S steps
 
 
 @dataclass
@@ -97,7 +98,8 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     supervision: Literal["deep", "accumulate"] = "deep"
-    supervision_steps: int = 1
+    supervision_steps: int = 1  # with model.halting = "act": the most steps a token may take
+    halt_exploration: float = 0.1  # ACT: chance a token must first run a random 2..S steps
     detach_carry: bool = True
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: Literal["auto", "on", "off"] = "auto"
@@ -130,6 +132,7 @@ class GenerateConfig:
     seed: int = 0
     calculator: bool = True
     kv_cache: bool = True
+    halt_threshold: float = 0.5  # ACT: a token halts when sigmoid(q_halt) exceeds this
 
 
 @dataclass
@@ -204,6 +207,7 @@ _NON_NEGATIVE = [
     "early_stopping.stop_below", "generate.temperature", "generate.top_k", "generate.seed",
 ]  # fmt: skip
 _UNIT_INTERVAL = ["train.beta1", "train.beta2", "train.ema_decay", "train.min_lr_ratio"]
+_CLOSED_UNIT = ["train.halt_exploration", "generate.halt_threshold"]  # [0, 1]
 _PROB = ["generate.top_p"]  # (0, 1]
 
 
@@ -279,6 +283,9 @@ def _check_ranges(p: Profile, problems: list[str]) -> None:
     for path in _UNIT_INTERVAL:
         if not 0 <= flat[path] < 1 and not (path == "train.min_lr_ratio" and flat[path] == 1):
             problems.append(f"{path} must be between 0 and 1, got {flat[path]!r}")
+    for path in _CLOSED_UNIT:
+        if not 0 <= flat[path] <= 1:
+            problems.append(f"{path} must be between 0 and 1, got {flat[path]!r}")
     for path in _PROB:
         if not 0 < flat[path] <= 1:
             problems.append(f"{path} must be in (0, 1], got {flat[path]!r}")
@@ -317,6 +324,10 @@ def _check_ranges(p: Profile, problems: list[str]) -> None:
         problems.append(f"tokenizer.name must be 'gpt2', 'byte' or 'hf:<repo-or-dir>', got {tok!r}{hint}")
     if m.arch == "transformer" and p.train.supervision_steps != 1:
         problems.append("train.supervision_steps must be 1 when model.arch is 'transformer'")
+    if m.arch == "transformer" and m.halting != "none":
+        problems.append(
+            "model.halting = 'act' needs model.arch = 'trm' (halting is between supervision steps)"
+        )
 
 
 def _plain_name(name: str) -> bool:
@@ -412,7 +423,7 @@ class Mismatch:
 # Keys whose change means the saved weights cannot be loaded into the new model.
 _INCOMPATIBLE = {
     "model.arch", "model.hidden_size", "model.num_heads", "model.num_layers", "model.expansion",
-    "model.tie_embeddings", "tokenizer.name",
+    "model.tie_embeddings", "model.halting", "tokenizer.name",
 }  # fmt: skip
 # Keys that do not touch weights, optimisation or data at all.
 _HARMLESS_PREFIXES = ("generate.",)

@@ -1,4 +1,9 @@
-"""The KV cache of incremental decoding: one K/V slot per net call of a supervision step."""
+"""The KV cache of incremental decoding: one K/V slot per net call of a supervision step.
+
+The cache is sized for the depth asked at inference (supervision steps, H- and L-cycles), which
+may differ from the depth the model was trained at. With ACT it also keeps, per supervision step,
+which positions were still running (the keys a later query may attend to) and each position's depth.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ class KVCache:
     device for `decode_one`, whose CUDA-graph replays advance only `pos_t` (call `sync_pos()`
     before the next eager `forward_step` in that case). `pad_mask` [B, max_len] marks padding keys;
     `position_ids` [B, max_len] holds each position's RoPE position (padding not counted).
+    With `act`, `running` [S, B, max_len] marks the positions that ran each supervision step and
+    `depth` [B, max_len] the number of steps each position ran; `halt_threshold` decides halting.
     """
 
     def __init__(
@@ -29,10 +36,15 @@ class KVCache:
         head_dim: int,
         device: torch.device | str | None,
         dtype: torch.dtype,
+        cycles: tuple[int, int] = (1, 1),
+        act: bool = False,
+        halt_threshold: float = 0.5,
     ):
         self.batch_size, self.max_len = batch_size, max_len
         self.supervision_steps = supervision_steps
         self.calls_per_step = calls_per_step
+        self.cycles = cycles  # (H_cycles, L_cycles) every cached step runs
+        self.halt_threshold = halt_threshold
         num_slots = supervision_steps * calls_per_step * num_layers
         shape = (num_slots, batch_size, num_heads, max_len, head_dim)
         # zeros, not empty: masked keys still enter the matmul, and 0 * NaN garbage would be NaN
@@ -44,6 +56,12 @@ class KVCache:
         self.pos_t = torch.zeros(1, dtype=torch.long, device=device)
         self.pos = 0
         self.has_padding = False
+        self.running = (
+            torch.zeros(supervision_steps, batch_size, max_len, dtype=torch.bool, device=device)
+            if act
+            else None
+        )
+        self.depth = torch.zeros(batch_size, max_len, dtype=torch.long, device=device) if act else None
         # the per-layer (k, v) views of every net call, made once: slots() runs for every call
         self._slots = [
             [(self.k[i], self.v[i]) for i in range(first, first + num_layers)]
@@ -57,6 +75,10 @@ class KVCache:
         self.pad_mask.zero_()
         self.position_ids.copy_(self.key_index.expand_as(self.position_ids))
         self.has_padding = False
+        if self.running is not None:
+            self.running.zero_()
+        if self.depth is not None:
+            self.depth.zero_()
 
     def sync_pos(self) -> None:
         """Set `pos` from `pos_t` (after CUDA-graph replays of `decode_one`; synchronises)."""
@@ -71,3 +93,11 @@ class KVCache:
     def slots(self, step: int, call: int) -> list[KVSlot]:
         """The per-layer (k, v) views for one net call of one supervision step."""
         return self._slots[step * self.calls_per_step + call]
+
+    def depths(self, start: int, end: int) -> Tensor:
+        """Supervision steps run by positions [start, end) of every row ([B, end - start])."""
+        if self.depth is None:
+            return torch.full(
+                (self.batch_size, end - start), self.supervision_steps, dtype=torch.long, device=self.k.device
+            )
+        return self.depth[:, start:end]

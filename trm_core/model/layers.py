@@ -92,7 +92,7 @@ def apply_rope(x: Tensor, rope: RoPE) -> Tensor:
 class Attention(nn.Module):
     """Multi-head causal self-attention.
 
-    Parallel (no `kv`): SDPA with is_causal=True. Cached (`kv` given): the new keys/values are
+    Parallel (no `kv`): SDPA with is_causal=True, or under `mask` when one is given. Cached (`kv` given): the new keys/values are
     written into the slot at `index` and the queries attend over the slot under `mask`.
     `index` is a Python int (eager: write at [index:index+T], attend over [:index+T]) or a
     LongTensor of T write positions (CUDA-graph path: attend over the full slot, `mask` decides).
@@ -118,7 +118,10 @@ class Attention(nn.Module):
         q, k = apply_rope(qkv[:2], rope).unbind(0)  # q and k rotated in one go
         v = qkv[2]
         if kv is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            if mask is None:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:  # ACT: causal and restricted to the keys still running (the mask says both)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
             k_cache, v_cache = kv
             if isinstance(index, int):

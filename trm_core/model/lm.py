@@ -11,7 +11,11 @@ answer) and z_L (the reasoning), and refines them with one small shared net:
 
 Every attention is causal and nothing mixes positions otherwise, so the state at position t never
 depends on tokens after t in any cycle or supervision step. Hence incremental decoding with a KV
-cache is exact: one K/V slot per (supervision step, H-cycle, net call, layer)."""
+cache is exact: one K/V slot per (supervision step, H-cycle, net call, layer).
+
+With `model.halting = "act"` a Q-head on z_H decides after each supervision step whether a
+position halts (see `halting.py`): per-token adaptive depth, still exact under the KV cache.
+Any depth (S, H, L) may be asked at inference; the cache is sized for it."""
 
 from __future__ import annotations
 
@@ -24,8 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from trm_core.model.kv_cache import KVCache
-from trm_core.model.layers import Net, RoPE, Rotary, trunc_normal_
+from trm_core.model.decoding import CachedDecoding
+from trm_core.model.halting import halt_decisions, running_key_mask
+from trm_core.model.layers import Net, Rotary, trunc_normal_
 from trm_core.profile import ModelConfig
 
 __all__ = ["Carry", "CausalLM", "TRM", "Transformer", "build_model", "count_parameters"]
@@ -35,15 +40,17 @@ IGNORE_INDEX = -100
 
 
 RunNet = Callable[[int, Tensor], Tensor]  # (net call index within a supervision step, input) -> output
+Cycles = tuple[int, int] | None  # (H_cycles, L_cycles) asked at inference; None = the trained ones
 
 
 @dataclass
 class Carry:
     z_H: Tensor  # [B, T, D]
     z_L: Tensor  # [B, T, D]
+    running: Tensor | None = None  # [B, T] bool under ACT: positions that run the next step
 
 
-class CausalLM(nn.Module):
+class CausalLM(CachedDecoding, nn.Module):
     """Embedding, LM head, chunked loss, inference and KV-cached decoding shared by both archs.
 
     A subclass defines `_step` (one supervision step over `x`, calling the net through `run`),
@@ -63,6 +70,8 @@ class CausalLM(nn.Module):
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(D, vocab_size, bias=False)
         self.rotary = Rotary(D // cfg.num_heads, cfg.rope_theta)
         self.net = Net(cfg.num_layers, D, cfg.num_heads, cfg.expansion, cfg.norm_eps)
+        # ACT's Q-head: one halting logit per position, read from z_H after each supervision step
+        self.q_head = nn.Linear(D, 1) if getattr(cfg, "halting", "none") == "act" else None
 
     def _init_weights(self) -> None:
         # Truncated LeCun normal like the official TRM; embeddings at std 1/sqrt(D) so that
@@ -71,29 +80,62 @@ class CausalLM(nn.Module):
             if isinstance(module, nn.Linear):
                 trunc_normal_(module.weight, std=module.in_features**-0.5)
         trunc_normal_(self.embed_tokens.weight, std=1.0 / self.embed_scale)
+        if self.q_head is not None:  # as the official TRM: start far from halting (sigmoid(-5))
+            with torch.no_grad():
+                self.q_head.weight.zero_()
+                self.q_head.bias.fill_(-5.0)
 
     # ------------------------------------------------------------------ the model proper
 
     def _step(
-        self, x: Tensor, carry: Carry | None, run: RunNet, grad_cycles: int
+        self, x: Tensor, carry: Carry | None, run: RunNet, grad_cycles: int, cycles: Cycles = None
     ) -> tuple[Tensor, Carry | None]:
         raise NotImplementedError
 
+    def calls_for(self, cycles: Cycles = None) -> int:
+        """Net calls per supervision step at depth `cycles` (the trained depth when None)."""
+        return self.calls_per_step
+
     def forward(
-        self, input_ids: Tensor, carry: Carry | None = None, *, detach_carry: bool = True
+        self,
+        input_ids: Tensor,
+        carry: Carry | None = None,
+        *,
+        detach_carry: bool = True,
+        cycles: Cycles = None,
     ) -> tuple[Tensor, Carry | None]:
-        """One supervision step: (hidden [B,T,D] for the LM head, new carry or None)."""
+        """One supervision step: (hidden [B,T,D] for the LM head, new carry or None).
+
+        Under ACT (`carry.running` given) only running positions are keys, and halted positions
+        keep their state: hidden is then each position's z_H from the step where it halted.
+        """
         T = input_ids.shape[1]
         x = self.embed(input_ids)
         rope = self.rotary(torch.arange(T, device=input_ids.device))
+        running = None if carry is None else carry.running
+        mask = None
+        if running is not None:
+            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril_()
+            diagonal = torch.eye(T, dtype=torch.bool, device=x.device)
+            mask = running_key_mask(causal[None, None], running, diagonal)
 
         def run(call: int, h: Tensor) -> Tensor:
-            return self.net(h, rope)
+            return self.net(h, rope, None, None, mask)
 
-        hidden, new_carry = self._step(x, carry, run, self.cfg.grad_cycles)
+        hidden, new_carry = self._step(x, carry, run, self.cfg.grad_cycles, cycles)
+        if new_carry is not None and carry is not None and running is not None:
+            keep = running[..., None]
+            z_H = torch.where(keep, new_carry.z_H, carry.z_H)
+            new_carry = Carry(z_H, torch.where(keep, new_carry.z_L, carry.z_L), running)
+            hidden = z_H
         if new_carry is not None and detach_carry:
-            new_carry = Carry(new_carry.z_H.detach(), new_carry.z_L.detach())
+            new_carry = Carry(new_carry.z_H.detach(), new_carry.z_L.detach(), new_carry.running)
         return hidden, new_carry
+
+    def q_halt(self, hidden: Tensor) -> Tensor:
+        """ACT's halting logits [B,T] (fp32) from z_H; halt when sigmoid(q) > the threshold."""
+        assert self.q_head is not None, "q_halt needs model.halting = 'act'"
+        return self.q_head(hidden).squeeze(-1).float()
 
     def embed(self, input_ids: Tensor) -> Tensor:
         return self.embed_scale * self.embed_tokens(input_ids)
@@ -127,136 +169,50 @@ class CausalLM(nn.Module):
         return total / n
 
     @torch.no_grad()
-    def infer(self, input_ids: Tensor, supervision_steps: int) -> Tensor:
-        """Logits [B,T,V] after `supervision_steps` passes, each from the previous carry."""
+    def infer(self, input_ids: Tensor, supervision_steps: int, **depth) -> Tensor:
+        """Logits [B,T,V] after `supervision_steps` passes, each from the previous carry.
+
+        `depth` keywords are those of `infer_depth` (cycles, halting)."""
+        return self.logits(self.infer_depth(input_ids, supervision_steps, **depth)[0])
+
+    @torch.no_grad()
+    def infer_depth(
+        self,
+        input_ids: Tensor,
+        supervision_steps: int,
+        *,
+        cycles: Cycles = None,
+        halt_threshold: float = 0.5,
+        may_halt: Tensor | None = None,
+        halt_steps: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """(hidden [B,T,D], depth [B,T]): the parallel forward, halting per position under ACT.
+
+        `may_halt` [B,T] marks the positions allowed to halt early (None = all); `halt_steps`
+        [B,T] imposes every position's depth instead of the Q-head's decisions.
+        """
         carry = None
         steps = supervision_steps if self.uses_carry else 1  # the baseline ignores the carry
-        for _ in range(steps):
-            hidden, carry = self(input_ids, carry)
-        return self.logits(hidden)
+        B, T = input_ids.shape
+        running = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
+        depth = torch.zeros(B, T, dtype=torch.long, device=input_ids.device)
+        for step in range(steps):
+            hidden, carry = self(input_ids, carry, cycles=cycles)
+            depth += running
+            if self.q_head is None or carry is None:
+                continue
+            halt = halt_decisions(
+                step, steps, self.q_halt(hidden), running,
+                threshold=halt_threshold, may_halt=may_halt, halt_steps=halt_steps,
+            )  # fmt: skip
+            running = running & ~halt
+            carry = Carry(carry.z_H, carry.z_L, running)
+        return hidden, depth
 
     def compile_regions(self, **compile_kwargs) -> None:
         """Regional compilation: compile each block of the net in place (one graph reused by all)."""
         for block in self.net.layers:
             block.compile(**compile_kwargs)
-
-    # ------------------------------------------------------------------ KV-cached decoding
-
-    def new_cache(
-        self,
-        batch_size: int,
-        max_len: int,
-        supervision_steps: int,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> KVCache:
-        """A static cache (pass dtype=torch.bfloat16 when decoding under bf16 autocast)."""
-        weight = self.embed_tokens.weight
-        # normal tensors even when called under inference_mode, so the cache works in both modes
-        with torch.inference_mode(False):
-            return KVCache(
-                batch_size=batch_size,
-                max_len=max_len,
-                supervision_steps=supervision_steps if self.uses_carry else 1,
-                calls_per_step=self.calls_per_step,
-                num_layers=self.cfg.num_layers,
-                num_heads=self.cfg.num_heads,
-                head_dim=self.cfg.hidden_size // self.cfg.num_heads,
-                device=weight.device if device is None else device,
-                dtype=weight.dtype if dtype is None else dtype,
-            )
-
-    def _cached_steps(
-        self, input_ids: Tensor, cache: KVCache, rope: RoPE, index: int | Tensor, mask: Tensor | None
-    ) -> Tensor:
-        """All supervision steps for the new positions; each net call reads/writes its own slot.
-
-        The boolean `mask` (True = attend) becomes an additive one here, once: SDPA would otherwise
-        convert it again in every one of the H*(L+1)*layers*S attention calls of this token.
-        """
-        x = self.embed(input_ids)
-        if mask is not None:
-            mask = torch.zeros(
-                mask.shape, dtype=self._attention_dtype(x.device), device=x.device
-            ).masked_fill_(~mask, float("-inf"))
-        carry = None
-        hidden = x
-        for step in range(cache.supervision_steps):
-
-            def run(call: int, h: Tensor, step: int = step) -> Tensor:
-                return self.net(h, rope, cache.slots(step, call), index, mask)
-
-            hidden, carry = self._step(x, carry, run, grad_cycles=0)
-        return hidden
-
-    def _attention_dtype(self, device: torch.device) -> torch.dtype:
-        """The dtype the queries will have: autocast's when it is on, else the weights'."""
-        if torch.is_autocast_enabled(device.type):
-            return torch.get_autocast_dtype(device.type)
-        return self.embed_tokens.weight.dtype
-
-    @torch.no_grad()
-    def forward_step(
-        self,
-        input_ids: Tensor,
-        cache: KVCache,
-        pad_mask: Tensor | None = None,
-        positions: Tensor | None = None,
-        *,
-        last_only: bool = False,
-    ) -> Tensor:
-        """Process n new positions at cache.pos (prefill n > 1, decode n = 1) -> logits [B,n,V].
-
-        pad_mask [B, max_len] (True = padding key) is kept in the cache for later calls; RoPE
-        positions then skip padding (left-padded prompts get the positions of unpadded ones).
-        `positions` [B,n] overrides the RoPE positions of these n tokens. `last_only` returns
-        only the last position's logits ([B,1,V]).
-        """
-        B, n = input_ids.shape
-        pos = cache.pos
-        if pos + n > cache.max_len:
-            raise ValueError(f"KV cache full: {pos} + {n} positions exceed max_len {cache.max_len}")
-        if pad_mask is not None:
-            cache.set_pad_mask(pad_mask)
-        if positions is None:
-            positions = (
-                cache.position_ids[:, pos : pos + n] if cache.has_padding else cache.key_index[pos : pos + n]
-            )
-        rope = self.rotary(positions)
-
-        mask = None  # one unpadded query attends to every cached key: no mask needed
-        if n > 1 or cache.has_padding:
-            query_pos = cache.key_index[pos : pos + n, None]
-            keys = cache.key_index[None, : pos + n]
-            mask = keys <= query_pos  # [n, pos+n]: causal within the new block
-            if cache.has_padding:
-                # a padding query still sees itself, so its softmax is never empty (no NaN)
-                mask = mask & (~cache.pad_mask[:, None, : pos + n] | (keys == query_pos))
-            mask = mask.view(-1, 1, n, pos + n)
-
-        hidden = self._cached_steps(input_ids, cache, rope, pos, mask)
-        cache.pos += n
-        cache.pos_t.fill_(cache.pos)
-        return self.logits(hidden[:, -1:] if last_only else hidden)
-
-    @torch.no_grad()
-    def decode_one(self, input_ids: Tensor, cache: KVCache) -> Tensor:
-        """One token per row at cache.pos_t -> logits [B,1,V]; CUDA-graph capturable.
-
-        Only tensor indexing (index_copy_ at pos_t, a full-length mask built from pos_t), no
-        host sync, no data-dependent shape, no Python state changed: it advances `pos_t` on the
-        device only, so the whole step can be compiled (dynamo would specialise on a Python int
-        and recompile every token). The caller advances `cache.pos` (or calls `sync_pos()`).
-        """
-        pos_t = cache.pos_t
-        positions = cache.position_ids.index_select(1, pos_t)  # [B, 1]
-        rope = self.rotary(positions)
-        keys = cache.key_index
-        mask = (keys <= pos_t) & (~cache.pad_mask | (keys == pos_t))  # [B, max_len]
-        hidden = self._cached_steps(input_ids, cache, rope, pos_t, mask[:, None, None, :])
-        pos_t.add_(1)
-        return self.logits(hidden)
 
 
 def _ce_sum(h: Tensor, y: Tensor, weight: Tensor) -> Tensor:
@@ -277,8 +233,14 @@ class TRM(CausalLM):
         self.register_buffer("L_init", trunc_normal_(torch.empty(cfg.hidden_size), std=1.0))
         self._init_weights()
 
-    def _step(self, x: Tensor, carry: Carry | None, run: RunNet, grad_cycles: int) -> tuple[Tensor, Carry]:
-        H_cycles, L_cycles = self.cfg.H_cycles, self.cfg.L_cycles
+    def calls_for(self, cycles: Cycles = None) -> int:
+        H_cycles, L_cycles = cycles or (self.cfg.H_cycles, self.cfg.L_cycles)
+        return H_cycles * (L_cycles + 1)
+
+    def _step(
+        self, x: Tensor, carry: Carry | None, run: RunNet, grad_cycles: int, cycles: Cycles = None
+    ) -> tuple[Tensor, Carry]:
+        H_cycles, L_cycles = cycles or (self.cfg.H_cycles, self.cfg.L_cycles)
         if carry is None:
             z_H, z_L = self.H_init.expand_as(x), self.L_init.expand_as(x)
         else:
@@ -303,7 +265,9 @@ class Transformer(CausalLM):
         super().__init__(cfg, vocab_size)
         self._init_weights()
 
-    def _step(self, x: Tensor, carry: Carry | None, run: RunNet, grad_cycles: int) -> tuple[Tensor, None]:
+    def _step(
+        self, x: Tensor, carry: Carry | None, run: RunNet, grad_cycles: int, cycles: Cycles = None
+    ) -> tuple[Tensor, None]:
         return run(0, x), None
 
 
