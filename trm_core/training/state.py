@@ -179,7 +179,9 @@ def evaluate_sums(
             continue
         carry = None
         with autocast():
-            for _ in range(supervision_steps):
+            if getattr(model, "q_head", None) is not None:  # ACT: each position's own depth
+                hidden, _ = model.infer_depth(inp, supervision_steps, may_halt=lab != -100)
+            for _ in range(supervision_steps if getattr(model, "q_head", None) is None else 0):
                 hidden, carry = model(inp, carry)
             loss_sum += float(model.loss(hidden, lab)) * n
             h = hidden.reshape(-1, hidden.shape[-1])

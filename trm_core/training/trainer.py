@@ -38,6 +38,7 @@ from trm_core.events import (
 from trm_core.profile import Profile
 from trm_core.runs.inference import resolve_device
 from trm_core.training import distributed as D
+from trm_core.training.act import act_pass
 from trm_core.training.ema import EMA
 from trm_core.training.optim import build_optimizer
 from trm_core.training.run_files import RunFiles
@@ -232,23 +233,53 @@ class Trainer:
                     start_pass = self.pos.pass_
                     carry = Carry(self._carry0[0].to(self.device), self._carry0[1].to(self.device))
                 first = False
+                act = getattr(model, "q_head", None) is not None
                 if self.deep:
                     for s in range(start_pass, self.S):
                         with self._autocast():
-                            hidden, carry = self.fwd(inp, carry, detach_carry=True)
-                            loss = model.loss(hidden, lab)
+                            if act:  # ACT: the loss of the positions still running, + halting
+                                r = act_pass(
+                                    model,
+                                    inp,
+                                    lab,
+                                    carry,
+                                    s,
+                                    self.S,
+                                    exploration=t.halt_exploration,
+                                    forward=self.fwd,
+                                )
+                                carry, loss = r.carry, r.loss
+                            else:
+                                hidden, carry = self.fwd(inp, carry, detach_carry=True)
+                                loss = model.loss(hidden, lab)
                         loss.backward()
                         nxt = self.data.next_position(epoch, b, s, steps_per_batch=self.S)
                         self._carry_now = (
-                            (carry.z_H, carry.z_L) if (carry is not None and nxt.pass_ > 0) else None
+                            (carry.z_H, carry.z_L)
+                            if (carry is not None and nxt.pass_ > 0 and not act)
+                            else None
                         )
                         self._finish_step(loss.detach().float(), tokens, epoch, nxt)
                 else:
                     total = None
-                    for _ in range(self.S):
+                    for s in range(self.S):
                         with self._autocast():
-                            hidden, carry = self.fwd(inp, carry, detach_carry=t.detach_carry)
-                            loss = model.loss(hidden, lab)
+                            if act:
+                                r = act_pass(
+                                    model,
+                                    inp,
+                                    lab,
+                                    carry,
+                                    s,
+                                    self.S,
+                                    exploration=t.halt_exploration,
+                                    detach_carry=t.detach_carry,
+                                    forward=self.fwd,
+                                )
+                                carry, loss = r.carry, r.loss
+                            else:
+                                hidden, carry = self.fwd(inp, carry, detach_carry=t.detach_carry)
+                                loss = model.loss(hidden, lab)
                         total = loss if total is None else total + loss
                     assert total is not None
                     total.backward()
