@@ -213,3 +213,45 @@ def test_bad_halting_keys_are_one_sentence(text: str, problem: str) -> None:
     with pytest.raises(ProfileError) as e:
         parse_profile(text)
     assert problem in str(e.value)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_act_pass_halts_only_labelled_positions_and_trains_the_q_head() -> None:
+    from trm_core.training.act import act_pass, predictions_right
+
+    model = make().train()
+    x = ids(2, 10)
+    lab = x.roll(-1, 1)
+    lab[:, :4] = -100  # the prompt: no label
+    S, carry, ran = 3, None, []
+    for s in range(S):
+        r = act_pass(model, x, lab, carry, s, S)
+        r.loss.backward()
+        assert r.halt_loss > 0 and r.lm_loss > 0
+        assert r.carry.running is not None
+        ran.append(r.ran)
+        carry = r.carry
+        if s < S - 1:
+            assert r.carry.running[:, :4].all(), "unlabeled positions run every step"
+    assert not carry.running.any()  # everything halts after the last step
+    assert ran[0] == 12 and ran[1] < ran[0], "some labelled positions halted after step 1"
+    assert model.q_head.weight.grad is not None and model.q_head.weight.grad.abs().sum() > 0
+    right = predictions_right(model, torch.randn(2, 10, 32), lab)
+    assert not right[:, :4].any()
+
+
+def test_exploration_keeps_tokens_running() -> None:
+    from trm_core.training.act import act_pass
+
+    model = make()
+    with torch.no_grad():
+        model.q_head.bias.fill_(50.0)  # the Q-head wants every token to halt at once
+    x = ids(4, 16)
+    lab = x.roll(-1, 1)
+    calm = act_pass(model, x, lab, None, 0, 4)
+    assert not calm.carry.running.any()
+    explored = act_pass(model, x, lab, None, 0, 4, exploration=0.5)
+    share = explored.carry.running.float().mean().item()
+    assert 0.3 < share < 0.7

@@ -56,11 +56,13 @@ def decode_batch(gen: Generator, prompts: Sequence[str], opts: SamplingOptions) 
         _Row(gen.tokenizer.incremental_decoder(), TextStream(opts.stop), clean_prompt(p)[-CONTEXT_TAIL:])
         for p in prompts
     ]
-    logits = session.feed(torch.tensor(rows_ids, device=gen.device), pad_mask)
+    prompt = torch.tensor(rows_ids, device=gen.device)
+    logits = session.feed(prompt, pad_mask, gen.prefill_may_halt(pad_mask, tuple(prompt.shape)))
     for _step in range(budget):
         sampled = pick_token(session, logits, opts, rng).tolist()  # the one host read per step
+        depths = session.depths() if gen.act else [None] * B
         feed = []
-        for row, token in zip(rows, sampled, strict=True):
+        for row, token, depth in zip(rows, sampled, depths, strict=True):
             if row.done:
                 feed.append(pad)
                 continue
@@ -84,7 +86,7 @@ def decode_batch(gen: Generator, prompts: Sequence[str], opts: SamplingOptions) 
                     feed.append(pad)
                     continue
                 piece = row.decoder.push(token)
-                row.text.add(piece, "model")
+                row.text.add(piece, "model", depth)
                 row.context = (row.context + piece)[-CONTEXT_TAIL:]
                 row.text.ready()
             row.new_tokens += 1
@@ -94,6 +96,7 @@ def decode_batch(gen: Generator, prompts: Sequence[str], opts: SamplingOptions) 
         if all(r.done for r in rows):
             break
         logits = session.feed(torch.tensor(feed, device=gen.device).view(B, 1))
+    gen.last_token_depths = [row.text.token_depths for row in rows]
     out = []
     for row in rows:
         if not row.text.stopped:

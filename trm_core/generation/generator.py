@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from trm_core.generation.batched import decode_batch
 from trm_core.generation.sampling import SamplingOptions, filter_logits, sample_next
@@ -76,14 +77,25 @@ class Generator:
         dtype: Any = None,
         max_context: int = MAX_CONTEXT,
         defaults: SamplingOptions | None = None,
+        cycles: tuple[int, int] | None = None,
+        halt_threshold: float = 0.5,
+        prompt_halts: bool = False,
     ):
         """`compile_step` (CUDA only, opt-in) compiles `decode_one` before the CUDA graph captures it:
         about 1.8x faster per token in bf16, for 30-60 s of compilation on the first request of
         each batch size — too long a wait before an interactive answer to be the default. `dtype` ("auto", "fp32", "bf16") casts the model in place; None keeps it.
+        `supervision_steps` and `cycles` (H, L) are the depth to decode at (any, not only the
+        trained one); under ACT `halt_threshold` decides halting, and `prompt_halts` (a model
+        trained with loss on every position) lets a prompt's positions halt early too.
         """
         self.model = model
         self.tokenizer = tokenizer
         self.supervision_steps = int(supervision_steps)
+        self.cycles = cycles
+        self.halt_threshold = float(halt_threshold)
+        self.prompt_halts = prompt_halts
+        self.act = getattr(model, "q_head", None) is not None and getattr(model, "uses_carry", False)
+        self.last_token_depths: list[list[tuple[int, int]]] = []  # per row of the last request
         if device is None:
             device = next(iter(model.parameters())).device
         self.device = torch.device(device)
@@ -132,10 +144,54 @@ class Generator:
             supervision_steps=loaded.profile.train.supervision_steps,
             device=loaded.device,
             defaults=SamplingOptions.from_profile(loaded.profile.generate),
-            **kw,
+            **({"halt_threshold": loaded.profile.generate.halt_threshold} | kw),
+            prompt_halts=loaded.profile.data.loss_on == "all",
         )
         gen.profile, gen.step, gen.path = loaded.profile, loaded.step, loaded.path
         return gen
+
+    # ----------------------------------------------------------------- depth
+
+    def set_depth(
+        self,
+        supervision_steps: int | None = None,
+        cycles: tuple[int, int] | None = None,
+        halt_threshold: float | None = None,
+    ) -> None:
+        """Decode at another depth from now on (None keeps the current value of each)."""
+        if supervision_steps is not None:
+            self.supervision_steps = int(supervision_steps)
+        if cycles is not None:
+            self.cycles = cycles
+        if halt_threshold is not None:
+            self.halt_threshold = float(halt_threshold)
+        self._graph_key = self._graph = self._graph_cache = None  # the cache is sized for the depth
+
+    @property
+    def steps(self) -> int:
+        """Supervision steps decoded (the transformer baseline has one, whatever is asked)."""
+        return self.supervision_steps if getattr(self.model, "uses_carry", False) else 1
+
+    def calls_per_step(self) -> int:
+        return self.model.calls_for(self.cycles)
+
+    def prefill_may_halt(self, pad_mask: Tensor | None, shape: tuple[int, int]) -> Tensor | None:
+        """Which prompt positions may halt early under ACT: all real ones when the model was trained
+        with loss on the prompt, else only the last (whose target, the first answer token, had a
+        label at training). None for a fixed-depth model."""
+        if not self.act:
+            return None
+        if self.prompt_halts:
+            may = torch.ones(shape, dtype=torch.bool, device=self.device)
+            return may if pad_mask is None else may & ~pad_mask[:, : shape[1]]
+        may = torch.zeros(shape, dtype=torch.bool, device=self.device)
+        may[:, -1] = True
+        return may
+
+    def depth_stats(self, depths: list[int]) -> dict[str, float]:
+        """Mean depth and net calls per generated token, from the depths of the model's tokens."""
+        mean = sum(depths) / len(depths) if depths else float(self.steps)
+        return {"mean_depth": mean, "net_calls_per_token": mean * self.calls_per_step()}
 
     # ----------------------------------------------------------------- options
 
@@ -204,13 +260,14 @@ class Generator:
         of the same batch size that fit (capture costs a few warm-up steps).
         """
         cap = -(-length // _CACHE_BUCKET) * _CACHE_BUCKET
+        depth = {"cycles": self.cycles, "halt_threshold": self.halt_threshold}
         if not self._use_graph():
-            cache = self.model.new_cache(batch_size, cap, self.supervision_steps, device=self.device)
+            cache = self.model.new_cache(batch_size, cap, self.supervision_steps, device=self.device, **depth)
             return CachedSession(self.model, cache, None)
         if self._graph_key is None or self._graph_key[0] != batch_size or self._graph_key[1] < cap:
             self._graph = self._graph_cache = None  # free the old cache before allocating a new one
             self._graph_cache = self.model.new_cache(
-                batch_size, cap, self.supervision_steps, device=self.device
+                batch_size, cap, self.supervision_steps, device=self.device, **depth
             )
             self._graph = StepGraph(self._step_fn(), self._graph_cache, batch_size, self.device)
             self._graph_key = (batch_size, cap)
@@ -253,14 +310,18 @@ class Generator:
         if opts.kv_cache:
             session = self._session(1, total)
         else:
-            session = RecomputeSession(self.model, self.supervision_steps)
+            session = RecomputeSession(
+                self.model, self.supervision_steps, cycles=self.cycles, halt_threshold=self.halt_threshold
+            )
         rng = self._torch_generator(opts.seed)
         eos = {self.tokenizer.eos_id, self.tokenizer.pad_id}
         out = TextStream(opts.stop)
         decoder = self.tokenizer.incremental_decoder()
         context = clean_prompt(prompt)[-CONTEXT_TAIL:]
         new_tokens = 0
-        logits = session.feed(torch.tensor([prep.ids], device=self.device))
+        depths: list[int] = []
+        prompt = torch.tensor([prep.ids], device=self.device)
+        logits = session.feed(prompt, None, self.prefill_may_halt(None, tuple(prompt.shape)))
         while new_tokens < prep.max_tokens:
             forced = pending_calculation(context) if opts.calculator else None
             if forced is not None:
@@ -279,10 +340,13 @@ class Generator:
             next_t = pick_token(session, logits, opts, rng)
             next_id = int(next_t[0])
             new_tokens += 1
+            depth = session.depths()[0] if self.act else None
+            if depth is not None:
+                depths.append(depth)
             if next_id in eos:
                 break
             piece = decoder.push(next_id)
-            out.add(piece, "model")
+            out.add(piece, "model", depth)
             context = (context + piece)[-CONTEXT_TAIL:]
             yield from out.ready()
             if out.stopped or new_tokens >= prep.max_tokens:
@@ -298,7 +362,9 @@ class Generator:
             "new_tokens": new_tokens,
             "seconds": elapsed,
             "tokens_per_s": new_tokens / max(elapsed, 1e-9),
+            **self.depth_stats(depths),
         }
+        self.last_token_depths = [out.token_depths]
 
     def generate(self, prompt: str, **kw: Any) -> str:
         return "".join(p.text for p in self.stream(prompt, **kw))

@@ -21,14 +21,25 @@ class RecomputeSession:
 
     argmax: Tensor | None = None  # never precomputed here
 
-    def __init__(self, model: Any, supervision_steps: int):
-        self.model, self.S = model, supervision_steps
+    def __init__(self, model: Any, supervision_steps: int, **depth: Any):
+        self.model, self.S, self.depth_kw = model, supervision_steps, depth  # cycles, halt_threshold
         self.ids: Tensor | None = None
+        self.may_halt: Tensor | None = None
+        self.last_depth: Tensor | None = None
 
     @torch.inference_mode()
-    def feed(self, ids: Tensor) -> Tensor:
+    def feed(self, ids: Tensor, pad_mask: Tensor | None = None, may_halt: Tensor | None = None) -> Tensor:
         self.ids = ids if self.ids is None else torch.cat([self.ids, ids], dim=1)
-        return self.model.infer(self.ids, self.S)[:, -1].float()
+        new = torch.ones_like(ids, dtype=torch.bool) if may_halt is None else may_halt
+        self.may_halt = new if self.may_halt is None else torch.cat([self.may_halt, new], dim=1)
+        hidden, depth = self.model.infer_depth(self.ids, self.S, may_halt=self.may_halt, **self.depth_kw)
+        self.last_depth = depth[:, -1]
+        return self.model.logits(hidden[:, -1]).float()
+
+    def depths(self) -> list[int]:
+        """Supervision steps the last fed position ran, per row (what the next token thought)."""
+        assert self.last_depth is not None
+        return self.last_depth.tolist()
 
 
 class CachedSession:
@@ -39,14 +50,23 @@ class CachedSession:
         self.argmax: Tensor | None = None  # [B] greedy ids of the last feed, when the graph made them
 
     @torch.inference_mode()
-    def feed(self, ids: Tensor, pad_mask: Tensor | None = None) -> Tensor:
+    def feed(self, ids: Tensor, pad_mask: Tensor | None = None, may_halt: Tensor | None = None) -> Tensor:
+        """Logits of the last new position; under ACT `may_halt` [B, n] marks the new positions
+        that may halt early (None = all; a prompt's positions may not, except the last)."""
         if self.graph is not None and ids.shape[1] == 1 and pad_mask is None:
             logits = self.graph.replay(ids)
             self.argmax = self.graph.static_next
             return logits
         self.argmax = None
         # last_only: a long prompt never materialises [B, T, V] logits (V = 50257 for GPT-2)
-        return self.model.forward_step(ids, self.cache, pad_mask, last_only=True)[:, -1].float()
+        return self.model.forward_step(ids, self.cache, pad_mask, last_only=True, may_halt=may_halt)[
+            :, -1
+        ].float()
+
+    def depths(self) -> list[int]:
+        """Supervision steps the last fed position ran, per row (what the next token thought)."""
+        pos = self.cache.pos
+        return self.cache.depths(pos - 1, pos)[:, 0].tolist()
 
 
 class StepGraph:

@@ -23,6 +23,7 @@ CONTEXT_TAIL = 512  # text kept for calculator detection (an expression is at mo
 class Piece:
     text: str
     source: str = "model"  # "model" | "calculator"
+    depth: int | None = None  # supervision steps the model thought before these tokens (None: calculator)
 
 
 # --------------------------------------------------------------------------- calculator
@@ -66,28 +67,32 @@ def clean_prompt(text: str) -> str:
 
 
 class TextStream:
-    """Generated text with the source of every span; yields pieces, holding back possible stop strings."""
+    """Generated text with the source (and depth) of every span; yields pieces, holding back
+    possible stop strings. `token_depths` holds (offset in `text`, depth) of every model token."""
 
     def __init__(self, stop: Sequence[str]):
         self.stop = tuple(s for s in stop if s)
         self.text = ""
-        self._spans: list[tuple[int, str]] = []  # (start offset, source)
+        self._spans: list[tuple[int, str, int | None]] = []  # (start offset, source, depth)
+        self.token_depths: list[tuple[int, int]] = []
         self._emitted = 0
         self.stopped = False
 
-    def add(self, text: str, source: str) -> None:
+    def add(self, text: str, source: str, depth: int | None = None) -> None:
+        if depth is not None:
+            self.token_depths.append((len(self.text), depth))
         if text:
-            if not self._spans or self._spans[-1][1] != source:
-                self._spans.append((len(self.text), source))
+            if not self._spans or self._spans[-1][1:] != (source, depth):
+                self._spans.append((len(self.text), source, depth))
             self.text += text
 
     def _pieces(self, end: int) -> list[Piece]:
         out: list[Piece] = []
-        for i, (start, source) in enumerate(self._spans):
+        for i, (start, source, depth) in enumerate(self._spans):
             stop = self._spans[i + 1][0] if i + 1 < len(self._spans) else len(self.text)
             lo, hi = max(start, self._emitted), min(stop, end)
             if lo < hi:
-                out.append(Piece(self.text[lo:hi], source))
+                out.append(Piece(self.text[lo:hi], source, depth))
         self._emitted = max(self._emitted, end)
         return out
 
