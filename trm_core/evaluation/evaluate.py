@@ -87,6 +87,7 @@ def evaluate(
     # Similar lengths together: less left padding per batch. Results go back to input order.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     generated: list[str] = [""] * len(prompts)
+    token_depths: list[list[tuple[int, int]]] = [[] for _ in prompts]  # (offset, depth) per model token
     done = correct = 0
     start = time.perf_counter()
     for batch in eval_batches(order, batch_size):
@@ -98,8 +99,11 @@ def evaluate(
             stop=tuple(stop),
         )
         idx = list(dict.fromkeys(batch))  # the repeats that filled the last batch are dropped
-        for i, text in zip(idx, texts, strict=False):
+        depths = getattr(generator, "last_token_depths", None) or []
+        for k, (i, text) in enumerate(zip(idx, texts, strict=False)):
             generated[i] = text
+            if k < len(depths) and len(depths) == len(texts):
+                token_depths[i] = [(o, d) for o, d in depths[k] if o < len(text)]
             correct += _score(examples[i].answer, text)[2]
         done += len(idx)
         if progress is not None:
@@ -116,6 +120,7 @@ def evaluate(
                 "generated": generated[i],
                 "predicted": predicted,
                 "correct": ok,
+                "token_depths": token_depths[i],
             }
         )
     total = len(examples)

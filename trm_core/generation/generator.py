@@ -403,8 +403,12 @@ class Generator:
         if not prompts:
             return []
         if not opts.kv_cache or len(prompts) == 1:
-            return [
-                self.generate(p, **{k: getattr(opts, k) for k in SamplingOptions.__dataclass_fields__})
-                for p in prompts
-            ]
+            texts, depths = [], []
+            for p in prompts:
+                texts.append(
+                    self.generate(p, **{k: getattr(opts, k) for k in SamplingOptions.__dataclass_fields__})
+                )
+                depths += self.last_token_depths
+            self.last_token_depths = depths
+            return texts
         return decode_batch(self, prompts, opts)

@@ -52,9 +52,49 @@ def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, default=None, metavar="N", help="new tokens at most")
 
 
+def add_depth_args(p: argparse.ArgumentParser, *, lists: bool = False) -> None:
+    """Test-time depth: any number of supervision steps and cycles, and ACT's halting threshold."""
+    each = " (a comma list: every combination is evaluated)" if lists else ""
+    kind = str if lists else int
+    p.add_argument(
+        "--supervision-steps", type=kind, default=None, metavar="S", help=f"supervision steps{each}"
+    )
+    p.add_argument("--H-cycles", type=kind, default=None, metavar="H", help=f"H-cycles per step{each}")
+    p.add_argument("--L-cycles", type=kind, default=None, metavar="L", help=f"L-cycles per H-cycle{each}")
+    p.add_argument(
+        "--halt-threshold",
+        type=str if lists else float,
+        default=None,
+        metavar="P",
+        help=f"ACT: a token halts when sigmoid(q_halt) > P, 0..1 (default: the profile's){each}",
+    )
+
+
+def depth_settings(gen: Any, steps: Any, H: Any, L: Any, threshold: Any) -> dict[str, Any]:
+    """`Generator.set_depth` keywords for the flags given, checked (UserError, one sentence)."""
+    from trm_core.errors import UserError
+
+    cfg = gen.model.cfg
+    for name, value in (("--supervision-steps", steps), ("--H-cycles", H), ("--L-cycles", L)):
+        if value is not None and value < 1:
+            raise UserError(f"{name} must be at least 1, got {value}")
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise UserError(f"--halt-threshold must be between 0 and 1, got {threshold}")
+    if cfg.arch != "trm" and (H is not None or L is not None or (steps or 1) != 1):
+        raise UserError("--supervision-steps, --H-cycles and --L-cycles apply to TRM checkpoints only")
+    cycles = None if H is None and L is None else (H or cfg.H_cycles, L or cfg.L_cycles)
+    return {"supervision_steps": steps, "cycles": cycles, "halt_threshold": threshold}
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate from a checkpoint (one prompt, or a line REPL)")
     add_checkpoint_args(p)
+    add_depth_args(p)
+    p.add_argument(
+        "--show-depth",
+        action="store_true",
+        help="under each line of the answer, a line with each token's depth (steps thought; · = calculator)",
+    )
     p.add_argument("--prompt", default=None, help="the question (without it: a REPL reading lines)")
     p.add_argument("--raw", action="store_true", help="send the prompt as is, not as 'Question: …\\nAnswer:'")
     p.add_argument("--temperature", type=float, default=None, metavar="T", help="0 = greedy")
@@ -97,8 +137,43 @@ def printable(text: str) -> str:
     return _CONTROL.sub("\ufffd", text)
 
 
-def stream_to(out: TextIO, gen: Any, prompt: str, opts: dict[str, Any], *, color: bool) -> None:
-    """Write the pieces as they come (flushing each), calculator spans highlighted when `color`."""
+def depth_digit(depth: int | None) -> str:
+    if depth is None:
+        return "·"
+    return "0123456789abcdefghijklmnopqrstuvwxyz"[depth] if depth < 36 else "+"
+
+
+def depth_lines(pieces: list[Any], steps: int) -> list[str]:
+    """Each line of the answer followed by a line of digits: the depth of the token of each character."""
+    text = digits = ""
+    for piece in pieces:
+        t = printable(piece.text)
+        text += t
+        depth = piece.depth if piece.source == "model" else None
+        if depth is None and piece.source == "model":
+            depth = steps  # a fixed-depth model: every token thought for all steps
+        digits += "".join(c if c in "\n" else depth_digit(depth) for c in t)
+    out = []
+    for line, marks in zip(text.split("\n"), digits.split("\n"), strict=True):
+        out += [line, marks]
+    return out
+
+
+def stream_to(
+    out: TextIO, gen: Any, prompt: str, opts: dict[str, Any], *, color: bool, show_depth: bool = False
+) -> None:
+    """Write the pieces as they come (flushing each), calculator spans highlighted when `color`;
+    with `show_depth` the answer is written when complete, each line over its depths."""
+    if show_depth:
+        for line in depth_lines(list(gen.stream(prompt, **opts)), gen.steps):
+            out.write(line + "\n")
+        stats = gen.last_stats
+        print(
+            f"mean depth {stats.get('mean_depth', gen.steps):.2f} supervision steps · "
+            f"{stats.get('net_calls_per_token', 0):.1f} net calls per token",
+            file=sys.stderr,
+        )
+        return
     for piece in gen.stream(prompt, **opts):
         text = printable(piece.text)
         if color and piece.source == "calculator":
@@ -132,13 +207,16 @@ def run(args: argparse.Namespace) -> int:
     if args.prompt is not None and prepare_prompt(args.prompt, raw=args.raw, note=sys.stderr) is None:
         raise UserError("the prompt is empty; pass a question with --prompt or leave --prompt out for a REPL")
     gen = load_generator(args, cuda_graph=not args.no_cuda_graph)
+    gen.set_depth(
+        **depth_settings(gen, args.supervision_steps, args.H_cycles, args.L_cycles, args.halt_threshold)
+    )
     opts = sampling_options(args)
     gen.options(**opts)  # bad flag values fail now, in one sentence, before any prompt
     color = sys.stdout.isatty()
     if args.prompt is not None:
         prompt = prepare_prompt(args.prompt, raw=args.raw, note=sys.stderr)
         assert prompt is not None
-        stream_to(sys.stdout, gen, prompt, opts, color=color)
+        stream_to(sys.stdout, gen, prompt, opts, color=color, show_depth=args.show_depth)
         return 0
     return repl(gen, args, opts, color=color)
 
@@ -179,7 +257,7 @@ def repl(gen: Any, args: argparse.Namespace, opts: dict[str, Any], *, color: boo
             if prompt is None:
                 continue
             try:
-                stream_to(sys.stdout, gen, prompt, opts, color=color)
+                stream_to(sys.stdout, gen, prompt, opts, color=color, show_depth=args.show_depth)
             except KeyboardInterrupt:
                 print("\n(stopped)", file=sys.stderr)
     finally:
