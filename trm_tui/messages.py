@@ -67,9 +67,17 @@ class GenerationStatus(Message):
 
 
 class GenerationDone(Message):
-    def __init__(self, pieces: int, seconds: float, error: str = "", cancelled: bool = False) -> None:
+    def __init__(
+        self,
+        pieces: int,
+        seconds: float,
+        error: str = "",
+        cancelled: bool = False,
+        depth: dict[str, float] | None = None,
+    ) -> None:
         super().__init__()
         self.pieces = pieces
         self.seconds = seconds
         self.error = error
         self.cancelled = cancelled
+        self.depth = depth or {}  # mean_depth, net_calls_per_token, steps (from the generator)

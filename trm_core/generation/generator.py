@@ -96,6 +96,9 @@ class Generator:
         self.prompt_halts = prompt_halts
         self.act = getattr(model, "q_head", None) is not None and getattr(model, "uses_carry", False)
         self.last_token_depths: list[list[tuple[int, int]]] = []  # per row of the last request
+        # the depth this generator started with (the checkpoint's), to go back to after overrides
+        self.trained_steps, self.trained_cycles = self.supervision_steps, cycles
+        self.trained_threshold = self.halt_threshold
         if device is None:
             device = next(iter(model.parameters())).device
         self.device = torch.device(device)
@@ -159,13 +162,19 @@ class Generator:
         halt_threshold: float | None = None,
     ) -> None:
         """Decode at another depth from now on (None keeps the current value of each)."""
+        before = (self.supervision_steps, self.cycles, self.halt_threshold)
         if supervision_steps is not None:
             self.supervision_steps = int(supervision_steps)
         if cycles is not None:
-            self.cycles = cycles
+            self.cycles = None if tuple(cycles) == self._model_cycles() else tuple(cycles)
         if halt_threshold is not None:
             self.halt_threshold = float(halt_threshold)
-        self._graph_key = self._graph = self._graph_cache = None  # the cache is sized for the depth
+        if (self.supervision_steps, self.cycles, self.halt_threshold) != before:
+            self._graph_key = self._graph = self._graph_cache = None  # the cache is sized for the depth
+
+    def _model_cycles(self) -> tuple[int, int] | None:
+        cfg = getattr(self.model, "cfg", None)
+        return None if cfg is None else (cfg.H_cycles, cfg.L_cycles)
 
     @property
     def steps(self) -> int:

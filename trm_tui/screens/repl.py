@@ -1,4 +1,7 @@
-"""The REPL tab: pick a run's checkpoint, type a problem, watch the answer stream in."""
+"""The REPL tab: pick a run's checkpoint, type a problem, watch the answer stream in.
+
+The second row of controls sets the depth to decode at (supervision steps, H/L cycles, ACT's halt
+threshold; empty = the checkpoint's own); F9 shades every generated token by its depth."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from trm_core.runs.listing import list_runs
 from ..backend import stop_strings, wrap_prompt
 from ..messages import GenerationDone, GenerationStatus
 from ..widgets.prompt_input import PromptInput
-from ..widgets.transcript import PieceBuffer, Transcript
+from ..widgets.transcript import PieceBuffer, Transcript, depth_legend
 
 if TYPE_CHECKING:
     from ..app import TrmApp
@@ -33,6 +36,7 @@ class ReplPane(Vertical):
         Binding("f6,escape", "stop", "Stop", id="repl.stop", tooltip="Stop generating"),
         Binding("f7", "clear", "Clear", id="repl.clear", tooltip="Clear the transcript"),
         Binding("f8", "reload", "Reload model", id="repl.reload", tooltip="Reload the checkpoint from disk"),
+        Binding("f9", "toggle_depth", "Depth", id="repl.depth", tooltip="Shade each token by its depth"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -64,6 +68,16 @@ class ReplPane(Vertical):
             yield Input("256", id="repl-max-tokens", type="integer", compact=True)
             yield Label("calc", classes="repl-label")
             yield Switch(True, id="repl-calculator")
+        with Horizontal(id="repl-depth-controls"):
+            yield Label("steps", classes="repl-label")
+            yield Input("", id="repl-steps", type="integer", placeholder="S", compact=True)
+            yield Label("H", classes="repl-label")
+            yield Input("", id="repl-H", type="integer", placeholder="H", compact=True)
+            yield Label("L", classes="repl-label")
+            yield Input("", id="repl-L", type="integer", placeholder="L", compact=True)
+            yield Label("halt", classes="repl-label")
+            yield Input("", id="repl-halt", type="number", placeholder="0.5", compact=True)
+            yield Static("F9 shading off", id="repl-legend")
         yield Transcript(id="repl-transcript")
         yield PromptInput(id="repl-prompt", placeholder="A math word problem… (enter generates, ↑/↓ history)")
         yield Static(id="repl-status")
@@ -119,6 +133,11 @@ class ReplPane(Vertical):
         if temperature < 0 or not 0 < top_p <= 1 or max_tokens <= 0:
             self.app.notify("Need temp ≥ 0, 0 < top-p ≤ 1 and max tok > 0.", severity="error")
             return None
+        try:
+            self._depth = self._depth_settings()
+        except ValueError as e:
+            self.app.notify(str(e), severity="error")
+            return None
         return {
             "temperature": temperature,
             "top_p": top_p,
@@ -126,6 +145,39 @@ class ReplPane(Vertical):
             "calculator": self.query_one("#repl-calculator", Switch).value,
             "stop": stop_strings(),
         }
+
+    def _depth_settings(self) -> dict[str, Any]:
+        """Depth overrides from the second row (None = the checkpoint's own); ValueError, one sentence."""
+        values: dict[str, Any] = {}
+        for key, widget, kind in (
+            ("supervision_steps", "#repl-steps", int),
+            ("H", "#repl-H", int),
+            ("L", "#repl-L", int),
+            ("halt_threshold", "#repl-halt", float),
+        ):
+            text = self.query_one(widget, Input).value.strip()
+            try:
+                values[key] = kind(text) if text else None
+            except ValueError:
+                raise ValueError("steps, H and L must be whole numbers, halt a number.") from None
+        if any(values[k] is not None and values[k] < 1 for k in ("supervision_steps", "H", "L")):
+            raise ValueError("steps, H and L must be at least 1.")
+        if values["halt_threshold"] is not None and not 0 <= values["halt_threshold"] <= 1:
+            raise ValueError("halt must be between 0 and 1.")
+        return values
+
+    def action_toggle_depth(self) -> None:
+        transcript = self.query_one("#repl-transcript", Transcript)
+        transcript.set_show_depth(not transcript.show_depth)
+        self._show_legend()
+
+    def _show_legend(self) -> None:
+        transcript = self.query_one("#repl-transcript", Transcript)
+        legend = self.query_one("#repl-legend", Static)
+        if transcript.show_depth:
+            legend.update(depth_legend(transcript.steps))
+        else:
+            legend.update(Text("F9 shading off", style="dim"))
 
     @on(Input.Submitted, "#repl-prompt")
     def _submitted(self, event: Input.Submitted) -> None:
@@ -157,7 +209,7 @@ class ReplPane(Vertical):
         self.generating = True
         self._flush_timer.resume()
         self.status("generating… (F6/esc stops)", "yellow")
-        self._generate(Path(run), which, prompt, settings)
+        self._generate(Path(run), which, prompt, settings, self._depth)
 
     def action_stop(self) -> None:
         if self.generating:
@@ -179,7 +231,9 @@ class ReplPane(Vertical):
     # ------------------------------------------------------------------ worker
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
-    def _generate(self, run_dir: Path, which: str, prompt: str, settings: dict[str, Any]) -> None:
+    def _generate(
+        self, run_dir: Path, which: str, prompt: str, settings: dict[str, Any], depth: dict[str, Any]
+    ) -> None:
         worker = get_current_worker()
         clock = self.tapp.backend.clock
         start = clock()
@@ -191,12 +245,21 @@ class ReplPane(Vertical):
                 gen = self.tapp.backend.generator_factory(run_dir, which)
                 self._generators[(run_dir, which)] = gen
                 self.post_message(GenerationStatus(f"loaded {run_dir.name} ({which}); generating…"))
+            if hasattr(gen, "set_depth"):  # overrides, or back to the checkpoint's own depth
+                cfg = gen.model.cfg
+                H, L = depth["H"] or cfg.H_cycles, depth["L"] or cfg.L_cycles
+                threshold = depth["halt_threshold"]
+                gen.set_depth(
+                    depth["supervision_steps"] or gen.trained_steps,
+                    (H, L),
+                    gen.trained_threshold if threshold is None else threshold,
+                )
             stream = gen.stream(prompt, **settings)
             try:
                 for piece in stream:
                     if worker.is_cancelled:
                         break
-                    self.buffer.push(piece.text, piece.source)
+                    self.buffer.push(piece.text, piece.source, getattr(piece, "depth", None))
                     pieces += 1
             finally:
                 close = getattr(stream, "close", None)
@@ -205,7 +268,10 @@ class ReplPane(Vertical):
         except Exception as e:  # noqa: BLE001 — shown in the REPL; the app stays up
             self.post_message(GenerationDone(pieces, clock() - start, error=f"{type(e).__name__}: {e}"))
             return
-        self.post_message(GenerationDone(pieces, clock() - start, cancelled=worker.is_cancelled))
+        stats = dict(getattr(gen, "last_stats", {}) or {})
+        if hasattr(gen, "steps"):
+            stats["steps"] = gen.steps
+        self.post_message(GenerationDone(pieces, clock() - start, cancelled=worker.is_cancelled, depth=stats))
 
     def _flush(self) -> None:
         items = self.buffer.drain()
@@ -231,4 +297,9 @@ class ReplPane(Vertical):
         text = f"{'stopped' if msg.cancelled else 'done'}: {msg.pieces} pieces"
         if msg.seconds > 0:
             text += f" in {msg.seconds:.1f} s ({msg.pieces / msg.seconds:.0f}/s)"
+        if "mean_depth" in msg.depth:
+            steps = int(msg.depth.get("steps", 1))
+            text += f" · depth {msg.depth['mean_depth']:.2f}/{steps} · {msg.depth['net_calls_per_token']:.1f} calls/tok"
+            transcript.set_show_depth(transcript.show_depth, steps)
+            self._show_legend()
         self.status(text)
