@@ -100,7 +100,8 @@ def decode_batch(gen: Generator, prompts: Sequence[str], opts: SamplingOptions) 
     out = []
     for row in rows:
         if not row.text.stopped:
-            row.text.add(row.decoder.flush(), "model")
+            last = row.text.token_depths[-1][1] if row.text.token_depths else None
+            row.text.add(row.decoder.flush(), "model", last, token=False)
             row.text.ready()
         out.append(row.text.text)
     return out

@@ -363,7 +363,7 @@ class Generator:
             logits = session.feed(next_t.view(1, 1))  # on the device already: no host-to-device copy
         if not out.stopped:
             tail = decoder.flush()
-            out.add(tail, "model")
+            out.add(tail, "model", depths[-1] if depths else None, token=False)
             yield from out.ready()
             yield from out.finish()
         elapsed = time.perf_counter() - t0

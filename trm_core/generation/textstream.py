@@ -78,8 +78,10 @@ class TextStream:
         self._emitted = 0
         self.stopped = False
 
-    def add(self, text: str, source: str, depth: int | None = None) -> None:
-        if depth is not None:
+    def add(self, text: str, source: str, depth: int | None = None, *, token: bool = True) -> None:
+        """Append `text`; `depth` is the depth of the model token it decodes (`token` False: the
+        decoder's held-back tail of earlier tokens, shown with their depth but not counted again)."""
+        if depth is not None and token:
             self.token_depths.append((len(self.text), depth))
         if text:
             if not self._spans or self._spans[-1][1:] != (source, depth):
