@@ -182,7 +182,8 @@ class Generator:
         return self.supervision_steps if getattr(self.model, "uses_carry", False) else 1
 
     def calls_per_step(self) -> int:
-        return self.model.calls_for(self.cycles)
+        calls_for = getattr(self.model, "calls_for", None)  # a scripted test model has none
+        return 1 if calls_for is None else calls_for(self.cycles)
 
     def prefill_may_halt(self, pad_mask: Tensor | None, shape: tuple[int, int]) -> Tensor | None:
         """Which prompt positions may halt early under ACT: all real ones when the model was trained

@@ -30,6 +30,9 @@ class RecomputeSession:
     @torch.inference_mode()
     def feed(self, ids: Tensor, pad_mask: Tensor | None = None, may_halt: Tensor | None = None) -> Tensor:
         self.ids = ids if self.ids is None else torch.cat([self.ids, ids], dim=1)
+        if getattr(self.model, "q_head", None) is None:  # fixed depth: the whole sequence, S steps
+            cycles = self.depth_kw.get("cycles")
+            return self.model.infer(self.ids, self.S, **({"cycles": cycles} if cycles else {}))[:, -1].float()
         new = torch.ones_like(ids, dtype=torch.bool) if may_halt is None else may_halt
         self.may_halt = new if self.may_halt is None else torch.cat([self.may_halt, new], dim=1)
         hidden, depth = self.model.infer_depth(self.ids, self.S, may_halt=self.may_halt, **self.depth_kw)
@@ -59,9 +62,8 @@ class CachedSession:
             return logits
         self.argmax = None
         # last_only: a long prompt never materialises [B, T, V] logits (V = 50257 for GPT-2)
-        return self.model.forward_step(ids, self.cache, pad_mask, last_only=True, may_halt=may_halt)[
-            :, -1
-        ].float()
+        act = {} if may_halt is None else {"may_halt": may_halt}  # a fixed-depth model needs none
+        return self.model.forward_step(ids, self.cache, pad_mask, last_only=True, **act)[:, -1].float()
 
     def depths(self) -> list[int]:
         """Supervision steps the last fed position ran, per row (what the next token thought)."""
