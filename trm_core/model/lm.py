@@ -46,12 +46,12 @@ class Carry:
 class CausalLM(nn.Module):
     """Embedding, LM head, chunked loss, inference and KV-cached decoding shared by both archs.
 
-    A subclass defines `_step` (one supervision step over `x`, calling the net through `run`),
-    `calls_per_step` (net calls per supervision step) and `uses_carry`.
+    A subclass defines `_step` (one supervision step over `x`, calling the net through `run`)
+    and `calls_per_step` (net calls per supervision step). How many supervision steps a model
+    really runs is `cfg.supervision_passes(S)` (the baseline has no carry: always one).
     """
 
     calls_per_step: int = 1
-    uses_carry: bool = False
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
@@ -130,8 +130,7 @@ class CausalLM(nn.Module):
     def infer(self, input_ids: Tensor, supervision_steps: int) -> Tensor:
         """Logits [B,T,V] after `supervision_steps` passes, each from the previous carry."""
         carry = None
-        steps = supervision_steps if self.uses_carry else 1  # the baseline ignores the carry
-        for _ in range(steps):
+        for _ in range(self.cfg.supervision_passes(supervision_steps)):
             hidden, carry = self(input_ids, carry)
         return self.logits(hidden)
 
@@ -158,7 +157,7 @@ class CausalLM(nn.Module):
             return KVCache(
                 batch_size=batch_size,
                 max_len=max_len,
-                supervision_steps=supervision_steps if self.uses_carry else 1,
+                supervision_steps=self.cfg.supervision_passes(supervision_steps),
                 calls_per_step=self.calls_per_step,
                 num_layers=self.cfg.num_layers,
                 num_heads=self.cfg.num_heads,
@@ -266,8 +265,6 @@ def _ce_sum(h: Tensor, y: Tensor, weight: Tensor) -> Tensor:
 
 class TRM(CausalLM):
     """The causal Tiny Recursive Model: one shared net refines z_H and z_L."""
-
-    uses_carry = True
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__(cfg, vocab_size)

@@ -1,6 +1,6 @@
 """What a Trainer writes into a checkpoint and reads back to resume, and its validation pass.
 
-Kept apart from the loop in `train.py`: the state.json fields, the random-number state in
+Kept apart from the loop in `trainer.py`: the state.json fields, the random-number state in
 optimizer.pt, the carry of a half-finished batch, and the validation loss / token accuracy.
 Everything read back from a file is checked; a wrong type is a CheckpointError, never a traceback.
 """
@@ -19,6 +19,7 @@ import torch
 
 from trm_core.errors import CheckpointError
 from trm_core.training import distributed as D
+from trm_core.training.step import supervision_step
 
 __all__ = [
     "Position",
@@ -177,12 +178,11 @@ def evaluate_sums(
         n = int((lab != -100).sum())
         if n == 0:
             continue
-        carry = None
+        r = supervision_step(model, inp, lab, S=supervision_steps, mode="eval", autocast=autocast)
+        assert r.hidden is not None
+        loss_sum += float(r.losses[-1]) * n
         with autocast():
-            for _ in range(supervision_steps):
-                hidden, carry = model(inp, carry)
-            loss_sum += float(model.loss(hidden, lab)) * n
-            h = hidden.reshape(-1, hidden.shape[-1])
+            h = r.hidden.reshape(-1, r.hidden.shape[-1])
             y = lab.reshape(-1)
             keep = (y != -100).nonzero().squeeze(1)
             for i in range(0, keep.numel(), 1024):  # never the full [B*T, V] logits

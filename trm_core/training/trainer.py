@@ -7,13 +7,15 @@ while it runs (`.lock`), appends every event to `metrics.jsonl`, checkpoints ato
 continue a run exactly where a checkpoint left off (model, EMA, optimizer, RNG, data position,
 the carry of a half-finished batch, early-stopping counters).
 
-This module is the loop; what it composes lives beside it: `train_setup.py` (what is trained),
-`run_io.py` (the run directory), `optim.py`, `trainer_state.py`, `schedule.py`, `ema.py`, `distributed.py`.
+This module is the loop; what it composes lives beside it in `training/`: `setup.py` (what is
+trained), `step.py` (the S passes of one batch), `run_files.py` (the run directory), `optim.py`,
+`state.py`, `schedule.py`, `ema.py`, `distributed.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import threading
 import time
@@ -44,6 +46,7 @@ from trm_core.training.run_files import RunFiles
 from trm_core.training.schedule import EarlyStopper, lr_at
 from trm_core.training.setup import build_train_setup
 from trm_core.training.state import Position, carry_state, checkpoint_state, validation_metrics
+from trm_core.training.step import Pass, supervision_step
 
 __all__ = ["Trainer", "build_optimizer", "resolve_device"]
 
@@ -233,31 +236,30 @@ class Trainer:
                     carry = Carry(self._carry0[0].to(self.device), self._carry0[1].to(self.device))
                 first = False
                 if self.deep:
-                    for s in range(start_pass, self.S):
-                        with self._autocast():
-                            hidden, carry = self.fwd(inp, carry, detach_carry=True)
-                            loss = model.loss(hidden, lab)
-                        loss.backward()
-                        nxt = self.data.next_position(epoch, b, s, steps_per_batch=self.S)
-                        self._carry_now = (
-                            (carry.z_H, carry.z_L) if (carry is not None and nxt.pass_ > 0) else None
-                        )
-                        self._finish_step(loss.detach().float(), tokens, epoch, nxt)
+                    supervision_step(
+                        model, inp, lab, carry, S=self.S, mode="deep", start_pass=start_pass,
+                        forward=self.fwd, autocast=self._autocast,
+                        after_pass=functools.partial(self._after_pass, epoch=epoch, batch=b, tokens=tokens),
+                    )  # fmt: skip
                 else:
-                    total = None
-                    for _ in range(self.S):
-                        with self._autocast():
-                            hidden, carry = self.fwd(inp, carry, detach_carry=t.detach_carry)
-                            loss = model.loss(hidden, lab)
-                        total = loss if total is None else total + loss
-                    assert total is not None
-                    total.backward()
+                    r = supervision_step(
+                        model, inp, lab, None, S=self.S, mode="accumulate", detach_carry=t.detach_carry,
+                        forward=self.fwd, autocast=self._autocast,
+                    )  # fmt: skip
+                    assert r.total is not None
                     self._carry_now = None
                     nxt = self.data.next_position(epoch, b, 0, steps_per_batch=1)
-                    self._finish_step(total.detach().float() / self.S, tokens * self.S, epoch, nxt)
+                    self._finish_step(r.total / self.S, tokens * self.S, epoch, nxt)
         except _Finish as f:
             reason, message = f.reason, f.message
         return self._end(reason, message)
+
+    def _after_pass(self, done: Pass, *, epoch: int, batch: int, tokens: float) -> None:
+        """Deep supervision: every pass is an optimizer step; the carry is kept for a mid-batch checkpoint."""
+        nxt = self.data.next_position(epoch, batch, done.index, steps_per_batch=self.S)
+        c = done.carry
+        self._carry_now = (c.z_H, c.z_L) if (c is not None and nxt.pass_ > 0) else None
+        self._finish_step(done.loss, tokens, epoch, nxt)
 
     def _finish_step(self, loss_t: torch.Tensor, tokens: float, epoch: int, nxt: Position) -> None:
         """Clip, skip non-finite, step, then the per-step chores; raises _Finish to leave the loop."""
