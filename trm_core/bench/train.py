@@ -192,7 +192,7 @@ def bench_train(
                 name,
                 optimized=True,
                 bf16=cuda,
-                compile=cfg.compile if cuda else "off",
+                compile=cfg.train_compile if cuda else "off",
                 compile_mode=cfg.compile_mode,
                 tf32=cuda,
                 fused_adamw=cuda,
