@@ -66,6 +66,11 @@ class ModelConfig:
     tie_embeddings: bool = True
     halting: Literal["none", "act"] = "none"  # "act": a Q-head halts each token after 1..S steps
 
+    def supervision_passes(self, requested: int) -> int:
+        """The effective number of supervision passes: only TRM carries state from pass to pass,
+        so for the transformer baseline a second pass would recompute the first (always 1)."""
+        return requested if self.arch == "trm" else 1
+
 
 @dataclass
 class TokenizerConfig:
@@ -322,7 +327,7 @@ def _check_ranges(p: Profile, problems: list[str]) -> None:
         close = difflib.get_close_matches(tok, ["gpt2", "byte"], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         problems.append(f"tokenizer.name must be 'gpt2', 'byte' or 'hf:<repo-or-dir>', got {tok!r}{hint}")
-    if m.arch == "transformer" and p.train.supervision_steps != 1:
+    if m.supervision_passes(p.train.supervision_steps) != p.train.supervision_steps:
         problems.append("train.supervision_steps must be 1 when model.arch is 'transformer'")
     if m.arch == "transformer" and m.halting != "none":
         problems.append(

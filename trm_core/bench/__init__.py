@@ -11,7 +11,7 @@ Everything is measured in one process, after warm-up, as the median of several r
   (`kv_cache=False`), the static KV cache eagerly, with the one-token step in a CUDA graph, and
   with the step compiled before capture (`compile_step=True`). The greedy text must agree.
 - eval: GSM8K test problems/s through `evaluate.evaluate` (greedy, calculator, up to 256 tokens).
-Decode and eval run in the product's inference dtype (`--infer-dtype auto`: bf16 on CUDA).
+Decode and eval run in the product's inference dtype (`--dtype auto`: bf16 on CUDA).
 
 FLOPs of one training step (one supervision pass), D = hidden, I = SwiGLU width, V = vocab:
     per layer pass and position: 2 * (3D^2 + D^2 + 3DI) = 8D^2 + 6DI        (qkv, o, gate/up, down)

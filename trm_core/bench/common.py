@@ -32,7 +32,7 @@ class BenchConfig:
     train_batches: int = 6  # distinct real batches per repeat (several bucket lengths)
     warmup: int = 1  # warm-up repeats (compilation happens here)
     repeats: int = 3
-    compile: str = "regions"  # "regions" | "model" | "off" (optimized train step)
+    train_compile: str = "regions"  # "regions" | "model" | "off" (optimized train step)
     compile_mode: str | None = None  # torch.compile mode, e.g. "max-autotune-no-cudagraphs"
     decode_tokens: int = 128
     decode_steps: tuple[int, ...] = (1,)  # supervision steps to time decode at (first = headline)
@@ -40,8 +40,8 @@ class BenchConfig:
     eval_problems: int = 0  # 0 = the whole test split
     eval_batch_size: int = 256
     eval_max_tokens: int = 256
-    eval_compile: bool = False  # compile the eval decode step before capture (opt-in, as in the Generator)
-    infer_dtype: str = "auto"  # decode and eval: "auto" (bf16 on CUDA, as the product), "fp32", "bf16"
+    compile_step: bool = False  # compile the eval decode step before capture (opt-in, as in the Generator)
+    dtype: str = "auto"  # decode and eval: "auto" (bf16 on CUDA, as the product), "fp32", "bf16"
     baseline: bool = True  # time the notebook's train step too (skip to save time on variants)
     data: str = ""  # data source; "" = the profile's if offline-usable, else GSM8K jsonl, else synthetic
     seed: int = 0

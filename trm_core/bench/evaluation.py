@@ -25,7 +25,7 @@ def bench_eval(
     """The product's eval (`evaluate.evaluate`: batched greedy, calculator on, stop strings)."""
     from trm_core.evaluation.evaluate import evaluate
 
-    gen = make_generator(model, tokenizer, S, device, True, bool(cfg.eval_compile))
+    gen = make_generator(model, tokenizer, S, device, True, bool(cfg.compile_step))
     sync(device)
     t0 = time.perf_counter()
     res = evaluate(gen, problems, batch_size=cfg.eval_batch_size, max_tokens=cfg.eval_max_tokens)

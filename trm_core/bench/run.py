@@ -91,7 +91,7 @@ def run_bench(
     test = bench_examples(profile, source, "test", max(cfg.eval_problems, 8))
     from trm_core.runs.inference import resolve_inference_dtype
 
-    model.to(device, dtype=resolve_inference_dtype(cfg.infer_dtype, device)).eval()
+    model.to(device, dtype=resolve_inference_dtype(cfg.dtype, device)).eval()
     if "decode" in cfg.sections:
         prompt = format_prompt(test[0].question)
         runs = [bench_decode(model, tokenizer, prompt, device, cfg, S, log) for S in cfg.decode_steps]

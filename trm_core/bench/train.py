@@ -26,6 +26,7 @@ from trm_core.data.sources import Example, format_completion, format_prompt
 from trm_core.errors import UserError
 from trm_core.model.lm import CausalLM, build_model
 from trm_core.profile import Profile
+from trm_core.training.step import Pass, supervision_step
 
 
 def packed_batches(examples: Sequence[Example], tokenizer: Any, B: int, T: int, n: int) -> list[Batch]:
@@ -94,31 +95,30 @@ def _train_variant(
     extra = {"fused": True} if v.fused_adamw else {}
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, **extra)
     on_device = [Batch(b.input_ids.to(device), b.labels.to(device), b.num_tokens) for b in batches]
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if v.bf16 else contextlib.nullcontext()
     losses: list[torch.Tensor] = []
 
-    def step(inp: torch.Tensor, lab: torch.Tensor, carry: Any) -> Any:
-        with autocast:
-            hidden, carry = step_model(inp, carry)
-            if v.optimized:
-                loss = model.loss(hidden, lab)
-            else:  # the notebook: the whole [B, T, V] logits tensor, then cross-entropy
-                logits = model.logits(hidden)
-                loss = F.cross_entropy(
-                    logits.float().view(-1, logits.shape[-1]), lab.view(-1), ignore_index=IGNORE_INDEX
-                )
-        loss.backward()
+    def autocast() -> contextlib.AbstractContextManager:
+        return torch.autocast(device.type, dtype=torch.bfloat16) if v.bf16 else contextlib.nullcontext()
+
+    def full_logits_loss(hidden: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
+        # the notebook: the whole [B, T, V] logits tensor, then cross-entropy
+        logits = model.logits(hidden)
+        return F.cross_entropy(
+            logits.float().view(-1, logits.shape[-1]), lab.view(-1), ignore_index=IGNORE_INDEX
+        )
+
+    def optimizer_step(_: Pass) -> None:
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(loss.detach())
-        return carry
 
     def one_pass() -> None:
         losses.clear()
-        for b in on_device:
-            carry = None
-            for _ in range(supervision_steps):  # deep supervision: a step per pass, carry handed on
-                carry = step(b.input_ids, b.labels, carry)
+        for b in on_device:  # deep supervision: a step per pass, carry handed on
+            r = supervision_step(
+                model, b.input_ids, b.labels, S=supervision_steps, mode="deep", forward=step_model,
+                autocast=autocast, loss_fn=None if v.optimized else full_logits_loss, after_pass=optimizer_step,
+            )  # fmt: skip
+            losses.extend(r.losses)
 
     previous = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = v.tf32
@@ -170,7 +170,7 @@ def bench_train(
     if not bucketed:
         raise UserError(f"no training example of {source} fits in --seq-len {T}; raise it")
     packed = packed_batches(examples, tokenizer, B, T, cfg.train_batches)
-    S = profile.train.supervision_steps if profile.model.arch == "trm" else 1
+    S = profile.model.supervision_passes(profile.train.supervision_steps)
     torch.manual_seed(cfg.seed)
     init = build_model(profile.model, tokenizer.vocab_size).state_dict()
     peak = peak_flops(device)
@@ -192,7 +192,7 @@ def bench_train(
                 name,
                 optimized=True,
                 bf16=cuda,
-                compile=cfg.compile if cuda else "off",
+                compile=cfg.train_compile if cuda else "off",
                 compile_mode=cfg.compile_mode,
                 tf32=cuda,
                 fused_adamw=cuda,

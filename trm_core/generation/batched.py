@@ -1,107 +1,136 @@
-"""Lockstep batch decoding: the loop behind `Generator.generate_batch` (KV cache, two or more prompts).
+"""The decode loop: one or more prompts decoded in lockstep on one session (`Generator.stream` is a batch of one).
 
-Prompts are left-padded to a common length and the padding is masked out of attention; RoPE
-only sees relative offsets, so each row decodes as it would alone. Calculator tokens are fed one
-per step from a per-row queue, which keeps the rows in lockstep.
+Everything that happens per token happens here, once: the calculator's turn (asked of each row's
+`TextStream`), the next-token pick (`pick_token`: sampling options, the graph's greedy argmax),
+end of text, stop strings and the token budget. Prompts of a batch are left-padded to a common
+length and the padding is masked out of attention; RoPE only sees relative offsets, so each row
+decodes as it would alone. Rows advance one token per step to stay in lockstep, so a batch feeds a
+calculator result one token per step; a lone row takes it in one feed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from trm_core.generation.sampling import SamplingOptions
 from trm_core.generation.sessions import pick_token
-from trm_core.generation.textstream import CONTEXT_TAIL, TextStream, clean_prompt, pending_calculation
+from trm_core.generation.textstream import Piece, TextStream
 
-if TYPE_CHECKING:
-    from trm_core.generation.generator import Generator
-
-__all__ = ["decode_batch"]
+__all__ = ["DecodeRow", "decode"]
 
 
 @dataclass
-class _Row:
-    decoder: Any
-    text: TextStream
-    context: str  # prompt text + generated text, for calculator detection
-    forced: list[int] = field(default_factory=list)  # calculator tokens waiting to be fed
-    new_tokens: int = 0
+class DecodeRow:
+    """One prompt's continuation as it is decoded."""
+
+    ids: list[int]  # the prompt's token ids
+    text: TextStream  # the continuation, with its stop strings and the prompt tail as context
+    decoder: Any  # the tokenizer's incremental decoder
+    forced: list[int]  # calculator tokens still to be fed
+    new_tokens: int = 0  # tokens produced (model, calculator and end of text)
     done: bool = False
 
+    @classmethod
+    def start(cls, ids: list[int], prompt: str, tokenizer: Any, stop: Sequence[str]) -> DecodeRow:
+        return cls(ids, TextStream(stop, prompt), tokenizer.incremental_decoder(), [])
 
-def decode_batch(gen: Generator, prompts: Sequence[str], opts: SamplingOptions) -> list[str]:
-    """Continuations of `prompts` (at least two) decoded in lockstep on one cached session of `gen`."""
-    preps = [gen._prepare(p, opts.max_tokens) for p in prompts]
-    budget = preps[0].max_tokens
-    if budget == 0:
-        return ["" for _ in prompts]
-    B = len(prompts)
-    width = max(len(p.ids) for p in preps)
-    total = width + budget
-    pad = gen.tokenizer.pad_id
-    session = gen._session(B, total)
-    pad_mask = torch.zeros(B, session.cache.max_len, dtype=torch.bool, device=gen.device)
-    rows_ids = []
-    for b, p in enumerate(preps):
-        n_pad = width - len(p.ids)
-        pad_mask[b, :n_pad] = True
-        rows_ids.append([pad] * n_pad + p.ids)
-    rng = gen._torch_generator(opts.seed)
-    eos = {gen.tokenizer.eos_id, gen.tokenizer.pad_id}
-    rows = [
-        _Row(gen.tokenizer.incremental_decoder(), TextStream(opts.stop), clean_prompt(p)[-CONTEXT_TAIL:])
-        for p in prompts
-    ]
-    prompt = torch.tensor(rows_ids, device=gen.device)
-    logits = session.feed(prompt, pad_mask, gen.prefill_may_halt(pad_mask, tuple(prompt.shape)))
-    for _step in range(budget):
-        sampled = pick_token(session, logits, opts, rng).tolist()  # the one host read per step
-        depths = session.depths() if gen.act else [None] * B
-        feed = []
-        for row, token, depth in zip(rows, sampled, depths, strict=True):
-            if row.done:
-                feed.append(pad)
+
+def decode(
+    session: Any,
+    rows: list[DecodeRow],
+    opts: SamplingOptions,
+    *,
+    tokenizer: Any,
+    budget: int,
+    rng: torch.Generator,
+    device: torch.device,
+    act: Any = None,
+) -> Iterator[tuple[int, Piece]]:
+    """Decode `rows` (each at most `budget` new tokens) on `session`, yielding (row index, piece)
+    as soon as a piece is safe to show. The rows' `text` holds the whole continuation at the end.
+
+    `act` (the Generator, for an ACT model) says which prompt positions may halt early
+    (`prefill_may_halt`); each model token's depth is then read after every feed."""
+    B = len(rows)
+    pad = tokenizer.pad_id
+    eos = {tokenizer.eos_id, tokenizer.pad_id}
+    if B == 1:
+        prompt = torch.tensor([rows[0].ids], device=device)
+        logits = session.feed(
+            prompt, None, *([act.prefill_may_halt(None, tuple(prompt.shape))] if act else [])
+        )
+    else:
+        width = max(len(r.ids) for r in rows)
+        pad_mask = torch.zeros(B, session.cache.max_len, dtype=torch.bool, device=device)
+        for b, r in enumerate(rows):
+            pad_mask[b, : width - len(r.ids)] = True
+        padded = [[pad] * (width - len(r.ids)) + r.ids for r in rows]
+        prompt = torch.tensor(padded, device=device)
+        logits = session.feed(
+            prompt, pad_mask, *([act.prefill_may_halt(pad_mask, tuple(prompt.shape))] if act else [])
+        )
+    while True:
+        for b, row in enumerate(rows):  # the calculator's turn: it writes instead of the model
+            if row.done or row.forced or not opts.calculator:
                 continue
-            if not row.forced and opts.calculator:
-                forced = pending_calculation(row.context)
-                if forced is not None:
-                    forced_ids = gen.tokenizer.encode(forced)
-                    if forced_ids and row.new_tokens + len(forced_ids) <= budget:
-                        for i in forced_ids:
-                            row.decoder.push(i)
-                        row.text.add(forced, "calculator")
-                        row.context = (row.context + forced)[-CONTEXT_TAIL:]
-                        row.forced = list(forced_ids)
-                        row.text.ready()
-                        row.done = row.text.stopped
+            forced = row.text.pending_calculation()
+            if forced is None:
+                continue
+            forced_ids = tokenizer.encode(forced)
+            if forced_ids and row.new_tokens + len(forced_ids) <= budget:
+                for i in forced_ids:
+                    row.decoder.push(i)  # keeps the decoder's context; the text is the calculator's
+                row.text.add(forced, "calculator")
+                row.forced = list(forced_ids)
+                for piece in row.text.ready():
+                    yield b, piece
+                if row.text.stopped:
+                    row.new_tokens += len(row.forced)
+                    row.forced, row.done = [], True
+        picked = None
+        if any(not r.done and not r.forced for r in rows):
+            picked = pick_token(session, logits, opts, rng)  # [B] on the device
+            sampled = picked.tolist()  # the one host read per step
+            depths = session.depths() if act else [None] * B  # what each picked token thought
+        feed: list[list[int]] = []
+        for b, row in enumerate(rows):
+            if row.done:
+                feed.append([pad])
+                picked = None
+                continue
             if row.forced:
-                token = row.forced.pop(0)
+                n = len(row.forced) if B == 1 else 1
+                tokens, row.forced = row.forced[:n], row.forced[n:]
+                row.new_tokens += n
+                picked = None  # the feed differs from the pick
             else:
+                token = sampled[b]
+                row.new_tokens += 1
                 if token in eos:
                     row.done = True
-                    feed.append(pad)
+                    feed.append([pad])
+                    picked = None
                     continue
-                piece = row.decoder.push(token)
-                row.text.add(piece, "model", depth)
-                row.context = (row.context + piece)[-CONTEXT_TAIL:]
-                row.text.ready()
-            row.new_tokens += 1
-            if row.text.stopped or row.new_tokens >= budget:
+                row.text.add(row.decoder.push(token), "model", depths[b])
+                for piece in row.text.ready():
+                    yield b, piece
+                tokens = [token]
+            if not row.forced and (row.text.stopped or row.new_tokens >= budget):
                 row.done = True
-            feed.append(token)
+            feed.append(tokens)
         if all(r.done for r in rows):
             break
-        logits = session.feed(torch.tensor(feed, device=gen.device).view(B, 1))
-    gen.last_token_depths = [row.text.token_depths for row in rows]
-    out = []
-    for row in rows:
+        if picked is not None:
+            logits = session.feed(picked.view(B, 1))  # on the device already: no host-to-device copy
+        else:
+            logits = session.feed(torch.tensor(feed, device=device))
+    for b, row in enumerate(rows):
         if not row.text.stopped:
             last = row.text.token_depths[-1][1] if row.text.token_depths else None
             row.text.add(row.decoder.flush(), "model", last, token=False)
-            row.text.ready()
-        out.append(row.text.text)
-    return out
+            for piece in [*row.text.ready(), *row.text.finish()]:
+                yield b, piece

@@ -8,14 +8,15 @@ cache the one-token step is captured once in a CUDA graph and replayed for every
 Calculator-assisted decoding (GSM8K paper): whenever the text ends in an open `<<expr=`, the
 calculator writes `result>>` and the model continues from there.
 
-The parts live beside this module: `sampling` (options, logits filtering, the next-token draw),
-`textstream` (pieces, stop strings, calculator spans, prompt cleaning), `sessions` (recompute
-and KV-cache sessions, the CUDA-graph step) and `batch_decode` (the lockstep loop behind
-`generate_batch`). Their public names are re-exported from here.
+This module prepares requests (options, prompt, session); the parts live beside it: `batched`
+(the one decode loop), `sampling` (options, logits filtering, the next-token draw), `textstream`
+(pieces, stop strings, the calculator's turn, prompt cleaning) and `sessions` (recompute and
+KV-cache sessions, the CUDA-graph step).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,28 +26,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from trm_core.generation.batched import decode_batch
-from trm_core.generation.sampling import SamplingOptions, filter_logits, sample_next
-from trm_core.generation.sessions import CachedSession, RecomputeSession, StepGraph, pick_token
-from trm_core.generation.textstream import (
-    CONTEXT_TAIL,
-    Piece,
-    TextStream,
-    clean_prompt,
-    open_calculation,
-    pending_calculation,
-)
+from trm_core.errors import UserError
+from trm_core.generation.batched import DecodeRow, decode
+from trm_core.generation.sampling import SamplingOptions
+from trm_core.generation.sessions import CachedSession, RecomputeSession, StepGraph
+from trm_core.generation.textstream import Piece, clean_prompt
 
-__all__ = [
-    "Piece",
-    "Generator",
-    "SamplingOptions",
-    "filter_logits",
-    "sample_next",
-    "open_calculation",
-    "clean_prompt",
-    "MAX_CONTEXT",
-]
+__all__ = ["Generator", "MAX_CONTEXT"]
 
 MAX_CONTEXT = 8192  # hard cap on prompt + new tokens: the cache is preallocated for all of it
 _CACHE_BUCKET = 256  # cache lengths are rounded up to this, so one cache/graph serves many requests
@@ -94,7 +80,8 @@ class Generator:
         self.cycles = cycles
         self.halt_threshold = float(halt_threshold)
         self.prompt_halts = prompt_halts
-        self.act = getattr(model, "q_head", None) is not None and getattr(model, "uses_carry", False)
+        cfg = getattr(model, "cfg", None)
+        self.act = getattr(model, "q_head", None) is not None and cfg is not None and cfg.arch == "trm"
         self.last_token_depths: list[list[tuple[int, int]]] = []  # per row of the last request
         # the depth this generator started with (the checkpoint's), to go back to after overrides
         self.trained_steps, self.trained_cycles = self.supervision_steps, cycles
@@ -179,7 +166,8 @@ class Generator:
     @property
     def steps(self) -> int:
         """Supervision steps decoded (the transformer baseline has one, whatever is asked)."""
-        return self.supervision_steps if getattr(self.model, "uses_carry", False) else 1
+        cfg = getattr(self.model, "cfg", None)
+        return self.supervision_steps if cfg is None else cfg.supervision_passes(self.supervision_steps)
 
     def calls_per_step(self) -> int:
         calls_for = getattr(self.model, "calls_for", None)  # a scripted test model has none
@@ -198,28 +186,22 @@ class Generator:
         may[:, -1] = True
         return may
 
-    def depth_stats(self, depths: list[int]) -> dict[str, float]:
-        """Mean depth and net calls per generated token, from the depths of the model's tokens."""
+    def depth_stats(self, rows: Sequence[Any]) -> dict[str, float]:
+        """Mean depth and net calls per generated token, over the model tokens of `rows`."""
+        depths = [d for row in rows for _, d in row.text.token_depths]
         mean = sum(depths) / len(depths) if depths else float(self.steps)
         return {"mean_depth": mean, "net_calls_per_token": mean * self.calls_per_step()}
 
     # ----------------------------------------------------------------- options
 
-    def options(self, **kw: Any) -> SamplingOptions:
-        """The defaults with every non-None keyword applied; values checked."""
-        base = self.defaults
-        opts = SamplingOptions(
-            **{
-                name: (kw[name] if kw.get(name) is not None else getattr(base, name))
-                for name in SamplingOptions.__dataclass_fields__
-            }
-        )
+    def options(self, options: SamplingOptions | None = None, **kw: Any) -> SamplingOptions:
+        """`options` (default: this generator's defaults) with every non-None keyword applied; values checked."""
+        base = self.defaults if options is None else options
         unknown = set(kw) - set(SamplingOptions.__dataclass_fields__)
         if unknown:
             raise TypeError(f"unknown generation option(s): {', '.join(sorted(unknown))}")
+        opts = dataclasses.replace(base, **{k: v for k, v in kw.items() if v is not None})
         opts.stop = (opts.stop,) if isinstance(opts.stop, str) else tuple(opts.stop)
-        from trm_core.errors import UserError
-
         if opts.temperature < 0 or opts.top_k < 0 or not 0 < opts.top_p <= 1 or opts.max_tokens < 0:
             raise UserError(
                 "sampling needs temperature >= 0, top_k >= 0, 0 < top_p <= 1 and max_tokens >= 0, "
@@ -270,7 +252,7 @@ class Generator:
         of the same batch size that fit (capture costs a few warm-up steps).
         """
         cap = -(-length // _CACHE_BUCKET) * _CACHE_BUCKET
-        depth = {"cycles": self.cycles, "halt_threshold": self.halt_threshold}
+        depth = {"cycles": self.cycles, "halt_threshold": self.halt_threshold} if self._model_cycles() else {}
         if not self._use_graph():
             cache = self.model.new_cache(batch_size, cap, self.supervision_steps, device=self.device, **depth)
             return CachedSession(self.model, cache, None)
@@ -284,141 +266,80 @@ class Generator:
         self._graph_cache.reset()
         return CachedSession(self.model, self._graph_cache, self._graph)
 
-    # ----------------------------------------------------------------- one prompt
+    # ----------------------------------------------------------------- decoding
 
     def stream(
-        self,
-        prompt: str,
-        *,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        calculator: bool | None = None,
-        kv_cache: bool | None = None,
-        stop: Sequence[str] | None = None,
+        self, prompt: str, options: SamplingOptions | None = None, **overrides: Any
     ) -> Iterator[Piece]:
-        """Yield the continuation of `prompt` piece by piece. None = this generator's default."""
-        opts = self.options(
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            max_tokens=max_tokens,
-            seed=seed,
-            calculator=calculator,
-            kv_cache=kv_cache,
-            stop=stop,
-        )
+        """Yield the continuation of `prompt` piece by piece: a batch of one through `decode`.
+
+        `options` (default: this generator's) with `overrides` (any `SamplingOptions` field; None
+        keeps the value) applied."""
+        opts = self.options(options, **overrides)
         prep = self._prepare(prompt, opts.max_tokens)
         self.last_dropped = prep.dropped
         if prep.max_tokens == 0:
             return
         t0 = time.perf_counter()
-        total = len(prep.ids) + prep.max_tokens
         session: Any
         if opts.kv_cache:
-            session = self._session(1, total)
+            session = self._session(1, len(prep.ids) + prep.max_tokens)
         else:
             session = RecomputeSession(
                 self.model, self.supervision_steps, cycles=self.cycles, halt_threshold=self.halt_threshold
             )
-        rng = self._torch_generator(opts.seed)
-        eos = {self.tokenizer.eos_id, self.tokenizer.pad_id}
-        out = TextStream(opts.stop)
-        decoder = self.tokenizer.incremental_decoder()
-        context = clean_prompt(prompt)[-CONTEXT_TAIL:]
-        new_tokens = 0
-        depths: list[int] = []
-        prompt = torch.tensor([prep.ids], device=self.device)
-        logits = session.feed(prompt, None, self.prefill_may_halt(None, tuple(prompt.shape)))
-        while new_tokens < prep.max_tokens:
-            forced = pending_calculation(context) if opts.calculator else None
-            if forced is not None:
-                forced_ids = self.tokenizer.encode(forced)
-                if forced_ids and new_tokens + len(forced_ids) <= prep.max_tokens:
-                    for i in forced_ids:
-                        decoder.push(i)  # keeps the decoder's context; the text is ours
-                    out.add(forced, "calculator")
-                    context = (context + forced)[-CONTEXT_TAIL:]
-                    new_tokens += len(forced_ids)
-                    yield from out.ready()
-                    if out.stopped or new_tokens >= prep.max_tokens:
-                        break
-                    logits = session.feed(torch.tensor([forced_ids], device=self.device))
-                    continue
-            next_t = pick_token(session, logits, opts, rng)
-            next_id = int(next_t[0])
-            new_tokens += 1
-            depth = session.depths()[0] if self.act else None
-            if depth is not None:
-                depths.append(depth)
-            if next_id in eos:
-                break
-            piece = decoder.push(next_id)
-            out.add(piece, "model", depth)
-            context = (context + piece)[-CONTEXT_TAIL:]
-            yield from out.ready()
-            if out.stopped or new_tokens >= prep.max_tokens:
-                break
-            logits = session.feed(next_t.view(1, 1))  # on the device already: no host-to-device copy
-        if not out.stopped:
-            tail = decoder.flush()
-            out.add(tail, "model", depths[-1] if depths else None, token=False)
-            yield from out.ready()
-            yield from out.finish()
+        row = DecodeRow.start(prep.ids, prompt, self.tokenizer, opts.stop)
+        for _, piece in decode(
+            session, [row], opts, tokenizer=self.tokenizer, budget=prep.max_tokens,
+            rng=self._torch_generator(opts.seed), device=self.device, act=self if self.act else None,
+        ):  # fmt: skip
+            yield piece
         elapsed = time.perf_counter() - t0
         self.last_stats = {
-            "new_tokens": new_tokens,
+            "new_tokens": row.new_tokens,
             "seconds": elapsed,
-            "tokens_per_s": new_tokens / max(elapsed, 1e-9),
-            **self.depth_stats(depths),
+            "tokens_per_s": row.new_tokens / max(elapsed, 1e-9),
+            **self.depth_stats([row]),
         }
-        self.last_token_depths = [out.token_depths]
+        self.last_token_depths = [row.text.token_depths]
 
-    def generate(self, prompt: str, **kw: Any) -> str:
-        return "".join(p.text for p in self.stream(prompt, **kw))
-
-    # ----------------------------------------------------------------- batches
+    def generate(self, prompt: str, options: SamplingOptions | None = None, **overrides: Any) -> str:
+        return "".join(p.text for p in self.stream(prompt, options, **overrides))
 
     def generate_batch(
-        self,
-        prompts: Sequence[str],
-        *,
-        temperature: float | None = 0.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        calculator: bool | None = None,
-        kv_cache: bool | None = None,
-        stop: Sequence[str] | None = None,
+        self, prompts: Sequence[str], options: SamplingOptions | None = None, **overrides: Any
     ) -> list[str]:
         """Continuations of several prompts decoded in lockstep (greedy unless told otherwise).
 
-        Prompts are left-padded to a common length and the padding is masked out of attention;
-        RoPE only sees relative offsets, so each row decodes as it would alone. Calculator tokens
-        are fed one per step from a per-row queue, which keeps the rows in lockstep.
+        With the KV cache, one session holds every row (`decode`); each row decodes as it would alone.
         """
-        opts = self.options(
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            max_tokens=max_tokens,
-            seed=seed,
-            calculator=calculator,
-            kv_cache=kv_cache,
-            stop=stop,
-        )
+        if options is None:
+            overrides.setdefault("temperature", 0.0)
+        opts = self.options(options, **overrides)
         if not prompts:
             return []
         if not opts.kv_cache or len(prompts) == 1:
             texts, depths = [], []
             for p in prompts:
-                texts.append(
-                    self.generate(p, **{k: getattr(opts, k) for k in SamplingOptions.__dataclass_fields__})
-                )
+                texts.append(self.generate(p, opts))
                 depths += self.last_token_depths
             self.last_token_depths = depths
             return texts
-        return decode_batch(self, prompts, opts)
+        preps = [self._prepare(p, opts.max_tokens) for p in prompts]
+        budget = preps[0].max_tokens
+        if budget == 0:
+            return ["" for _ in prompts]
+        rows = [
+            DecodeRow.start(p.ids, text, self.tokenizer, opts.stop)
+            for p, text in zip(preps, prompts, strict=True)
+        ]
+        session = self._session(len(rows), max(len(p.ids) for p in preps) + budget)
+        rng = self._torch_generator(opts.seed)
+        for _ in decode(
+            session, rows, opts, tokenizer=self.tokenizer, budget=budget, rng=rng, device=self.device,
+            act=self if self.act else None,
+        ):  # fmt: skip
+            pass
+        self.last_token_depths = [r.text.token_depths for r in rows]
+        self.last_stats = self.depth_stats(rows)
+        return [r.text.text for r in rows]

@@ -68,10 +68,13 @@ def clean_prompt(text: str) -> str:
 
 class TextStream:
     """Generated text with the source (and depth) of every span; yields pieces, holding back
-    possible stop strings. `token_depths` holds (offset in `text`, depth) of every model token."""
+    possible stop strings. `token_depths` holds (offset in `text`, depth) of every model token.
 
-    def __init__(self, stop: Sequence[str]):
+    It also keeps the tail of prompt + text (`context`) that the calculator reads."""
+
+    def __init__(self, stop: Sequence[str], prompt: str = ""):
         self.stop = tuple(s for s in stop if s)
+        self.context = clean_prompt(prompt)[-CONTEXT_TAIL:]
         self.text = ""
         self._spans: list[tuple[int, str, int | None]] = []  # (start offset, source, depth)
         self.token_depths: list[tuple[int, int]] = []
@@ -87,6 +90,11 @@ class TextStream:
             if not self._spans or self._spans[-1][1:] != (source, depth):
                 self._spans.append((len(self.text), source, depth))
             self.text += text
+            self.context = (self.context + text)[-CONTEXT_TAIL:]
+
+    def pending_calculation(self) -> str | None:
+        """What the calculator writes next (`result>>`) when the text ends in an open `<<expr=`, else None."""
+        return pending_calculation(self.context)
 
     def _pieces(self, end: int) -> list[Piece]:
         out: list[Piece] = []

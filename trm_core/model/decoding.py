@@ -25,14 +25,13 @@ Cycles = tuple[int, int] | None  # (H_cycles, L_cycles); None = the trained ones
 
 class CachedDecoding:
     """The decoding half of `CausalLM`: needs `embed`, `net`, `rotary`, `logits`, `q_halt`, `_step`,
-    `calls_for`, `cfg`, `uses_carry` and `q_head` from the model."""
+    `calls_for`, `cfg` and `q_head` from the model."""
 
     cfg: Any
     net: Any
     rotary: Any
     embed_tokens: Any
     q_head: Any
-    uses_carry: bool
 
     def new_cache(
         self,
@@ -54,7 +53,7 @@ class CachedDecoding:
             return KVCache(
                 batch_size=batch_size,
                 max_len=max_len,
-                supervision_steps=supervision_steps if self.uses_carry else 1,
+                supervision_steps=self.cfg.supervision_passes(supervision_steps),
                 calls_per_step=self.calls_for(cycles),
                 num_layers=self.cfg.num_layers,
                 num_heads=self.cfg.num_heads,
@@ -62,7 +61,7 @@ class CachedDecoding:
                 device=weight.device if device is None else device,
                 dtype=weight.dtype if dtype is None else dtype,
                 cycles=cycles,
-                act=self.q_head is not None and self.uses_carry,
+                act=self.q_head is not None and self.cfg.supervision_passes(2) > 1,  # TRM only
                 halt_threshold=halt_threshold,
             )
 

@@ -53,12 +53,12 @@ class Carry:
 class CausalLM(CachedDecoding, nn.Module):
     """Embedding, LM head, chunked loss, inference and KV-cached decoding shared by both archs.
 
-    A subclass defines `_step` (one supervision step over `x`, calling the net through `run`),
-    `calls_per_step` (net calls per supervision step) and `uses_carry`.
+    A subclass defines `_step` (one supervision step over `x`, calling the net through `run`)
+    and `calls_per_step` (net calls per supervision step). How many supervision steps a model
+    really runs is `cfg.supervision_passes(S)` (the baseline has no carry: always one).
     """
 
     calls_per_step: int = 1
-    uses_carry: bool = False
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
@@ -192,7 +192,7 @@ class CausalLM(CachedDecoding, nn.Module):
         [B,T] imposes every position's depth instead of the Q-head's decisions.
         """
         carry = None
-        steps = supervision_steps if self.uses_carry else 1  # the baseline ignores the carry
+        steps = self.cfg.supervision_passes(supervision_steps)
         B, T = input_ids.shape
         running = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
         depth = torch.zeros(B, T, dtype=torch.long, device=input_ids.device)
@@ -222,8 +222,6 @@ def _ce_sum(h: Tensor, y: Tensor, weight: Tensor) -> Tensor:
 
 class TRM(CausalLM):
     """The causal Tiny Recursive Model: one shared net refines z_H and z_L."""
-
-    uses_carry = True
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__(cfg, vocab_size)

@@ -42,8 +42,9 @@ class ActPass:
     loss: Tensor  # what backward() takes: LM loss + HALT_LOSS_WEIGHT * halting loss
     lm_loss: Tensor  # detached, over the positions that ran this pass
     halt_loss: Tensor  # detached
+    hidden: Tensor  # [B, T, D]: each position's z_H, frozen from the step where it halted
     carry: ActCarry
-    ran: int  # positions (labelled) that ran this pass
+    ran: Tensor  # labelled positions that ran this pass (a 0-d tensor)
 
 
 @torch.no_grad()
@@ -71,10 +72,14 @@ def act_pass(
     exploration: float = 0.0,
     detach_carry: bool = True,
     forward=None,
+    loss_fn=None,
+    train: bool = True,
 ) -> ActPass:
-    """Supervision pass `step` (0-based) of `steps` for an ACT model. `forward` is the callable
-    that runs the model (a DDP or compiled wrapper; the model itself when None)."""
+    """Supervision pass `step` (0-based) of `steps` for an ACT model. `forward` runs the model (a
+    DDP or compiled wrapper; the model itself when None), `loss_fn(hidden, labels)` is the LM loss
+    (`model.loss` when None). `train` False (validation): decisions only, no losses."""
     forward = model if forward is None else forward
+    loss_fn = model.loss if loss_fn is None else loss_fn
     B, T = input_ids.shape
     supervised = labels != IGNORE_INDEX
     if carry is None or carry.running is None:
@@ -84,17 +89,17 @@ def act_pass(
         running = carry.running
         min_depth = carry.min_depth if isinstance(carry, ActCarry) else None
     hidden, new = forward(input_ids, carry, detach_carry=detach_carry)
-    lm_loss = model.loss(hidden, labels.masked_fill(~running, IGNORE_INDEX))
     q = model.q_halt(hidden)
-    judged = running & supervised
-    ran = int(judged.sum())
-    right = predictions_right(model, hidden, labels)
-    if ran:
-        halt_loss = F.binary_cross_entropy_with_logits(q[judged], right[judged].float())
-    else:
-        halt_loss = q.sum() * 0.0  # keeps a grad_fn
     halt = halt_decisions(step, steps, q.detach(), running, may_halt=supervised, min_depth=min_depth)
-    running = running & ~halt
-    out = ActCarry(new.z_H, new.z_L, running, min_depth)
+    out = ActCarry(new.z_H, new.z_L, running & ~halt, min_depth)
+    if not train:
+        zero = q.new_zeros(())
+        return ActPass(zero, zero, zero, hidden, out, zero)
+    lm_loss = loss_fn(hidden, labels.masked_fill(~running, IGNORE_INDEX))
+    judged = running & supervised
+    right = predictions_right(model, hidden, labels)
+    bce = F.binary_cross_entropy_with_logits(q, right.float(), reduction="none")
+    ran = judged.sum()  # a tensor: no host read per pass
+    halt_loss = (bce * judged).sum() / ran.clamp_min(1)  # 0 (with a grad_fn) when nothing ran
     loss = lm_loss + HALT_LOSS_WEIGHT * halt_loss
-    return ActPass(loss, lm_loss.detach(), halt_loss.detach(), out, ran)
+    return ActPass(loss, lm_loss.detach(), halt_loss.detach(), hidden, out, ran)

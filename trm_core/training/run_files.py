@@ -29,7 +29,7 @@ from trm_core.training.distributed import DistInfo
 from trm_core.training.ema import EMA
 from trm_core.training.optim import load_optimizer_state
 from trm_core.training.schedule import EarlyStopper
-from trm_core.training.state import Position, resume_point, rng_state, set_rng_state
+from trm_core.training.state import CARRY_FIELDS, Position, resume_point, rng_state, set_rng_state
 
 __all__ = ["MetricsLog", "Resumed", "RunFiles"]
 
@@ -93,7 +93,7 @@ class Resumed:
     pos: Position
     last_eval_step: int
     elapsed_s: float
-    carry: tuple[torch.Tensor, torch.Tensor] | None  # this rank's (z_H, z_L) of the interrupted batch
+    carry: tuple[torch.Tensor | None, ...] | None  # this rank's carry of the interrupted batch (CARRY_FIELDS)
 
 
 class RunFiles:
@@ -217,7 +217,7 @@ class RunFiles:
         if pos.pass_ > 0:
             key = f"rank{dist.rank}."
             if state.carry is not None and f"{key}z_H" in state.carry and point.world_size == dist.world_size:
-                carry = (state.carry[f"{key}z_H"], state.carry[f"{key}z_L"])
+                carry = tuple(state.carry.get(f"{key}{name}") for name in CARRY_FIELDS)
             else:
                 log("the interrupted batch's carry cannot be restored here; that batch is skipped", "warning")
                 pos = Position(pos.epoch, pos.batch + 1, 0)

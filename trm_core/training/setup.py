@@ -1,6 +1,6 @@
 """What a Trainer trains, built from a profile: tokenizer, data, model, EMA, optimizer, step budget.
 
-Kept apart from the loop in `train.py`. Built in this order on purpose: the data and tokenizer
+Kept apart from the loop in `trainer.py`. Built in this order on purpose: the data and tokenizer
 first (a missing dataset must fail before the run dir exists), then the model from the seed alone.
 `TrainData` is this rank's side of the data: which batches come in which order from a position,
 so that a resumed run sees exactly the batches an uninterrupted one would have.
@@ -118,7 +118,7 @@ def build_train_setup(
 
     torch.manual_seed(t.seed)  # the initial weights depend on the seed alone
     model = build_model(p.model, tokenizer.vocab_size).to(device)
-    S = t.supervision_steps if getattr(model, "uses_carry", True) else 1
+    S = p.model.supervision_passes(t.supervision_steps)
     deep = t.supervision == "deep"
     per_batch = S if deep else 1
     total_steps = max_steps or t.max_steps or batches_per_epoch * t.epochs * per_batch

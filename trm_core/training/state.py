@@ -1,6 +1,6 @@
 """What a Trainer writes into a checkpoint and reads back to resume, and its validation pass.
 
-Kept apart from the loop in `train.py`: the state.json fields, the random-number state in
+Kept apart from the loop in `trainer.py`: the state.json fields, the random-number state in
 optimizer.pt, the carry of a half-finished batch, and the validation loss / token accuracy.
 Everything read back from a file is checked; a wrong type is a CheckpointError, never a traceback.
 """
@@ -19,11 +19,14 @@ import torch
 
 from trm_core.errors import CheckpointError
 from trm_core.training import distributed as D
+from trm_core.training.step import supervision_step
 
 __all__ = [
     "Position",
     "ResumePoint",
     "carry_state",
+    "carry_tensors",
+    "CARRY_FIELDS",
     "checkpoint_state",
     "evaluate_sums",
     "resume_point",
@@ -148,13 +151,28 @@ def resume_point(state: dict[str, Any], path: Path, stopper: Any) -> ResumePoint
 # --------------------------------------------------------------------------- the carry
 
 
-def carry_state(carries: list[tuple[torch.Tensor, torch.Tensor]] | None) -> dict[str, torch.Tensor] | None:
-    """Every rank's carry of the half-finished batch as `rank{r}.z_H` / `rank{r}.z_L` tensors."""
+CARRY_FIELDS = ("z_H", "z_L", "running", "min_depth")  # the last two under ACT only
+
+
+def carry_tensors(carry: Any) -> tuple[torch.Tensor | None, ...]:
+    """The tensors of a carry worth saving mid-batch: (z_H, z_L), plus ACT's halting state
+    (`running`, exploration's `min_depth` or None) when there is one."""
+    running = getattr(carry, "running", None)
+    if running is None:
+        return (carry.z_H, carry.z_L)
+    return (carry.z_H, carry.z_L, running, getattr(carry, "min_depth", None))
+
+
+def carry_state(carries: list[tuple[torch.Tensor | None, ...]] | None) -> dict[str, torch.Tensor] | None:
+    """Every rank's carry of the half-finished batch as `rank{r}.z_H`, `rank{r}.z_L` (and under
+    ACT `rank{r}.running`, `rank{r}.min_depth`) tensors."""
     if carries is None:
         return None
     out: dict[str, torch.Tensor] = {}
     for r, c in enumerate(carries):
-        out[f"rank{r}.z_H"], out[f"rank{r}.z_L"] = c
+        for name, tensor in zip(CARRY_FIELDS, c, strict=False):
+            if tensor is not None:
+                out[f"rank{r}.{name}"] = tensor
     return out
 
 
@@ -177,14 +195,11 @@ def evaluate_sums(
         n = int((lab != -100).sum())
         if n == 0:
             continue
-        carry = None
+        r = supervision_step(model, inp, lab, S=supervision_steps, mode="eval", autocast=autocast)
+        assert r.hidden is not None
+        loss_sum += float(r.losses[-1]) * n
         with autocast():
-            if getattr(model, "q_head", None) is not None:  # ACT: each position's own depth
-                hidden, _ = model.infer_depth(inp, supervision_steps, may_halt=lab != -100)
-            for _ in range(supervision_steps if getattr(model, "q_head", None) is None else 0):
-                hidden, carry = model(inp, carry)
-            loss_sum += float(model.loss(hidden, lab)) * n
-            h = hidden.reshape(-1, hidden.shape[-1])
+            h = r.hidden.reshape(-1, r.hidden.shape[-1])
             y = lab.reshape(-1)
             keep = (y != -100).nonzero().squeeze(1)
             for i in range(0, keep.numel(), 1024):  # never the full [B*T, V] logits

@@ -7,13 +7,15 @@ while it runs (`.lock`), appends every event to `metrics.jsonl`, checkpoints ato
 continue a run exactly where a checkpoint left off (model, EMA, optimizer, RNG, data position,
 the carry of a half-finished batch, early-stopping counters).
 
-This module is the loop; what it composes lives beside it: `train_setup.py` (what is trained),
-`run_io.py` (the run directory), `optim.py`, `trainer_state.py`, `schedule.py`, `ema.py`, `distributed.py`.
+This module is the loop; what it composes lives beside it in `training/`: `setup.py` (what is
+trained), `step.py` (the S passes of one batch), `run_files.py` (the run directory), `optim.py`,
+`state.py`, `schedule.py`, `ema.py`, `distributed.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import threading
 import time
@@ -38,13 +40,13 @@ from trm_core.events import (
 from trm_core.profile import Profile
 from trm_core.runs.inference import resolve_device
 from trm_core.training import distributed as D
-from trm_core.training.act import act_pass
 from trm_core.training.ema import EMA
 from trm_core.training.optim import build_optimizer
 from trm_core.training.run_files import RunFiles
 from trm_core.training.schedule import EarlyStopper, lr_at
 from trm_core.training.setup import build_train_setup
-from trm_core.training.state import Position, carry_state, checkpoint_state, validation_metrics
+from trm_core.training.state import Position, carry_state, carry_tensors, checkpoint_state, validation_metrics
+from trm_core.training.step import Pass, supervision_step
 
 __all__ = ["Trainer", "build_optimizer", "resolve_device"]
 
@@ -211,7 +213,7 @@ class Trainer:
         self._t_last = self._t_start
         self._window: deque[tuple[float, float]] = deque(maxlen=20)
         self._bad = 0
-        self._carry_now: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._carry_now: tuple[torch.Tensor | None, ...] | None = None
         reason, message = "finished", ""
         try:
             if self.stopper.should_stop:
@@ -228,67 +230,36 @@ class Trainer:
                 carry = None
                 start_pass = 0
                 if first and self.pos.pass_ > 0 and self._carry0 is not None:
-                    from trm_core.model.lm import Carry
+                    from trm_core.training.act import ActCarry
 
                     start_pass = self.pos.pass_
-                    carry = Carry(self._carry0[0].to(self.device), self._carry0[1].to(self.device))
+                    carry = ActCarry(*(None if x is None else x.to(self.device) for x in self._carry0))
                 first = False
-                act = getattr(model, "q_head", None) is not None
                 if self.deep:
-                    for s in range(start_pass, self.S):
-                        with self._autocast():
-                            if act:  # ACT: the loss of the positions still running, + halting
-                                r = act_pass(
-                                    model,
-                                    inp,
-                                    lab,
-                                    carry,
-                                    s,
-                                    self.S,
-                                    exploration=t.halt_exploration,
-                                    forward=self.fwd,
-                                )
-                                carry, loss = r.carry, r.loss
-                            else:
-                                hidden, carry = self.fwd(inp, carry, detach_carry=True)
-                                loss = model.loss(hidden, lab)
-                        loss.backward()
-                        nxt = self.data.next_position(epoch, b, s, steps_per_batch=self.S)
-                        self._carry_now = (
-                            (carry.z_H, carry.z_L)
-                            if (carry is not None and nxt.pass_ > 0 and not act)
-                            else None
-                        )
-                        self._finish_step(loss.detach().float(), tokens, epoch, nxt)
+                    supervision_step(
+                        model, inp, lab, carry, S=self.S, mode="deep", start_pass=start_pass,
+                        forward=self.fwd, autocast=self._autocast, halt_exploration=t.halt_exploration,
+                        after_pass=functools.partial(self._after_pass, epoch=epoch, batch=b, tokens=tokens),
+                    )  # fmt: skip
                 else:
-                    total = None
-                    for s in range(self.S):
-                        with self._autocast():
-                            if act:
-                                r = act_pass(
-                                    model,
-                                    inp,
-                                    lab,
-                                    carry,
-                                    s,
-                                    self.S,
-                                    exploration=t.halt_exploration,
-                                    detach_carry=t.detach_carry,
-                                    forward=self.fwd,
-                                )
-                                carry, loss = r.carry, r.loss
-                            else:
-                                hidden, carry = self.fwd(inp, carry, detach_carry=t.detach_carry)
-                                loss = model.loss(hidden, lab)
-                        total = loss if total is None else total + loss
-                    assert total is not None
-                    total.backward()
+                    r = supervision_step(
+                        model, inp, lab, None, S=self.S, mode="accumulate", detach_carry=t.detach_carry,
+                        forward=self.fwd, autocast=self._autocast, halt_exploration=t.halt_exploration,
+                    )  # fmt: skip
+                    assert r.total is not None
                     self._carry_now = None
                     nxt = self.data.next_position(epoch, b, 0, steps_per_batch=1)
-                    self._finish_step(total.detach().float() / self.S, tokens * self.S, epoch, nxt)
+                    self._finish_step(r.total / self.S, tokens * self.S, epoch, nxt)
         except _Finish as f:
             reason, message = f.reason, f.message
         return self._end(reason, message)
+
+    def _after_pass(self, done: Pass, *, epoch: int, batch: int, tokens: float) -> None:
+        """Deep supervision: every pass is an optimizer step; the carry is kept for a mid-batch checkpoint."""
+        nxt = self.data.next_position(epoch, batch, done.index, steps_per_batch=self.S)
+        c = done.carry
+        self._carry_now = carry_tensors(c) if (c is not None and nxt.pass_ > 0) else None
+        self._finish_step(done.loss, tokens, epoch, nxt)
 
     def _finish_step(self, loss_t: torch.Tensor, tokens: float, epoch: int, nxt: Position) -> None:
         """Clip, skip non-finite, step, then the per-step chores; raises _Finish to leave the loop."""
@@ -411,7 +382,9 @@ class Trainer:
         model = self.model
         assert model is not None
         carries = D.gather_to_rank0(
-            None if self._carry_now is None else (self._carry_now[0].cpu(), self._carry_now[1].cpu()),
+            None
+            if self._carry_now is None
+            else tuple(None if x is None else x.cpu() for x in self._carry_now),
             self.dist,
         )
         carry = carry_state(carries if self._carry_now is not None else None)

@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, metavar="N", help="timed repeats (median reported)")
     p.add_argument("--data", default="", help="data source (default: a local GSM8K copy, else synthetic)")
     p.add_argument(
-        "--compile",
+        "--train-compile",
         choices=["regions", "model", "off"],
         default="regions",
         help="optimized train step's compile",
@@ -44,17 +44,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-problems", type=int, metavar="N", help="test problems to generate (0 = all)")
     p.add_argument("--eval-batch-size", type=int, metavar="B", help="rows decoded in lockstep")
     p.add_argument("--eval-max-tokens", type=int, metavar="N", help="new tokens per problem (default 256)")
+    # the same names as `generate` and `eval`; the old spellings stay as hidden aliases
     p.add_argument(
-        "--infer-dtype",
+        "--dtype",
         choices=["auto", "fp32", "bf16"],
         default="auto",
         help="model dtype for decode and eval (auto: bf16 on CUDA, fp32 on CPU, as the product)",
     )
     p.add_argument(
-        "--eval-compile",
+        "--infer-dtype",
+        choices=["auto", "fp32", "bf16"],
+        dest="dtype",
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )
+    p.add_argument(
+        "--compile",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="compile the eval decode step before capture (off by default, as in the Generator)",
+        help="compile the eval decode step before capture (off by default, as in `generate`)",
+    )
+    p.add_argument(
+        "--eval-compile",
+        action=argparse.BooleanOptionalAction,
+        dest="compile",
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
     )
     p.add_argument("--skip-baseline", action="store_true", help="time only the optimized train step")
     p.set_defaults(run=run)
@@ -90,7 +105,7 @@ def build_config(args: argparse.Namespace, profile, device: str):
         train_batches=2 if quick else 6,
         warmup=1,
         repeats=args.repeats or (2 if quick else 3),
-        compile=args.compile,
+        train_compile=args.train_compile,
         compile_mode=args.compile_mode,
         decode_tokens=args.decode_tokens or (16 if quick else 128),
         decode_steps=tuple(steps),
@@ -98,8 +113,8 @@ def build_config(args: argparse.Namespace, profile, device: str):
         eval_problems=args.eval_problems if args.eval_problems is not None else (8 if quick else 0),
         eval_batch_size=args.eval_batch_size or (4 if quick else 256),
         eval_max_tokens=args.eval_max_tokens or (16 if quick else 256),
-        infer_dtype=args.infer_dtype,
-        eval_compile=args.eval_compile,
+        dtype=args.dtype,
+        compile_step=args.compile,
         baseline=not args.skip_baseline,
         data=args.data,
     )

@@ -1,0 +1,111 @@
+"""One supervision step: the S passes of one batch, each from the previous pass's carry.
+
+The one place that runs supervision passes; the Trainer, the bench's train section and
+validation all call `supervision_step`. Three modes:
+
+- `deep`: every pass is backpropagated on its own and handed to `after_pass`, which takes the
+  optimizer step (the paper's way); the carry is always detached between passes, since an
+  optimizer step separates them.
+- `accumulate`: the losses of the S passes are summed and backpropagated once; the caller takes
+  one optimizer step afterwards. `detach_carry = False` lets gradients flow through the carry.
+- `eval`: no gradients; the loss of the last pass only (what validation reports).
+
+How a pass is run is passed in, not fixed here: `forward` (the model, or its DDP / compiled
+wrapper), `autocast` (a context factory, e.g. bf16) and `loss_fn` (the chunked LM loss by default).
+With `model.halting = "act"` each pass is `act.act_pass` (per token: the LM loss over the
+positions still running, the halting loss, the model's halting decisions carried to the next pass;
+`halt_exploration` is TRM's exploration); the losses reported are the LM losses, and validation's
+is that of every position's output from the step where it halted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from trm_core.training.act import act_pass
+
+__all__ = ["Pass", "StepResult", "supervision_step"]
+
+Mode = Literal["deep", "accumulate", "eval"]
+
+
+@dataclass
+class Pass:
+    """One finished supervision pass, as `after_pass` sees it (deep mode: gradients are in place)."""
+
+    index: int  # 0-based pass within the batch
+    loss: Tensor  # detached, fp32
+    carry: Any  # the carry the next pass starts from (None for a model without one)
+
+
+@dataclass
+class StepResult:
+    losses: list[Tensor] = field(default_factory=list)  # detached, one per pass run (eval: the last)
+    total: Tensor | None = None  # accumulate: the detached sum of the pass losses
+    hidden: Tensor | None = None  # the last pass's hidden states [B, T, D]
+    carry: Any = None  # the last pass's carry
+
+
+def supervision_step(
+    model: Any,
+    input_ids: Tensor,
+    labels: Tensor,
+    carry: Any = None,
+    *,
+    S: int,
+    mode: Mode,
+    detach_carry: bool = True,
+    start_pass: int = 0,
+    forward: Callable[..., tuple[Tensor, Any]] | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+    after_pass: Callable[[Pass], None] | None = None,
+    halt_exploration: float = 0.0,
+) -> StepResult:
+    """Run passes `start_pass..S-1` of one batch from `carry`; see the module docstring for `mode`.
+
+    `S` is the effective number of passes (`ModelConfig.supervision_passes`). `forward(input_ids,
+    carry, detach_carry=...)` defaults to `model`; `loss_fn(hidden, labels)` to `model.loss`.
+    In deep mode `after_pass` is called after each pass's backward (it may raise to stop).
+    """
+    fwd = model if forward is None else forward
+    loss_of = model.loss if loss_fn is None else loss_fn
+    detach = True if mode != "accumulate" else detach_carry
+    result = StepResult()
+    total: Tensor | None = None
+    hidden: Tensor | None = None
+    act = getattr(model, "q_head", None) is not None
+    with torch.no_grad() if mode == "eval" else contextlib.nullcontext():
+        for index in range(start_pass, S):
+            with autocast():
+                if act:
+                    p = act_pass(
+                        model, input_ids, labels, carry, index, S, forward=fwd, loss_fn=loss_of,
+                        detach_carry=detach, exploration=halt_exploration if mode != "eval" else 0.0,
+                        train=mode != "eval",
+                    )  # fmt: skip
+                    hidden, carry, loss = p.hidden, p.carry, p.loss
+                else:
+                    hidden, carry = fwd(input_ids, carry, detach_carry=detach)
+                if mode == "eval" and index < S - 1:
+                    continue  # validation reports the last pass only
+                if not act or mode == "eval":  # (eval: each position's output from its halting step)
+                    loss = loss_of(hidden, labels)
+            result.losses.append((p.lm_loss if act and mode != "eval" else loss.detach()).float())
+            if mode == "deep":
+                loss.backward()
+                if after_pass is not None:
+                    after_pass(Pass(index, result.losses[-1], carry))
+            elif mode == "accumulate":
+                total = loss if total is None else total + loss
+    if total is not None:
+        total.backward()
+        result.total = total.detach().float()
+    result.hidden, result.carry = hidden, carry
+    return result
