@@ -97,15 +97,31 @@ def test_deep_and_accumulate_differ_in_steps_and_both_learn(tmp_path):
         assert last < first - 0.3
 
 
-def test_exact_resume_matches_one_go(tmp_path):
-    # deep supervision with S=2 and a stop after an odd step: resume must restore the carry mid-batch
-    p = tiny_profile(train__supervision_steps=2, train__max_steps=9, train__ema=True, train__eval_every=4)
+@pytest.mark.parametrize("halting,S,stop", [("none", 2, 5), ("act", 3, 2)])
+def test_exact_resume_matches_one_go(tmp_path, monkeypatch, halting, S, stop):
+    # deep supervision and a stop mid-batch: resume must restore the carry (under ACT also which
+    # tokens still run and exploration's minimum depths, drawn at the batch's first pass)
+    if halting == "act":  # a Q-head that halts about half the tokens from the start
+        import trm_core.model.lm as lm
+
+        def build(cfg, vocab_size, _build=lm.build_model):
+            model = _build(cfg, vocab_size)
+            with torch.no_grad():
+                model.q_head.weight.copy_(torch.linspace(-1, 1, cfg.hidden_size))
+                model.q_head.bias.zero_()
+            return model
+
+        monkeypatch.setattr(lm, "build_model", build)
+    p = tiny_profile(
+        train__supervision_steps=S, train__max_steps=9, train__ema=True, train__eval_every=4,
+        model__halting=halting, train__halt_exploration=0.5,
+    )  # fmt: skip
     done_a, ev_a, _ = train(p, tmp_path / "a")
     assert done_a.reason == "finished"
-    done_b1, ev_b1, _ = train(p, tmp_path / "b", stop_at=5)
-    assert done_b1.reason == "stopped" and done_b1.step == 5
+    done_b1, ev_b1, _ = train(p, tmp_path / "b", stop_at=stop)
+    assert done_b1.reason == "stopped" and done_b1.step == stop
     state = read_state(resolve_checkpoint(tmp_path / "b", "latest"))
-    assert state["pass_in_batch"] == 1 and state["has_carry"]
+    assert state["pass_in_batch"] == stop % S and state["has_carry"]
     done_b2, ev_b2, _ = train(p, tmp_path / "b")
     assert done_b2.reason == "finished" and of(ev_b2, "start")[0].resumed
     la = [e.loss for e in of(ev_a, "step")]
