@@ -9,7 +9,6 @@ Event times are fixed (BASE_TIME + step) so snapshots never show a clock.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator

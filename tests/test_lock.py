@@ -42,7 +42,9 @@ def test_racing_processes_never_hold_the_lock_together(tmp_path: Path) -> None:
     ctx = mp.get_context("fork")
     start = ctx.Barrier(PROCS)
     holders, worst, taken = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Value("i", 0)
-    procs = [ctx.Process(target=_racer, args=(str(tmp_path), start, holders, worst, taken)) for _ in range(PROCS)]
+    procs = [
+        ctx.Process(target=_racer, args=(str(tmp_path), start, holders, worst, taken)) for _ in range(PROCS)
+    ]
     for p in procs:
         p.start()
     for p in procs:

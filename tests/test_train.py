@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from trm_core.events import read_events
-from trm_core.runs.lock import acquire_lock
 from trm_core.profile import parse_profile, set_value
 from trm_core.runs.inference import load_for_inference
+from trm_core.runs.lock import acquire_lock
 from trm_core.runs.read import has_checkpoint, read_state, resolve_checkpoint
 from trm_core.training.trainer import Trainer
 
