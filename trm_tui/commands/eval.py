@@ -107,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         ("data", f"{source} {args.split}"),
         ("accuracy", f"{result.accuracy:.2%}"),
         ("correct / total", f"{result.correct} / {result.total}"),
+        ("lm-eval strict", f"{result.strict_accuracy:.2%} ({result.strict_correct})"),
+        ("lm-eval flexible", f"{result.flexible_accuracy:.2%} ({result.flexible_correct})"),
         ("problems/s", f"{result.problems_per_s:.2f}"),
         ("calculator", "on" if calculator else "off"),
         ("max tokens", str(max_tokens)),
