@@ -16,6 +16,7 @@ and KV-cache sessions, the CUDA-graph step) and `batch_decode` (the lockstep loo
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from trm_core.generation.textstream import (
     open_calculation,
     pending_calculation,
 )
+from trm_core.limits import MAX_SEED
 
 __all__ = [
     "Piece",
@@ -154,10 +156,19 @@ class Generator:
         opts.stop = (opts.stop,) if isinstance(opts.stop, str) else tuple(opts.stop)
         from trm_core.errors import UserError
 
-        if opts.temperature < 0 or opts.top_k < 0 or not 0 < opts.top_p <= 1 or opts.max_tokens < 0:
+        if (
+            not 0 <= opts.temperature < math.inf
+            or opts.top_k < 0
+            or not 0 < opts.top_p <= 1
+            or opts.max_tokens < 0
+        ):
             raise UserError(
-                "sampling needs temperature >= 0, top_k >= 0, 0 < top_p <= 1 and max_tokens >= 0, "
+                "sampling needs a finite temperature >= 0, top_k >= 0, 0 < top_p <= 1 and max_tokens >= 0, "
                 f"got {opts.temperature}, {opts.top_k}, {opts.top_p}, {opts.max_tokens}"
+            )
+        if opts.seed is not None and opts.seed > MAX_SEED:
+            raise UserError(
+                f"the sampling seed must be at most 2**63-1 (negative = a fresh seed), got {opts.seed}"
             )
         return opts
 

@@ -85,6 +85,26 @@ class MetricsLog:
 # --------------------------------------------------------------------------- the run directory
 
 
+def _refuse_non_finite(step: int, model: nn.Module, ema: EMA | None, last: Path | None) -> None:
+    """CheckpointError when any weight of `model` (or the EMA) is NaN or inf: such a checkpoint
+    would replace `latest` (and maybe `best`) with a model that can only produce garbage."""
+    for name, module in (("weights", model), ("EMA weights", ema.module if ema is not None else None)):
+        if module is None:
+            continue
+        bad = total = 0
+        with torch.no_grad():
+            for t in module.state_dict().values():
+                if t.is_floating_point():
+                    bad += int((~torch.isfinite(t)).sum())
+                    total += t.numel()
+        if bad:
+            keep = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
+            raise CheckpointError(
+                f"training stopped at step {step}: {bad:,} of {total:,} {name} are not finite (NaN or inf), "
+                f"so no checkpoint was saved; {keep}"
+            )
+
+
 @dataclass
 class Resumed:
     """Where a run restored from a checkpoint continues."""
@@ -148,7 +168,9 @@ class RunFiles:
         is_best: bool,
     ) -> Path:
         """Write checkpoint `step`: weights, EMA, optimizer + scheduler + RNG, `state`
-        (trainer_state.checkpoint_state) and the profile text; atomic, keeping `train.keep_last`."""
+        (trainer_state.checkpoint_state) and the profile text; atomic, keeping `train.keep_last`.
+        Weights that are not all finite are never written: CheckpointError, and the run stops."""
+        _refuse_non_finite(step, model, ema, self.latest())
         return save_checkpoint(
             self.path,
             step,
