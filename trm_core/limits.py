@@ -64,6 +64,7 @@ INT_MAX: dict[str, int] = {
 # Float keys with an upper bound beyond "finite"; every float key must be finite (no NaN, no inf:
 # none of them gives inf a meaning — 0 already means "off" for grad_clip and stop_below).
 FLOAT_MAX: dict[str, float] = {
+    "train.lr": 10.0,  # AdamW turns lr into a float32: above ~3e38 its step raises, far below it diverges
     "model.expansion": 64.0,
     "model.rope_theta": 1e12,
     "model.norm_eps": 1.0,
