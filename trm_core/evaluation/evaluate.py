@@ -84,6 +84,7 @@ def evaluate(
     batch_size: int | None = None,
     max_tokens: int = 256,
     calculator: bool = True,
+    calculator_mode: str = "verify",
     progress: Progress | None = None,
     stop: Sequence[str] = STOP,
 ) -> EvalResult:
@@ -107,6 +108,7 @@ def evaluate(
             temperature=0.0,
             max_tokens=max_tokens,
             calculator=calculator,
+            calculator_mode=calculator_mode,
             stop=tuple(stop),
         )
         idx = list(dict.fromkeys(batch))  # the repeats that filled the last batch are dropped

@@ -15,7 +15,13 @@ import torch
 
 from trm_core.generation.sampling import SamplingOptions
 from trm_core.generation.sessions import pick_token
-from trm_core.generation.textstream import CONTEXT_TAIL, TextStream, clean_prompt, pending_calculation
+from trm_core.generation.textstream import (
+    CONTEXT_TAIL,
+    TextStream,
+    calculation_fix,
+    clean_prompt,
+    in_calculation,
+)
 
 if TYPE_CHECKING:
     from trm_core.generation.generator import Generator
@@ -64,8 +70,9 @@ def decode_batch(gen: Generator, prompts: Sequence[str], opts: SamplingOptions) 
             if row.done:
                 feed.append(pad)
                 continue
-            if not row.forced and opts.calculator:
-                forced = pending_calculation(row.context)
+            if not row.forced and opts.calculator and in_calculation(row.context):
+                proposed = "" if token in eos else gen.tokenizer.decode([token])
+                forced = calculation_fix(row.context, proposed, verify=opts.calculator_mode == "verify")
                 if forced is not None:
                     forced_ids = gen.tokenizer.encode(forced)
                     if forced_ids and row.new_tokens + len(forced_ids) <= budget:

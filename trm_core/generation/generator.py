@@ -32,9 +32,10 @@ from trm_core.generation.textstream import (
     CONTEXT_TAIL,
     Piece,
     TextStream,
+    calculation_fix,
     clean_prompt,
+    in_calculation,
     open_calculation,
-    pending_calculation,
 )
 from trm_core.limits import MAX_SEED
 
@@ -166,6 +167,8 @@ class Generator:
                 "sampling needs a finite temperature >= 0, top_k >= 0, 0 < top_p <= 1 and max_tokens >= 0, "
                 f"got {opts.temperature}, {opts.top_k}, {opts.top_p}, {opts.max_tokens}"
             )
+        if opts.calculator_mode not in ("verify", "write"):
+            raise UserError(f"calculator_mode must be 'verify' or 'write', got {opts.calculator_mode!r}")
         if opts.seed is not None and opts.seed > MAX_SEED:
             raise UserError(
                 f"the sampling seed must be at most 2**63-1 (negative = a fresh seed), got {opts.seed}"
@@ -240,6 +243,7 @@ class Generator:
         max_tokens: int | None = None,
         seed: int | None = None,
         calculator: bool | None = None,
+        calculator_mode: str | None = None,
         kv_cache: bool | None = None,
         stop: Sequence[str] | None = None,
     ) -> Iterator[Piece]:
@@ -251,6 +255,7 @@ class Generator:
             max_tokens=max_tokens,
             seed=seed,
             calculator=calculator,
+            calculator_mode=calculator_mode,
             kv_cache=kv_cache,
             stop=stop,
         )
@@ -273,7 +278,12 @@ class Generator:
         new_tokens = 0
         logits = session.feed(torch.tensor([prep.ids], device=self.device))
         while new_tokens < prep.max_tokens:
-            forced = pending_calculation(context) if opts.calculator else None
+            next_t = pick_token(session, logits, opts, rng)
+            next_id = int(next_t[0])
+            forced = None
+            if opts.calculator and in_calculation(context):  # the calculator checks the model's result
+                proposed = "" if next_id in eos else self.tokenizer.decode([next_id])
+                forced = calculation_fix(context, proposed, verify=opts.calculator_mode == "verify")
             if forced is not None:
                 forced_ids = self.tokenizer.encode(forced)
                 if forced_ids and new_tokens + len(forced_ids) <= prep.max_tokens:
@@ -287,8 +297,6 @@ class Generator:
                         break
                     logits = session.feed(torch.tensor([forced_ids], device=self.device))
                     continue
-            next_t = pick_token(session, logits, opts, rng)
-            next_id = int(next_t[0])
             new_tokens += 1
             if next_id in eos:
                 break
@@ -326,6 +334,7 @@ class Generator:
         max_tokens: int | None = None,
         seed: int | None = None,
         calculator: bool | None = None,
+        calculator_mode: str | None = None,
         kv_cache: bool | None = None,
         stop: Sequence[str] | None = None,
     ) -> list[str]:
@@ -342,6 +351,7 @@ class Generator:
             max_tokens=max_tokens,
             seed=seed,
             calculator=calculator,
+            calculator_mode=calculator_mode,
             kv_cache=kv_cache,
             stop=stop,
         )

@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_tokens=max_tokens,
             calculator=calculator,
+            calculator_mode=args.calculator_mode,
             progress=progress,
         )
     try:
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         ("lm-eval strict", f"{result.strict_accuracy:.2%} ({result.strict_correct})"),
         ("lm-eval flexible", f"{result.flexible_accuracy:.2%} ({result.flexible_correct})"),
         ("problems/s", f"{result.problems_per_s:.2f}"),
-        ("calculator", "on" if calculator else "off"),
+        ("calculator", args.calculator_mode if calculator else "off"),
         ("max tokens", str(max_tokens)),
         ("samples", shown(output)),
     ]:

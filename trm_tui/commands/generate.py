@@ -83,6 +83,12 @@ def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="fill <<expr= with the calculator (default: the profile's generate.calculator)",
     )
+    p.add_argument(
+        "--calculator-mode",
+        choices=["verify", "write"],
+        default="verify",
+        help="verify (default): the model writes each result, wrong ones are corrected; write: the calculator writes them",
+    )
     p.add_argument("--max-tokens", type=count_int, default=None, metavar="N", help="new tokens at most")
 
 
@@ -152,6 +158,7 @@ def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
         "max_tokens": args.max_tokens,
         "seed": args.seed,
         "calculator": args.calculator,
+        "calculator_mode": args.calculator_mode,
         "kv_cache": False if args.no_kv_cache else None,
     }
 
