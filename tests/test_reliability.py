@@ -172,3 +172,34 @@ def test_eval_with_best_in_another_run_writes_only_its_own_run(
 def test_printable_escapes_what_drives_a_terminal(text: str, shown: str) -> None:
     assert printable(text) == shown
     assert printable(text, keep_lines=True) == shown.replace("\\x0a", "\n").replace("\\x09", "\t")
+
+
+def test_hostile_metrics_jsonl_never_hangs_or_breaks_a_reader(tmp_path: Path) -> None:
+    from trm_core.events import DoneEvent, read_events
+    from trm_core.runs.listing import list_runs
+
+    fifo = tmp_path / "fifo-run"
+    fifo.mkdir()
+    os.mkfifo(fifo / "metrics.jsonl")  # opening it without O_NONBLOCK would wait for a writer forever
+    zero = tmp_path / "zero-run"
+    zero.mkdir()
+    os.symlink("/dev/zero", zero / "metrics.jsonl")
+    bad = tmp_path / "bad-run"
+    bad.mkdir()
+    rows = [
+        "5",
+        "[1]",
+        "[" * 100_000 + "]" * 100_000,
+        json.dumps({"kind": "step", "step": "x"}),
+        json.dumps({"kind": ["x"]}),
+    ]
+    (bad / "metrics.jsonl").write_text("\n".join(rows) + "\n" + DoneEvent("error", 3, "m").to_json() + "\n")
+    assert read_events(fifo / "metrics.jsonl", 0) == ([], 0)
+    assert read_events(zero / "metrics.jsonl", 0) == ([], 0)
+    events, _ = read_events(bad / "metrics.jsonl", 0)
+    assert [e.kind for e in events] == ["done"]
+    assert {r.name: r.status for r in list_runs(tmp_path)} == {
+        "fifo-run": "new",
+        "zero-run": "new",
+        "bad-run": "failed",
+    }
