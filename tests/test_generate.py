@@ -285,6 +285,7 @@ def test_calculator_corrects_the_model_mid_generation() -> None:
     assert "".join(p.text for p in pieces) == " <<3*4=12>> so #### 13"
     # a verifier: the model's "1" was right and stays its own; the calculator took over at the "3"
     assert [p.text for p in pieces if p.source == "calculator"] == ["2>>"]
+    assert g.last_stats["calculator_spans"] == 1  # one correction
     # calculator_mode "write": the calculator writes the whole result, as before
     pieces = list(g.stream(prompt, max_tokens=40, calculator=True, calculator_mode="write"))
     assert [p.text for p in pieces if p.source == "calculator"] == ["12>>"]

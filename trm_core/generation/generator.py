@@ -317,6 +317,7 @@ class Generator:
             "new_tokens": new_tokens,
             "seconds": elapsed,
             "tokens_per_s": new_tokens / max(elapsed, 1e-9),
+            "calculator_spans": out.calculator_spans,  # corrections, with calculator_mode "verify"
         }
 
     def generate(self, prompt: str, **kw: Any) -> str:

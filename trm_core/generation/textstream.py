@@ -122,6 +122,11 @@ class TextStream:
         self._emitted = 0
         self.stopped = False
 
+    @property
+    def calculator_spans(self) -> int:
+        """Spans the calculator wrote: with the verifier, the model's results it corrected."""
+        return sum(1 for _, source in self._spans if source == "calculator")
+
     def add(self, text: str, source: str) -> None:
         if text:
             if not self._spans or self._spans[-1][1] != source:
