@@ -133,7 +133,10 @@ class RunFiles:
 
     def claim(self, log: Callable[[str], None]) -> None:
         """Create the run directory and take its `.lock` (see checkpoint.acquire_lock)."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file where a folder belongs, no permission, a read-only disk
+            raise CheckpointError(f"cannot create the run directory {self.path} ({e.strerror})") from None
         self._release_lock = acquire_lock(self.path, log=log)
 
     def write_profile(self) -> None:
