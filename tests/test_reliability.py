@@ -203,3 +203,16 @@ def test_hostile_metrics_jsonl_never_hangs_or_breaks_a_reader(tmp_path: Path) ->
         "zero-run": "new",
         "bad-run": "failed",
     }
+
+
+def test_a_saved_profile_with_an_old_style_name_still_loads(trained_run: Path, tmp_path: Path) -> None:
+    from trm_core.profile import set_value
+    from trm_core.runs.read import saved_profile
+
+    run = copy_run(trained_run, tmp_path / "run")
+    for _, ckpt in list_checkpoints(run):  # names with spaces were allowed before the name rule
+        text = (ckpt / "profile.toml").read_text()
+        (ckpt / "profile.toml").write_text(set_value(text, "name", "my old run\x1b[31m"))
+    assert saved_profile(run).name == "my-old-run-31m"
+    with pytest.raises(ProfileError, match="name must be"):
+        parse_profile('name = "my old run"\n')

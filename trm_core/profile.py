@@ -321,8 +321,11 @@ def _check_ranges(p: Profile, problems: list[str]) -> None:
         problems.append("train.supervision_steps must be 1 when model.arch is 'transformer'")
 
 
-def parse_profile(text: str, source: str = "<profile>") -> Profile:
-    """Parse and validate TOML text. Raises ProfileError listing every problem found."""
+def parse_profile(text: str, source: str = "<profile>", *, saved: bool = False) -> Profile:
+    """Parse and validate TOML text. Raises ProfileError listing every problem found.
+
+    `saved`: a profile read back from a run, whose name was valid when it trained (older versions
+    allowed more characters): an invalid name is made safe (`limits.safe_name`), not refused."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -336,6 +339,8 @@ def parse_profile(text: str, source: str = "<profile>") -> Profile:
         elif key in TOP_LEVEL:
             if not isinstance(value, str):
                 problems.append(f"{key} must be a string, got {type(value).__name__} {value!r}")
+            elif key == "name" and saved and name_problem(value):
+                kwargs[key] = safe_name(value)
             elif key == "name" and name_problem(value):
                 # the run directory is RUNS_DIR/<name>: a path here would train outside RUNS_DIR,
                 # and control characters would reach every terminal that shows it

@@ -178,7 +178,7 @@ def _read_text(path: Path) -> str:
 def read_profile_file(path: Path) -> Profile:
     text = _read_text(path)
     try:
-        profile = parse_profile(text, str(path))
+        profile = parse_profile(text, str(path), saved=True)
     except ProfileError as e:
         raise CheckpointError(f"{path} is not a valid profile: {e.problems[0]}") from None
     if profile.name == "unnamed":

@@ -218,7 +218,7 @@ class RunFiles:
         path = resolve_checkpoint(run_dir, "latest")
         state = load_training_state(path, "cpu")
         try:
-            saved = parse_profile(state.profile_text, str(path / "profile.toml"))
+            saved = parse_profile(state.profile_text, str(path / "profile.toml"), saved=True)
         except ProfileError as e:
             raise CheckpointError(f"{path}/profile.toml is not a valid profile: {e.problems[0]}") from None
         bad = [m for m in diff(saved, profile) if m.severity == "incompatible"]
