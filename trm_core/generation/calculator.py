@@ -167,8 +167,8 @@ def format_result(value: int | float) -> str:
 # --------------------------------------------------------------------------- the model's spelling of a result
 
 # GSM8K writes results its own way: `<<18*.5=9.00>>` keeps trailing zeros, `<<1/2=.5>>` drops the
-# leading zero (823 of its 27,998 computable annotations differ from `format_result`'s text). As a verifier the
-# calculator accepts any such spelling of the right value and corrects only what is wrong.
+# leading zero (823 of its 27,998 computable annotations differ from `format_result`'s text). As a
+# verifier the calculator accepts any such spelling of the right value and corrects only what is wrong.
 _SPELLING = re.compile(r"(-?)(\d*)(\.?)(\d*)")
 
 
