@@ -166,6 +166,7 @@ def test_agrees_with_python_on_integers(a: int, b: int, op: str) -> None:
         ("9.", 9, True, False),
         (".5", 0.5, True, True),  # and drops leading ones
         ("0.5", 0.5, True, True),
+        ("", -3, True, False),  # the calculator's completion starts with the sign
         ("-", -3, True, False),
         ("-3", -3, True, True),
         ("3", -3, False, False),
@@ -193,6 +194,7 @@ def test_result_spellings(text: str, value: float, prefix: bool, whole: bool) ->
         ("so <<18*.5=9.00>", ">", None),
         ("so <<18*.5=9.00>", " ", ">"),  # half a closing bracket: the calculator closes it
         ("so <<18*.5=", "8", "9>>"),
+        ("has 5-7=<<5-7=", "2", "-2>>"),  # found by eval: the sign was lost
         ("so <<18*.5=9", "0", ">>"),  # "90" is not 9
         ("so <<18*.5=", "", "9>>"),  # the model wanted to stop mid-result
         ("so <<1/2=", ".5>>", None),

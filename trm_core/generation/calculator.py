@@ -209,10 +209,10 @@ def result_spelled(text: str, value: int | float) -> bool:
 
 def complete_result(text: str, value: int | float) -> str:
     """What to append to `text` (a `result_prefix` of `value`) to spell `value` whole."""
-    _, whole, dot, frac = _SPELLING.fullmatch(text).groups()  # type: ignore[union-attr]
-    _, c_whole, c_frac = _canonical(value)
+    sign, whole, dot, frac = _SPELLING.fullmatch(text).groups()  # type: ignore[union-attr]
+    c_sign, c_whole, c_frac = _canonical(value)
     if not dot:
-        return c_whole[len(whole) :] + (f".{c_frac}" if c_frac else "")
+        return c_sign[len(sign) :] + c_whole[len(whole) :] + (f".{c_frac}" if c_frac else "")
     if len(frac) < len(c_frac):
         return c_frac[len(frac) :]
     return "" if frac else "0"
