@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from trm_tui.commands.generate import add_checkpoint_args, load_generator
+from trm_tui.commands.generate import add_checkpoint_args, count_int, load_generator
+from trm_tui.commands.train import shown
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,10 +16,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--data", default=None, metavar="SPEC", help="data source (default: the profile's data.source)"
     )
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N problems")
+    p.add_argument("--limit", type=count_int, default=None, metavar="N", help="only the first N problems")
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=count_int,
         default=None,
         metavar="B",
         help="rows in lockstep (default: 256 on CUDA, 16 on CPU)",
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         console=console,
         transient=False,
     ) as bar:
-        task = bar.add_task(f"{source} {args.split}", total=len(examples), acc="")
+        task = bar.add_task(f"{shown(source)} {args.split}", total=len(examples), acc="")
 
         def progress(done: int, total: int, correct: int) -> None:
             bar.update(task, completed=done, acc=f"acc {correct / done:.1%}" if done else "")
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_tokens=max_tokens,
             calculator=calculator,
+            calculator_mode=args.calculator_mode,
             progress=progress,
         )
     try:
@@ -103,14 +105,16 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("", style="bold")
     table.add_column("", overflow="fold")  # paths shown whole, wrapped
     for name, value in [
-        ("checkpoint", f"{gen.path} (step {gen.step})"),
-        ("data", f"{source} {args.split}"),
+        ("checkpoint", f"{shown(gen.path)} (step {gen.step})"),
+        ("data", f"{shown(source)} {args.split}"),
         ("accuracy", f"{result.accuracy:.2%}"),
         ("correct / total", f"{result.correct} / {result.total}"),
+        ("lm-eval strict", f"{result.strict_accuracy:.2%} ({result.strict_correct})"),
+        ("lm-eval flexible", f"{result.flexible_accuracy:.2%} ({result.flexible_correct})"),
         ("problems/s", f"{result.problems_per_s:.2f}"),
-        ("calculator", "on" if calculator else "off"),
+        ("calculator", args.calculator_mode if calculator else "off"),
         ("max tokens", str(max_tokens)),
-        ("samples", str(output)),
+        ("samples", shown(output)),
     ]:
         table.add_row(name, value)
     Console().print(table)

@@ -14,6 +14,8 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from trm_core.printable import printable
+
 from ..backend import PieceLike
 
 SOURCE_STYLES = {"model": "", "calculator": "bold #1e1e1e on #8bd17c", "prompt": "dim"}
@@ -62,18 +64,19 @@ class Transcript(VerticalScroll):
         if self.content.plain:
             self.content.append("\n\n")
         if header:
-            self.content.append(header + "\n", style="dim italic")
-        self.content.append(prompt, style="bold cyan")
+            self.content.append(printable(header) + "\n", style="dim italic")
+        self.content.append(printable(prompt, keep_lines=True), style="bold cyan")
         self._update()
 
     def append_pieces(self, pieces: Iterable[tuple[str, str] | PieceLike]) -> None:
         for piece in pieces:
             text, source = piece if isinstance(piece, tuple) else (piece.text, piece.source)
-            self.content.append(text, style=SOURCE_STYLES.get(source, ""))
+            # a model (or a prompt) must never drive the terminal: controls shown as escapes
+            self.content.append(printable(text, keep_lines=True), style=SOURCE_STYLES.get(source, ""))
         self._update()
 
     def add_note(self, note: str, style: str = "dim") -> None:
-        self.content.append(f"\n[{note}]", style=style)
+        self.content.append(f"\n[{printable(note)}]", style=style)
         self._update()
 
     def clear(self) -> None:
