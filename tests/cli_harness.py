@@ -239,9 +239,11 @@ def snapshot(root: Path) -> dict[str, str]:
             rel = str(p.relative_to(root))
             if p.is_symlink():
                 target = os.readlink(p)
-                resolved = p.resolve()
+                resolved = Path(os.path.realpath(p))  # Path.resolve raises on a symlink loop
                 what = "dangling"
-                if resolved.is_file():
+                if resolved.is_char_device() or resolved.is_fifo():
+                    what = "special"
+                elif resolved.is_file():
                     what = hashlib.sha256(resolved.read_bytes()).hexdigest()
                 elif resolved.is_dir():
                     what = "dir:" + ",".join(sorted(os.listdir(resolved)))

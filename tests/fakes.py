@@ -9,7 +9,6 @@ Event times are fixed (BASE_TIME + step) so snapshots never show a clock.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from trm_core.events import (
     StepEvent,
 )
 from trm_core.profile import Mismatch, Profile, diff, parse_profile
+from trm_core.runs.lock import acquire_lock
 from trm_tui.backend import Backend
 
 BASE_TIME = 1_700_000_000.0
@@ -112,11 +112,11 @@ class FakeTrainer:
         (self.run_dir / "profile.toml").write_text(
             self.profile.text or self.profile.to_toml(), encoding="utf-8"
         )
-        (self.run_dir / ".lock").write_text(str(os.getpid()), encoding="utf-8")
+        release = acquire_lock(self.run_dir)  # the real flock: the runs pane asks who holds it
         try:
             return self._run(s)
         finally:
-            (self.run_dir / ".lock").unlink(missing_ok=True)
+            release()
 
     def _run(self, s: TrainerScript) -> DoneEvent:
         start = self._start_step()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from tests.fakes import (
     fake_backend,
 )
 from trm_core.profile import load_profile
+from trm_core.runs.lock import acquire_lock
 from trm_tui.app import TrmApp
 from trm_tui.screens.mismatch import MismatchModal
 from trm_tui.screens.modals import ConfirmModal, NameModal
@@ -397,7 +397,7 @@ async def test_runs_list_statuses_and_chart(dirs):
     (live / "metrics.jsonl").write_text(
         (dirs[1] / "done" / "metrics.jsonl").read_text().splitlines()[0] + "\n"
     )
-    (live / ".lock").write_text(str(os.getpid()))
+    release_lock = acquire_lock(live)  # a held flock: what a live trainer holds
     app = make_app(dirs)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f4")
@@ -420,6 +420,7 @@ async def test_runs_list_statuses_and_chart(dirs):
         with open(live / "metrics.jsonl", "a") as f:
             f.write("\n".join(lines[1:6]) + "\n")
         await wait_for(pilot, lambda: len(app.query_one("#runs-chart", LossChart).train) >= 3, timeout=5)
+    release_lock()
 
 
 async def test_command_palette_lists_every_action(dirs):

@@ -68,7 +68,110 @@ def _dangling_nothing_left(run: Path) -> None:
     (run / "checkpoints" / "best").unlink()
 
 
+def _checkpoints(run: Path) -> list[Path]:
+    return [p for _, p in list_checkpoints(run)]
+
+
+def _symlink(link: Path, target: str | Path) -> None:
+    link.unlink(missing_ok=True)
+    os.symlink(target, link)
+
+
+def _pointer_loops(run: Path) -> None:
+    for which in ("latest", "best"):
+        _symlink(run / "checkpoints" / which, which)  # each points at itself
+
+
+def _ckpt_profile(run: Path, **changes: Any) -> None:
+    from trm_core.profile import set_value
+
+    for ckpt in _checkpoints(run):
+        text = (ckpt / "profile.toml").read_text()
+        for key, value in changes.items():
+            text = set_value(text, key.replace("__", "."), value)
+        (ckpt / "profile.toml").write_text(text)
+
+
+def _rewrite_safetensors(
+    path: Path, edit: Callable[[dict[str, Any]], None], *, length: int | None = None
+) -> None:
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    edit(header)
+    raw = json.dumps(header).encode()
+    path.write_bytes((length if length is not None else len(raw)).to_bytes(8, "little") + raw + data[8 + n :])
+
+
+def _every_weights_file(run: Path, edit: Callable[[dict[str, Any]], None], **kw: Any) -> None:
+    for ckpt in _checkpoints(run):
+        for name in ("model.safetensors", "ema.safetensors"):
+            _rewrite_safetensors(ckpt / name, edit, **kw)
+
+
+def _first_tensor_outside(header: dict[str, Any]) -> None:
+    info = next(v for k, v in header.items() if k != "__metadata__")
+    info["data_offsets"][1] += 10**6
+
+
+def _optimizer(run: Path, wrong: str) -> None:
+    import torch
+
+    path = _latest(run) / "optimizer.pt"
+    if wrong == "structure":
+        torch.save({"optimizer": [1, 2, 3], "rng": {}}, path)
+        return
+    payload = torch.load(path, weights_only=True)
+    for st in payload["optimizer"]["state"].values():
+        st["exp_avg"] = torch.zeros(3)
+        st["exp_avg_sq"] = torch.zeros(3)
+    torch.save(payload, path)
+
+
+def _best_into_other_run(run: Path, tmp: Path) -> None:
+    other = copy_run(run, tmp / "other-run")
+    _symlink(run / "checkpoints" / "best", _latest(other))
+
+
 SETUPS: dict[str, Callable[[Path, Path], None]] = {
+    "make_fifo": lambda run, tmp: os.mkfifo(tmp / "bad_inputs" / "data" / "fifo.jsonl"),
+    "huge_profile": lambda run, tmp: (tmp / "bad_inputs" / "profiles" / "huge.toml").write_text(
+        ("# " + "x" * 98 + "\n") * 11_000
+    ),
+    "profile_loop": lambda run, tmp: os.symlink("loop.toml", tmp / "bad_inputs" / "profiles" / "loop.toml"),
+    "pointer_loops": lambda run, tmp: _pointer_loops(run),
+    "ckpt_profile_dev_zero": lambda run, tmp: [
+        _symlink(c / "profile.toml", "/dev/zero") for c in _checkpoints(run)
+    ],
+    "ckpt_profile_enormous": lambda run, tmp: _ckpt_profile(
+        run, model__hidden_size=65536, model__num_heads=64, model__num_layers=64
+    ),
+    "aliases_list": lambda run, tmp: _every_weights_file(
+        run, lambda h: h["__metadata__"].update(aliases="[1, 2]")
+    ),
+    "metadata_not_strings": lambda run, tmp: _every_weights_file(
+        run, lambda h: h.update(__metadata__={"aliases": {"a": 1}})
+    ),
+    "offsets_outside": lambda run, tmp: _every_weights_file(run, _first_tensor_outside),
+    "huge_header_length": lambda run, tmp: _every_weights_file(run, lambda h: None, length=2**62),
+    "state_deep": lambda run, tmp: [
+        (c / "state.json").write_text("[" * 100_000 + "]" * 100_000) for c in _checkpoints(run)
+    ],
+    "state_links_out": lambda run, tmp: _symlink(
+        _latest(run) / "state.json", tmp / "bad_inputs" / "profiles" / "good.toml"
+    ),
+    "weights_link_out": lambda run, tmp: [
+        _symlink(c / "model.safetensors", tmp / "bad_inputs" / "profiles" / "good.toml")
+        for c in _checkpoints(run)
+    ],
+    "best_into_other_run": _best_into_other_run,
+    "optimizer_wrong_structure": lambda run, tmp: _optimizer(run, "structure"),
+    "optimizer_wrong_shapes": lambda run, tmp: _optimizer(run, "shapes"),
+    "optimizer_fifo": lambda run, tmp: [
+        (_latest(run) / "optimizer.pt").unlink(),
+        os.mkfifo(_latest(run) / "optimizer.pt"),
+    ],
+    "lock_dir": lambda run, tmp: (run / ".lock").mkdir(),
     "empty_run_dir": lambda run, tmp: (tmp / "empty-run").mkdir(),
     "truncate_model": lambda run, tmp: _truncate(_latest(run) / "model.safetensors"),
     "truncate_ema": lambda run, tmp: _truncate(_latest(run) / "ema.safetensors"),
@@ -156,6 +259,10 @@ def test_bad_input(case: dict[str, Any], trained_run: Path, cli_server: CliServe
     err = proc.stderr.decode("utf-8", "replace")
     assert "Traceback" not in out + err, f"traceback:\n{err}"
     assert proc.returncode == case["exit"], f"exit {proc.returncode}, expected {case['exit']}\n{err}\n{out}"
+    # nothing echoed may drive the terminal: paths, names and messages have their controls escaped
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", err.replace("\n", "")), (
+        repr(err)
+    )
     if case["exit"] != 0:
         line = assert_one_sentence(err)
         assert re.search(case["stderr"], line), f"{line!r} does not match {case['stderr']!r}"

@@ -170,3 +170,73 @@ def test_batches_have_one_size_and_every_problem_is_scored_once() -> None:
     assert (result.correct, result.total) == (5, 5)
     assert [len(p) for p, _ in fake.calls] == [2, 2, 2]
     assert evaluate(fake, rows).total == 5  # default batch size: 16 on a CPU generator
+
+
+# --------------------------------------------------------------------------- reading the answer
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("#### 3 4", None),  # two numbers: not 34
+        ("#### 3,4", None),
+        ("#### 1,2345", None),
+        ("####\t18", "18"),
+        ("#### .5", "0.5"),
+        ("#### **18**", "18"),
+        ("#### *18*", "18"),
+        ("#### \u22127", "-7"),  # Unicode minus
+        ("#### \u20137", "-7"),  # en dash used as a minus
+        ("#### $-5", "-5"),
+        ("#### -$5", "-5"),
+        ("#### 18.", "18"),
+        ("#### 18, so she pays 18", "18"),
+        ("#### 1,234,567", "1234567"),
+        ("#### -0", "0"),
+        ("#### 5 apples", "5"),
+        ("#### \x1b[31m5", None),
+    ],
+)
+def test_extract_answer_tricky(text: str, expected: str | None) -> None:
+    assert extract_answer(text) == expected
+
+
+REFERENCE = "She has 3*6=<<3*6=18>>18 eggs.\n#### 1,018"
+
+
+@pytest.mark.parametrize(
+    ("generated", "strict", "flexible", "ours"),
+    [
+        (" so <<3*6=18>>18\n#### 1,018", True, True, True),
+        (" so <<3*6=18>>18\n#### 1018.", True, True, True),
+        (" #### 1018.00", False, False, True),  # the harness compares strings: 1018.00 != 1018
+        (" the answer is 1018", False, True, False),  # no ####: only flexible-extract finds it
+        (" ####\t1018", False, True, True),  # strict-match wants exactly one space
+        (" #### $1,018", False, True, True),  # strict's regex has no $: it finds nothing
+        (" #### 1018\n#### 7", True, False, False),  # strict takes the first, flexible the last
+        (" #### 10 18", False, False, False),  # strict reads "10", flexible "18", ours nothing
+    ],
+)
+def test_harness_scores_follow_lm_evaluation_harness(
+    generated: str, strict: bool, flexible: bool, ours: bool
+) -> None:
+    from trm_core.evaluation.scoring import harness_flexible, harness_match, harness_strict
+
+    assert harness_match(harness_strict(generated), REFERENCE) is strict
+    assert harness_match(harness_flexible(generated), REFERENCE) is flexible
+    assert (extract_answer(generated) == extract_answer(REFERENCE)) is ours
+
+
+def test_eval_reports_the_harness_scores(jsonl: Path) -> None:
+    examples = load_examples(f"jsonl:{jsonl}", "test")
+    fake = FakeGenerator(
+        {
+            format_prompt(ROWS[0]["question"]): " 12 apples\n#### 12",  # all three
+            format_prompt(ROWS[1]["question"]): " it is 1205",  # flexible only
+            format_prompt(ROWS[2]["question"]): " #### 4.50",  # ours only
+        }
+    )
+    result = evaluate(fake, examples, batch_size=4)
+    assert (result.correct, result.strict_correct, result.flexible_correct) == (2, 1, 2)
+    assert result.strict_accuracy == pytest.approx(1 / 3) and result.flexible_accuracy == pytest.approx(2 / 3)
+    assert [s["flexible_extract"] for s in result.samples] == ["12", "1205", "4.50"]

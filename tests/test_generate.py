@@ -283,10 +283,31 @@ def test_calculator_corrects_the_model_mid_generation() -> None:
     assert g.generate(prompt, max_tokens=40) == " <<3*4=13>> so #### 13"
     pieces = list(g.stream(prompt, max_tokens=40, calculator=True))
     assert "".join(p.text for p in pieces) == " <<3*4=12>> so #### 13"
+    # a verifier: the model's "1" was right and stays its own; the calculator took over at the "3"
+    assert [p.text for p in pieces if p.source == "calculator"] == ["2>>"]
+    assert g.last_stats["calculator_spans"] == 1  # one correction
+    # calculator_mode "write": the calculator writes the whole result, as before
+    pieces = list(g.stream(prompt, max_tokens=40, calculator=True, calculator_mode="write"))
     assert [p.text for p in pieces if p.source == "calculator"] == ["12>>"]
     # not computable: the model's own text stays
     g2 = scripted_generator(prompt, " <<x*4=13>> ok")
     assert g2.generate(prompt, max_tokens=40, calculator=True) == " <<x*4=13>> ok"
+
+
+@pytest.mark.parametrize("mode", ["verify", "write"])
+def test_calculator_keeps_the_models_spelling_of_a_right_result(mode: str) -> None:
+    prompt = "Q\nA:"
+    g = scripted_generator(prompt, " <<18*.5=9.00>> and <<1/2=.5>> and <<7-9=-2>> ok")
+    text = g.generate(prompt, max_tokens=60, calculator=True, calculator_mode=mode)
+    if mode == "verify":  # GSM8K's own spelling stays: no correction at all
+        assert text == " <<18*.5=9.00>> and <<1/2=.5>> and <<7-9=-2>> ok"
+        assert not [p for p in g.stream(prompt, max_tokens=60, calculator=True) if p.source == "calculator"]
+    else:  # the calculator's spelling replaces it (and the scripted model runs on out of step)
+        assert text.startswith(" <<18*.5=9>>")
+    assert g.generate_batch([prompt, prompt], max_tokens=60, calculator=True, calculator_mode=mode) == [
+        text,
+        text,
+    ]
 
 
 def test_calculator_in_batches_matches_one_by_one() -> None:

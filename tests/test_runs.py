@@ -11,6 +11,7 @@ from tests.fakes import FakeTrainer, TrainerScript
 from trm_core.events import DoneEvent, StartEvent
 from trm_core.profile import parse_profile
 from trm_core.runs.listing import list_runs, run_info
+from trm_core.runs.lock import acquire_lock
 
 
 def _train(runs: Path, name: str, script: TrainerScript) -> Path:
@@ -41,7 +42,7 @@ def test_statuses(tmp_path: Path) -> None:
     live = tmp_path / "live"
     live.mkdir()
     (live / "metrics.jsonl").write_text(start.to_json() + "\n")
-    (live / ".lock").write_text(f"{os.getpid()}\n")
+    release = acquire_lock(live)  # a held flock, as a live trainer holds it
     (tmp_path / "empty-dir").mkdir()  # not a run: ignored
 
     runs = {r.name: r for r in list_runs(tmp_path)}
@@ -57,6 +58,8 @@ def test_statuses(tmp_path: Path) -> None:
     assert runs["plateau"].best_val_loss is not None and runs["plateau"].step == 25
     assert runs["broken"].message == "the fake data source is unreadable"
     assert runs["live"].pid == os.getpid() and runs["killed"].pid is None
+    release()
+    assert run_info(live).status == "interrupted"  # the flock is gone: the run is no longer live
 
 
 def test_resumed_run_status_comes_from_the_last_session(tmp_path: Path) -> None:

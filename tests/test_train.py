@@ -18,6 +18,7 @@ import torch
 from trm_core.events import read_events
 from trm_core.profile import parse_profile, set_value
 from trm_core.runs.inference import load_for_inference
+from trm_core.runs.lock import acquire_lock
 from trm_core.runs.read import has_checkpoint, read_state, resolve_checkpoint
 from trm_core.training.trainer import Trainer
 
@@ -194,9 +195,10 @@ def test_nan_losses_are_skipped_then_stop(tmp_path, monkeypatch):
 def test_lock_refuses_second_trainer_and_takes_over_stale(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / ".lock").write_text(f"{os.getppid()}\n")  # a live process that is not us
+    release = acquire_lock(run)  # held (a flock on another open file description) by "another trainer"
     done, _, _ = train(tiny_profile(train__max_steps=1), run)
-    assert done.reason == "error" and str(os.getppid()) in done.message
+    assert done.reason == "error" and f"pid {os.getpid()}" in done.message
+    release()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (run / ".lock").write_text(f"{dead.pid}\n")

@@ -12,8 +12,9 @@ when it first trains or generates. Subpackages by concern (see docs/contracts.md
     runs/        checkpoints (write, read, load for inference), the run lock, run listing, atomic writes
     bench/       the speed benchmark behind `trm-tui bench`
 
-profile.py (profiles), events.py (what a training run reports) and errors.py (user errors) are
-shared by all of them.
+profile.py (profiles), events.py (what a training run reports), errors.py (user errors),
+limits.py (bounds on profile values, the memory estimate), safe_read.py (the one bounded file
+loader) and printable.py (text safe to echo on a terminal) are shared by all of them.
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import stat
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args, get_type_hints
 
 __all__ = [
     "Event",
@@ -129,18 +131,43 @@ _KINDS: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (StartEvent, StepEvent, EvalEvent, EarlyStopEvent, CheckpointEvent, LogEvent, DoneEvent)
 }
+_HINTS = {cls: {k: v for k, v in get_type_hints(cls).items() if k != "kind"} for cls in _KINDS.values()}
 
 
-def event_from_dict(d: dict[str, Any]) -> Event | None:
-    """Rebuild an event from its JSON dict; None for unknown kinds or malformed rows."""
-    cls = _KINDS.get(d.get("kind", ""))
+def _fits(value: Any, tp: Any) -> bool:
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if tp is type(None):
+        return value is None
+    args = get_args(tp)
+    return any(_fits(value, a) for a in args) if args else True
+
+
+def event_from_dict(d: Any) -> Event | None:
+    """Rebuild an event from its JSON dict; None for unknown kinds or malformed rows (a field of
+    the wrong type included: a hand-edited or hostile metrics.jsonl must not break a reader)."""
+    if not isinstance(d, dict):
+        return None
+    cls = _KINDS.get(d.get("kind", "")) if isinstance(d.get("kind"), str) else None
     if cls is None:
         return None
-    names = {f.name for f in dataclasses.fields(cls)}
+    hints = _HINTS[cls]
+    kwargs = {k: v for k, v in d.items() if k in hints}
+    if not all(_fits(v, hints[k]) for k, v in kwargs.items()):
+        return None
     try:
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**kwargs)
     except TypeError:
         return None
+
+
+READ_LIMIT = 64 << 20  # bytes read per call; the rest (a huge log) on the next call
 
 
 def read_events(path, offset: int = 0) -> tuple[list[Event], int]:
@@ -149,19 +176,26 @@ def read_events(path, offset: int = 0) -> tuple[list[Event], int]:
     A trailing partial line (another process mid-write) is left for the next call.
     """
     events: list[Event] = []
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
+    try:  # O_NONBLOCK: a FIFO planted as metrics.jsonl must not hang the reader (the app's Runs tab)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return events, offset
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # /dev/zero would never end
+            return events, offset
+        data = os.pread(fd, max(0, min(st.st_size - offset, READ_LIMIT)), offset)
+    except OSError:
+        return events, offset
+    finally:
+        os.close(fd)
     end = data.rfind(b"\n")
     if end < 0:
         return events, offset
     for line in data[: end + 1].splitlines():
         try:
             ev = event_from_dict(json.loads(line))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             continue
         if ev is not None:
             events.append(ev)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from trm_core.errors import UserError
+from trm_core.limits import check_profile_limits, name_problem, safe_name
 
 __all__ = [
     "ModelConfig",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 SEVERITIES = ("incompatible", "changes-training", "harmless")
+PROFILE_MAX_BYTES = 1 << 20  # a profile is a few KB; a bigger file is not one
 
 
 class ProfileError(UserError):
@@ -335,12 +337,11 @@ def _check_ranges(p: Profile, problems: list[str]) -> None:
         )
 
 
-def _plain_name(name: str) -> bool:
-    return bool(name.strip()) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+def parse_profile(text: str, source: str = "<profile>", *, saved: bool = False) -> Profile:
+    """Parse and validate TOML text. Raises ProfileError listing every problem found.
 
-
-def parse_profile(text: str, source: str = "<profile>") -> Profile:
-    """Parse and validate TOML text. Raises ProfileError listing every problem found."""
+    `saved`: a profile read back from a run, whose name was valid when it trained (older versions
+    allowed more characters): an invalid name is made safe (`limits.safe_name`), not refused."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -354,16 +355,19 @@ def parse_profile(text: str, source: str = "<profile>") -> Profile:
         elif key in TOP_LEVEL:
             if not isinstance(value, str):
                 problems.append(f"{key} must be a string, got {type(value).__name__} {value!r}")
-            elif key == "name" and not _plain_name(value):
-                # the run directory is RUNS_DIR/<name>: a path here would train outside RUNS_DIR
-                problems.append(
-                    f"name must be a plain name (no '/', '\\' or '..'), not a path, got {value!r}"
-                )
+            elif key == "name" and saved and name_problem(value):
+                kwargs[key] = safe_name(value)
+            elif key == "name" and name_problem(value):
+                # the run directory is RUNS_DIR/<name>: a path here would train outside RUNS_DIR,
+                # and control characters would reach every terminal that shows it
+                problems.append(str(name_problem(value)))
             else:
                 kwargs[key] = value
         else:
             problems.append(_unknown(key, known, ""))
     profile = Profile(**kwargs, source=source, text=text)
+    if not problems:
+        check_profile_limits(profile.flat(), problems)  # NaN/inf and upper bounds (limits.py)
     if not problems:
         _check_ranges(profile, problems)
     if problems:
@@ -373,20 +377,16 @@ def parse_profile(text: str, source: str = "<profile>") -> Profile:
 
 def load_profile(path: str | Path) -> Profile:
     """Load a profile file. Missing/unreadable files raise ProfileError with one sentence."""
+    from trm_core.safe_read import read_text_file
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileError([f"{path}: no such profile file"], str(path)) from None
-    except IsADirectoryError:
-        raise ProfileError([f"{path}: is a directory, not a profile file"], str(path)) from None
-    except UnicodeDecodeError:
-        raise ProfileError([f"{path}: not a UTF-8 text file"], str(path)) from None
-    except OSError as e:
-        raise ProfileError([f"{path}: cannot read profile ({e.strerror})"], str(path)) from None
+    # TOML is bytes -> strict UTF-8 -> the exact text: no universal newlines (a bare CR is an error)
+    text = read_text_file(
+        path, PROFILE_MAX_BYTES, what="profile file", error=lambda m: ProfileError([m], str(path))
+    )
     profile = parse_profile(text, str(path))
     if profile.name == "unnamed":
-        profile.name = path.stem
+        profile.name = safe_name(path.stem)
     return profile
 
 

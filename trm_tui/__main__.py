@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 from collections.abc import MutableMapping
+from typing import NoReturn
 
 # libgomp (torch's CPU thread pool) spins 300,000 times before an idle thread sleeps. With two
 # torch processes on a small machine (the app training while a headless run trains or evaluates),
@@ -31,8 +32,18 @@ def tune_openmp(environ: MutableMapping[str, str]) -> None:
         environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one sentence on stderr (exit 2), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        from trm_core.printable import printable
+
+        sys.stderr.write(f"trm-tui: {printable(message)}; see '{printable(self.prog)} --help'\n")
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="trm-tui",
         description="Train Tiny Recursive Models on GSM8K and talk to them. "
         "Without a subcommand, opens the app.",
@@ -65,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except UserError as e:
-        print(f"trm-tui: {e}", file=sys.stderr)
+        from trm_core.printable import printable
+
+        print(f"trm-tui: {printable(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("trm-tui: interrupted", file=sys.stderr)

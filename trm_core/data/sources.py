@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from trm_core.errors import DataError
+from trm_core.safe_read import FileProblem, read_bounded
 
 SPLITS = ("train", "test")
+JSONL_MAX_BYTES = 1 << 30  # GSM8K's train.jsonl is 4 MB; a bigger "data file" is a mistake or an attack
 
 
 SYNTHETIC_TEST_SIZE = 1000
@@ -100,21 +102,24 @@ def _load_jsonl(target: str, split: str) -> list[Example]:
     elif not path.exists():
         raise DataError(f"{target}: no such file or folder for data source 'jsonl:{target}'")
     shown = str(Path(target) / path.name) if Path(target).expanduser().is_dir() else target
-    examples: list[Example] = []
+    try:  # a regular file of at most JSONL_MAX_BYTES: not a FIFO (hangs), not /dev/zero (fills memory)
+        data = read_bounded(path, JSONL_MAX_BYTES)
+    except FileProblem as p:
+        raise DataError(f"{shown}: {p.phrase}, so it cannot be read as GSM8K JSONL") from None
     try:
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{shown} line {lineno}: not valid JSON ({e.msg})") from None
-                examples.append(_row_to_example(row, f"{shown} line {lineno}"))
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise DataError(f"{shown}: not a UTF-8 text file") from None
-    except OSError as e:
-        raise DataError(f"{shown}: cannot read ({e.strerror})") from None
+    examples: list[Example] = []
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as e:
+            msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            raise DataError(f"{shown} line {lineno}: not valid JSON ({msg})") from None
+        examples.append(_row_to_example(row, f"{shown} line {lineno}"))
     if not examples:
         raise DataError(f"{shown}: has no examples")
     return examples

@@ -1,8 +1,10 @@
 """GSM8K accuracy: greedy answers, scored on the final number after `####`.
 
-Both the reference answer and the generated text go through `data.extract_answer` (commas, `$`,
+Both the reference answer and the generated text go through `scoring.extract_answer` (commas, `$`,
 trailing `.0` normalised), so "#### 1,200" and "#### 1200.0" agree. A generation without a
-`####` number is simply wrong.
+`####` number is simply wrong. Beside ours, lm-evaluation-harness's two gsm8k scores
+(`strict-match`, `flexible-extract`; see `scoring.py`) are counted, so numbers compare with
+published ones.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from trm_core.data.sources import Example, format_prompt
-from trm_core.evaluation.scoring import extract_answer
+from trm_core.evaluation.scoring import extract_answer, harness_flexible, harness_match, harness_strict
 from trm_core.runs.atomic import write_text_atomic
 
 __all__ = ["EvalResult", "evaluate", "default_batch_size", "write_samples", "STOP", "BatchGenerator"]
@@ -42,6 +44,16 @@ class EvalResult:
     samples: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     calculator: bool = False
+    strict_correct: int = 0  # lm-evaluation-harness gsm8k, filter strict-match
+    flexible_correct: int = 0  # lm-evaluation-harness gsm8k, filter flexible-extract
+
+    @property
+    def strict_accuracy(self) -> float:
+        return self.strict_correct / self.total if self.total else 0.0
+
+    @property
+    def flexible_accuracy(self) -> float:
+        return self.flexible_correct / self.total if self.total else 0.0
 
     @property
     def problems_per_s(self) -> float:
@@ -72,6 +84,7 @@ def evaluate(
     batch_size: int | None = None,
     max_tokens: int = 256,
     calculator: bool = True,
+    calculator_mode: str = "verify",
     progress: Progress | None = None,
     stop: Sequence[str] = STOP,
 ) -> EvalResult:
@@ -96,6 +109,7 @@ def evaluate(
             temperature=0.0,
             max_tokens=max_tokens,
             calculator=calculator,
+            calculator_mode=calculator_mode,
             stop=tuple(stop),
         )
         idx = list(dict.fromkeys(batch))  # the repeats that filled the last batch are dropped
@@ -112,6 +126,7 @@ def evaluate(
     samples = []
     for i, ex in enumerate(examples):
         expected, predicted, ok = _score(ex.answer, generated[i])
+        strict, flexible = harness_strict(generated[i]), harness_flexible(generated[i])
         samples.append(
             {
                 "index": i,
@@ -120,6 +135,10 @@ def evaluate(
                 "generated": generated[i],
                 "predicted": predicted,
                 "correct": ok,
+                "strict_match": strict,
+                "strict_correct": harness_match(strict, ex.answer),
+                "flexible_extract": flexible,
+                "flexible_correct": harness_match(flexible, ex.answer),
                 "token_depths": token_depths[i],
             }
         )
@@ -131,6 +150,8 @@ def evaluate(
         samples=samples,
         seconds=seconds,
         calculator=calculator,
+        strict_correct=sum(s["strict_correct"] for s in samples),
+        flexible_correct=sum(s["flexible_correct"] for s in samples),
     )
 
 

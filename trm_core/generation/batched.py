@@ -1,8 +1,9 @@
 """The decode loop: one or more prompts decoded in lockstep on one session (`Generator.stream` is a batch of one).
 
-Everything that happens per token happens here, once: the calculator's turn (asked of each row's
-`TextStream`), the next-token pick (`pick_token`: sampling options, the graph's greedy argmax),
-end of text, stop strings and the token budget. Prompts of a batch are left-padded to a common
+Everything that happens per token happens here, once: the next-token pick (`pick_token`: sampling options, the graph's greedy argmax),
+the calculator's check of a picked token inside an open `<<expr=` (`calculation_fix`: in "verify"
+mode the model's result is kept while it spells the right value and corrected otherwise; in
+"write" mode the calculator writes every result), end of text, stop strings and the token budget. Prompts of a batch are left-padded to a common
 length and the padding is masked out of attention; RoPE only sees relative offsets, so each row
 decodes as it would alone. Rows advance one token per step to stay in lockstep, so a batch feeds a
 calculator result one token per step; a lone row takes it in one feed.
@@ -18,7 +19,7 @@ import torch
 
 from trm_core.generation.sampling import SamplingOptions
 from trm_core.generation.sessions import pick_token
-from trm_core.generation.textstream import Piece, TextStream
+from trm_core.generation.textstream import Piece, TextStream, calculation_fix, in_calculation
 
 __all__ = ["DecodeRow", "decode"]
 
@@ -74,23 +75,6 @@ def decode(
             prompt, pad_mask, *([act.prefill_may_halt(pad_mask, tuple(prompt.shape))] if act else [])
         )
     while True:
-        for b, row in enumerate(rows):  # the calculator's turn: it writes instead of the model
-            if row.done or row.forced or not opts.calculator:
-                continue
-            forced = row.text.pending_calculation()
-            if forced is None:
-                continue
-            forced_ids = tokenizer.encode(forced)
-            if forced_ids and row.new_tokens + len(forced_ids) <= budget:
-                for i in forced_ids:
-                    row.decoder.push(i)  # keeps the decoder's context; the text is the calculator's
-                row.text.add(forced, "calculator")
-                row.forced = list(forced_ids)
-                for piece in row.text.ready():
-                    yield b, piece
-                if row.text.stopped:
-                    row.new_tokens += len(row.forced)
-                    row.forced, row.done = [], True
         picked = None
         if any(not r.done and not r.forced for r in rows):
             picked = pick_token(session, logits, opts, rng)  # [B] on the device
@@ -109,6 +93,32 @@ def decode(
                 picked = None  # the feed differs from the pick
             else:
                 token = sampled[b]
+                if opts.calculator and in_calculation(row.text.context):  # the calculator checks the pick
+                    fix = calculation_fix(
+                        row.text.context,
+                        "" if token in eos else tokenizer.decode([token]),
+                        verify=opts.calculator_mode == "verify",
+                    )
+                    forced_ids = tokenizer.encode(fix) if fix else []
+                    if forced_ids and row.new_tokens + len(forced_ids) <= budget:
+                        for i in forced_ids:
+                            row.decoder.push(i)  # keeps the decoder's context; the text is the calculator's
+                        row.text.add(fix, "calculator")
+                        for piece in row.text.ready():
+                            yield b, piece
+                        picked = None  # the feed differs from the pick
+                        n = len(forced_ids) if B == 1 else 1
+                        tokens, row.forced = forced_ids[:n], forced_ids[n:]
+                        row.new_tokens += n
+                        if row.text.stopped:
+                            row.new_tokens += len(row.forced)
+                            row.forced, row.done = [], True
+                            feed.append([pad])
+                            continue
+                        if not row.forced and row.new_tokens >= budget:
+                            row.done = True
+                        feed.append(tokens)
+                        continue
                 row.new_tokens += 1
                 if token in eos:
                     row.done = True

@@ -17,6 +17,7 @@ KV-cache sessions, the CUDA-graph step).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from trm_core.generation.batched import DecodeRow, decode
 from trm_core.generation.sampling import SamplingOptions
 from trm_core.generation.sessions import CachedSession, RecomputeSession, StepGraph
 from trm_core.generation.textstream import Piece, clean_prompt
+from trm_core.limits import MAX_SEED
 
 __all__ = ["Generator", "MAX_CONTEXT"]
 
@@ -202,10 +204,21 @@ class Generator:
             raise TypeError(f"unknown generation option(s): {', '.join(sorted(unknown))}")
         opts = dataclasses.replace(base, **{k: v for k, v in kw.items() if v is not None})
         opts.stop = (opts.stop,) if isinstance(opts.stop, str) else tuple(opts.stop)
-        if opts.temperature < 0 or opts.top_k < 0 or not 0 < opts.top_p <= 1 or opts.max_tokens < 0:
+        if (
+            not 0 <= opts.temperature < math.inf
+            or opts.top_k < 0
+            or not 0 < opts.top_p <= 1
+            or opts.max_tokens < 0
+        ):
             raise UserError(
-                "sampling needs temperature >= 0, top_k >= 0, 0 < top_p <= 1 and max_tokens >= 0, "
+                "sampling needs a finite temperature >= 0, top_k >= 0, 0 < top_p <= 1 and max_tokens >= 0, "
                 f"got {opts.temperature}, {opts.top_k}, {opts.top_p}, {opts.max_tokens}"
+            )
+        if opts.calculator_mode not in ("verify", "write"):
+            raise UserError(f"calculator_mode must be 'verify' or 'write', got {opts.calculator_mode!r}")
+        if opts.seed is not None and opts.seed > MAX_SEED:
+            raise UserError(
+                f"the sampling seed must be at most 2**63-1 (negative = a fresh seed), got {opts.seed}"
             )
         return opts
 
@@ -299,6 +312,7 @@ class Generator:
             "new_tokens": row.new_tokens,
             "seconds": elapsed,
             "tokens_per_s": row.new_tokens / max(elapsed, 1e-9),
+            "calculator_spans": row.text.calculator_spans,  # corrections, with calculator_mode "verify"
             **self.depth_stats([row]),
         }
         self.last_token_depths = [row.text.token_depths]

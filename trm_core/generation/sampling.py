@@ -25,6 +25,7 @@ class SamplingOptions:
     max_tokens: int = 256
     seed: int | None = None
     calculator: bool = False
+    calculator_mode: str = "verify"  # "verify": the model writes results, wrong ones are corrected; "write"
     kv_cache: bool = True
     stop: tuple[str, ...] = ()
 

@@ -2,8 +2,9 @@
 
 `TextStream` collects the continuation with the source of every span (model or calculator) and
 yields `Piece`s as soon as they are safe to show, holding back a tail that could still grow into
-a stop string. Calculator-assisted decoding (GSM8K paper): whenever the text ends in an open
-`<<expr=`, `pending_calculation` gives the `result>>` that the calculator writes in the model's place.
+a stop string. Calculator-assisted decoding (GSM8K paper), as a verifier: inside an open
+`<<expr=`, `calculation_fix` lets the model write the result and replaces only a wrong one (or,
+with verify=False, writes every `result>>` itself, as `pending_calculation` gives it).
 """
 
 from __future__ import annotations
@@ -12,9 +13,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from trm_core.generation.calculator import format_result, safe_eval
+from trm_core.generation.calculator import (
+    complete_result,
+    format_result,
+    result_prefix,
+    result_spelled,
+    safe_eval,
+)
 
-__all__ = ["Piece", "open_calculation", "clean_prompt"]
+__all__ = ["Piece", "calculation_fix", "in_calculation", "open_calculation", "clean_prompt"]
 
 CONTEXT_TAIL = 512  # text kept for calculator detection (an expression is at most 200 characters)
 
@@ -51,6 +58,46 @@ def pending_calculation(text: str) -> str | None:
     return None if value is None else format_result(value) + ">>"
 
 
+def in_calculation(context: str) -> bool:
+    """Whether `context` ends inside an unclosed `<<` (cheap: the decode loops ask every token)."""
+    return context.rfind("<<") > context.rfind(">>")
+
+
+def calculation_fix(context: str, proposed: str, *, verify: bool = True) -> str | None:
+    """What the calculator writes instead of `proposed` (the model's next piece; "" = it wants to
+    stop) after `context`, or None to keep the model's piece.
+
+    verify=True (the default): inside an open `<<expr=…`, the model writes the result; its piece
+    is kept while the text can still spell the right value ("9.00", ".5" stay as written) and
+    closes with `>>`; a piece that would make it wrong is replaced by the rest of the right result
+    and `>>` (a correction). verify=False: the calculator writes every result itself, right after
+    the `=` (the model never writes one). An expression that is not computable is left alone.
+    """
+    start = context.rfind("<<")
+    if start < 0 or ">>" in context[start:]:
+        return None
+    expr, eq, written = context[start + 2 :].partition("=")
+    if not eq or "<" in expr or not expr.strip():
+        return None
+    if not verify:
+        return pending_calculation(context) if not written else None
+    value = safe_eval(expr)
+    closing = written.endswith(">")  # the model has written the first ">" of ">>"
+    number = written[:-1] if closing else written
+    if value is None or not result_prefix(number, value) or (closing and not result_spelled(number, value)):
+        return None  # not computable, or not ours to verify (a prompt that holds the open bracket)
+    if closing:
+        return None if proposed.startswith(">") else ">"
+    text = number + proposed
+    cut = text.find(">")
+    if cut < 0:
+        return None if proposed and result_prefix(text, value) else complete_result(number, value) + ">>"
+    rest = text[cut:]
+    if result_spelled(text[:cut], value) and (rest.startswith(">>") or rest == ">"):
+        return None
+    return complete_result(number, value) + ">>"
+
+
 def clean_prompt(text: str) -> str:
     """`text` made encodable: lone surrogates (undecodable bytes read with surrogateescape) become U+FFFD."""
     try:
@@ -80,6 +127,11 @@ class TextStream:
         self.token_depths: list[tuple[int, int]] = []
         self._emitted = 0
         self.stopped = False
+
+    @property
+    def calculator_spans(self) -> int:
+        """Spans the calculator wrote: with the verifier, the model's results it corrected."""
+        return sum(1 for _, source, _ in self._spans if source == "calculator")
 
     def add(self, text: str, source: str, depth: int | None = None, *, token: bool = True) -> None:
         """Append `text`; `depth` is the depth of the model token it decodes (`token` False: the

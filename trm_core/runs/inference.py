@@ -11,6 +11,7 @@ from typing import Any
 
 from trm_core.runs.read import EMA_FILE, MODEL_FILE, PROFILE_FILE, load_weights, read_profile_file, read_state, resolve_checkpoint
 from trm_core.errors import CheckpointError, UserError
+from trm_core.limits import check_fits
 from trm_core.profile import Profile
 
 __all__ = [
@@ -104,6 +105,7 @@ def load_for_inference(
             f"but that tokenizer now has {tokenizer.vocab_size}"
         )
     dev = resolve_device(device)
+    check_fits(profile, dev, vocab_size=tokenizer.vocab_size, training=False)  # before building the model
     model = build_model(profile.model, tokenizer.vocab_size)
     use_ema = ema and state.get("has_ema", False)
     wpath = ckpt / (EMA_FILE if use_ema else MODEL_FILE)

@@ -9,14 +9,13 @@ with nothing trained yet is `new`. No Textual here: the headless `trm-tui runs` 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from trm_core.events import DoneEvent, EarlyStopEvent, EvalEvent, StartEvent, StepEvent, read_events
-from trm_core.runs.lock import pid_alive
+from trm_core.runs.lock import lock_holder
 
-__all__ = ["RunInfo", "STATUSES", "list_runs", "run_info", "lock_pid", "pid_alive"]
+__all__ = ["RunInfo", "STATUSES", "list_runs", "run_info", "lock_pid"]
 
 STATUSES = ("running", "finished", "early-stopped", "stopped", "failed", "interrupted", "new")
 _DONE_STATUS = {
@@ -42,13 +41,8 @@ class RunInfo:
 
 
 def lock_pid(run_dir: Path) -> int | None:
-    """The pid written in `run_dir/.lock`, or None when there is no readable lock."""
-    try:
-        text = (run_dir / ".lock").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    m = re.search(r"\d+", text)
-    return int(m.group()) if m else None
+    """The pid of the live trainer holding `run_dir/.lock` (0 when unreadable), or None when no one holds it."""
+    return lock_holder(run_dir)
 
 
 def _last_change(run_dir: Path) -> float:
@@ -87,7 +81,7 @@ def run_info(run_dir: str | Path) -> RunInfo:
             message = ev.message
             step = max(step, ev.step)
     pid = lock_pid(run_dir)
-    if pid is not None and pid_alive(pid):
+    if pid is not None:
         status = "running"
     elif ended is not None:
         status = ended

@@ -1,68 +1,133 @@
-"""The run-directory lock: `runs/<name>/.lock` holds the pid of the one trainer writing there.
+"""The run-directory lock: an `fcntl.flock` on `runs/<name>/.lock`, held for the trainer's lifetime.
+
+The kernel decides who holds the lock (one open file description at a time, released when the
+holder exits, even by kill -9), so there is no window between creating the file and writing a pid
+in which a racer could take a half-made lock for a stale one. The pid in the file is for humans
+and for error messages only. Whether a run is live is a non-blocking flock attempt (`lock_holder`).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from trm_core.errors import CheckpointError
 
-__all__ = ["LOCK_FILE", "acquire_lock"]
+__all__ = ["LOCK_FILE", "acquire_lock", "lock_holder", "pid_alive"]
 
 LOCK_FILE = ".lock"
+PID_MAX = 1 << 22  # Linux's largest pid_max; a bigger number in a lock file is not a pid
+_READ_LIMIT = 64  # bytes of the lock file read back: a pid and a newline
 
 
 def pid_alive(pid: int) -> bool:
     """Whether a process with this pid exists (ours or someone else's)."""
+    if not 0 < pid <= PID_MAX:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # someone else's live process
-    except OSError:
+    except (OSError, OverflowError):
         return False
     return True
 
 
-def acquire_lock(run_dir: str | Path, log: Callable[[str], None] | None = None) -> Callable[[], None]:
-    """Create run_dir/.lock with our pid (O_EXCL); returns a release function.
+def _read_pid(fd: int) -> int | None:
+    try:
+        raw = os.pread(fd, _READ_LIMIT, 0)
+    except OSError:
+        return None
+    text = raw.decode("ascii", "replace").strip()
+    if not text.isdigit() or len(text) > 8:
+        return None
+    pid = int(text)
+    return pid if 0 < pid <= PID_MAX else None
 
-    A live owner → CheckpointError naming its pid; a dead owner's lock is taken over.
+
+def _open(path: Path, flags: int) -> int:
+    """open(2) the lock file without following a symlink; one sentence for what is not a file."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a directory, not a lock file; remove it to train here") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise CheckpointError(f"{path} is a symlink, not a lock file; remove it to train here") from None
+        raise CheckpointError(f"cannot open the lock file {path} ({e.strerror})") from None
+    import stat
+
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CheckpointError(f"{path} is not a regular file, so it cannot be a lock; remove it to train here")
+    return fd
+
+
+def acquire_lock(run_dir: str | Path, log: Callable[[str], None] | None = None) -> Callable[[], None]:
+    """Take run_dir/.lock (exclusive flock, our pid written in it); returns the release function.
+
+    A live holder → CheckpointError naming its pid. A lock file left by a process that died
+    (no flock held) is taken over, with a log line naming the dead pid.
     """
     path = Path(run_dir) / LOCK_FILE
-    for _ in range(3):
+    for _ in range(20):
+        fd = _open(path, os.O_RDWR | os.O_CREAT)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                raw = path.read_text().strip()
-                pid = int(raw)
-            except FileNotFoundError:
-                continue  # released between our attempts
-            except (OSError, ValueError):
-                pid = -1
-            if pid > 0 and pid_alive(pid):
-                raise CheckpointError(
-                    f"{run_dir} is being trained by another process (pid {pid}); "
-                    f"stop it first or remove {path} if that process is not a trainer"
-                ) from None
-            if log:
-                log(f"took over a stale lock in {run_dir} (pid {pid if pid > 0 else '?'} is not running)")
-            path.unlink(missing_ok=True)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _read_pid(fd)
+            os.close(fd)
+            who = f"pid {pid}" if pid is not None else "pid unknown"
+            raise CheckpointError(
+                f"{run_dir} is being trained by another process ({who}); "
+                f"stop it first or train into another run directory"
+            ) from None
+        # The holder before us may have unlinked the file between our open and our flock: then we
+        # locked an orphan inode and must start over on the file now at `path`.
+        try:
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
             continue
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()}\n")
-        mine = os.getpid()
+        stale = _read_pid(fd)
+        if stale is not None and stale != os.getpid() and log:
+            log(f"took over a stale lock in {run_dir} (pid {stale} is not running)")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
 
-        def release(mine: int = mine) -> None:
+        def release(fd: int = fd) -> None:
             try:
-                if int(path.read_text().strip()) == mine:
-                    path.unlink()
-            except (OSError, ValueError):
+                os.unlink(path)  # while still holding it: a racer that opened it re-checks the inode
+            except OSError:
                 pass
+            os.close(fd)
 
         return release
-    raise CheckpointError(f"could not take the lock {path}")
+    raise CheckpointError(f"could not take the lock {path}; another process keeps replacing it")
+
+
+def lock_holder(run_dir: str | Path) -> int | None:
+    """The pid of the live process holding run_dir/.lock (0 when its pid is unreadable), else None."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_pid(fd) or 0
+        except OSError:
+            return None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

@@ -7,7 +7,10 @@ newer-format file is a one-sentence CheckpointError.
 
 from __future__ import annotations
 
+import io
 import json
+import math
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -15,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from trm_core.errors import CheckpointError
-from trm_core.profile import Mismatch, Profile, ProfileError, diff, parse_profile
+from trm_core.profile import PROFILE_MAX_BYTES, Mismatch, Profile, ProfileError, diff, parse_profile
+from trm_core.safe_read import FileProblem, read_bounded
 
 __all__ = [
     "CARRY_FILE",
@@ -46,6 +50,7 @@ CARRY_FILE = "carry.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "state.json"
 PROFILE_FILE = "profile.toml"
+STATE_MAX_BYTES = 1 << 20  # state.json is a few KB
 
 
 # --------------------------------------------------------------------------- layout
@@ -75,11 +80,23 @@ def has_checkpoint(run_dir: str | Path) -> bool:
 
 
 def read_pointer(run_dir: str | Path, which: str) -> Path | None:
-    link = checkpoints_dir(run_dir) / which
-    if link.is_symlink() or link.is_dir():
-        target = link.resolve()
-        if (target / STATE_FILE).is_file():
-            return target
+    """The checkpoint `checkpoints/<which>` points at, if it is one of this run's step directories.
+
+    A loop, a dangling link, or a link into another run (whose files `eval` would then write
+    beside) is no pointer: callers fall back to the newest checkpoint.
+    """
+    root = checkpoints_dir(run_dir)
+    link = root / which
+    try:
+        if not (link.is_symlink() or link.is_dir()):
+            return None
+        target = Path(os.path.realpath(link))
+    except (OSError, RuntimeError):
+        return None
+    if target.parent != Path(os.path.realpath(root)) or not STEP_RE.match(target.name):
+        return None
+    if (target / STATE_FILE).is_file():
+        return root / target.name
     return None
 
 
@@ -114,14 +131,28 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
     return found
 
 
+def _read_file(path: Path, limit: int) -> bytes:
+    """A checkpoint file through the one bounded loader: a regular file inside its checkpoint
+    directory (no symlink out of it), at most `limit` bytes; else one CheckpointError sentence."""
+    try:
+        return read_bounded(path, limit, root=path.parent)
+    except FileProblem as p:
+        raise CheckpointError(f"{path} {p.phrase}") from None
+
+
+def _memory_limit() -> int:
+    from trm_core.limits import machine_memory
+
+    return machine_memory("cpu")[0]
+
+
 def read_state(ckpt_dir: str | Path) -> dict[str, Any]:
     """state.json of a checkpoint, with its format version checked."""
     path = Path(ckpt_dir) / STATE_FILE
+    data = _read_file(path, STATE_MAX_BYTES)
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing") from None
-    except (OSError, UnicodeDecodeError, ValueError):
+        state = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested 100,000 deep
         raise CheckpointError(f"{path} is truncated or corrupted") from None
     if not isinstance(state, dict) or not isinstance(state.get("format_version"), int):
         raise CheckpointError(f"{path} is not a trm-tui checkpoint state")
@@ -137,18 +168,17 @@ def read_state(ckpt_dir: str | Path) -> dict[str, Any]:
 
 
 def _read_text(path: Path) -> str:
+    """A checkpoint's profile.toml, exactly as written (bytes -> strict UTF-8, as TOML specifies)."""
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing") from None
-    except (OSError, UnicodeDecodeError):
+        return _read_file(path, PROFILE_MAX_BYTES).decode("utf-8")
+    except UnicodeDecodeError:
         raise CheckpointError(f"{path} is unreadable or corrupted") from None
 
 
 def read_profile_file(path: Path) -> Profile:
     text = _read_text(path)
     try:
-        profile = parse_profile(text, str(path))
+        profile = parse_profile(text, str(path), saved=True)
     except ProfileError as e:
         raise CheckpointError(f"{path} is not a valid profile: {e.problems[0]}") from None
     if profile.name == "unnamed":
@@ -189,24 +219,68 @@ def propose_fresh_run_dir(run_dir: str | Path) -> Path:
 
 
 def load_weights(path: Path, device: Any = "cpu") -> dict[str, Any]:
-    from safetensors import safe_open
+    """The tensors of a safetensors file, its header validated first (`safetensors_header`) and
+    its `aliases` metadata (tied weights) restored."""
+    from safetensors.torch import load
 
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing")
+    data = _read_file(path, _memory_limit())
+    meta = safetensors_header(data, path)
     try:
-        out = {}
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            meta = f.metadata() or {}
-            for k in f.keys():
-                out[k] = f.get_tensor(k)
         aliases = json.loads(meta.get("aliases", "{}"))
+    except (ValueError, RecursionError):
+        aliases = None
+    if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
+        raise CheckpointError(f"{path} is corrupted (its 'aliases' metadata is not a name-to-name table)")
+    try:
+        out = load(data)
     except Exception:  # safetensors raises several types for a bad header or short file
         raise CheckpointError(f"{path} is truncated or corrupted") from None
     for alias, name in aliases.items():
         if name not in out:
             raise CheckpointError(f"{path} is truncated or corrupted")
         out[alias] = out[name]
+    if str(device) != "cpu":
+        out = {k: v.to(device) for k, v in out.items()}
     return out
+
+
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def safetensors_header(data: bytes, path: Path) -> dict[str, str]:
+    """Validate a safetensors file's header against its size; return its `__metadata__` (str -> str).
+
+    Every tensor: a known dtype, a shape of non-negative ints, and data offsets inside the file
+    whose length is exactly the shape's; the header itself is bounded JSON.
+    """
+    bad = CheckpointError(f"{path} is truncated or corrupted")
+    if len(data) < 8:
+        raise bad
+    n = int.from_bytes(data[:8], "little")
+    if n > min(len(data) - 8, 100 << 20):
+        raise bad
+    try:
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise bad from None
+    if not isinstance(header, dict):
+        raise bad
+    body = len(data) - 8 - n
+    meta = header.pop("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise CheckpointError(f"{path} is corrupted (its metadata is not a table of strings)")
+    for info in header.values():
+        if not isinstance(info, dict) or info.get("dtype") not in _DTYPE_BYTES:
+            raise bad
+        shape, offsets = info.get("shape"), info.get("data_offsets")
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            raise bad
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+            raise bad
+        start, end = offsets
+        if not 0 <= start <= end <= body or end - start != math.prod(shape) * _DTYPE_BYTES[info["dtype"]]:
+            raise bad
+    return meta
 
 
 @dataclass
@@ -227,14 +301,13 @@ def _load_pt(path: Path) -> dict[str, Any]:
 
     import torch
 
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing")
+    data = _read_file(path, _memory_limit())
     try:
         # weights_only: the unpickler only rebuilds tensors and plain containers — never runs code.
         # Its warnings (e.g. about a foreign pickle protocol) would spill over the one-line error.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(
             f"{path} contains objects other than tensors and plain data; refusing to load it"

@@ -33,15 +33,42 @@ def build_optimizer(model: nn.Module, cfg: Any, device: torch.device) -> torch.o
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **extra)
 
 
+def _state_fits(st: Any, p: torch.Tensor) -> bool:
+    """AdamW's state of one parameter: nothing yet, or exp_avg / exp_avg_sq of its shape and a scalar step."""
+    if not isinstance(st, dict):
+        return False
+    if not st:
+        return True
+    moments = [st.get(k) for k in ("exp_avg", "exp_avg_sq")]
+    if not all(isinstance(m, torch.Tensor) and m.is_floating_point() and m.shape == p.shape for m in moments):
+        return False
+    step = st.get("step")
+    return isinstance(step, torch.Tensor) and step.numel() == 1 or isinstance(step, int | float)
+
+
 def load_optimizer_state(
     optimizer: torch.optim.Optimizer, payload: dict[str, Any], cfg: Any, path: Path
 ) -> None:
     """Load optimizer.pt's `optimizer` entry (checkpoint `path`); the current profile's
     weight decay and betas (`cfg` = profile.train) replace the saved ones."""
+    where = f"{path}/optimizer.pt"
+    saved = payload.get("optimizer")
+    if (
+        not isinstance(saved, dict)
+        or not isinstance(saved.get("state"), dict)
+        or not isinstance(saved.get("param_groups"), list)
+    ):
+        raise CheckpointError(f"{where} is not a trm-tui optimizer state (no AdamW state and param groups)")
     try:
-        optimizer.load_state_dict(payload["optimizer"])
-    except (KeyError, ValueError, RuntimeError):
-        raise CheckpointError(f"{path}/optimizer.pt does not match this model's parameters") from None
+        optimizer.load_state_dict(saved)
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError):
+        raise CheckpointError(f"{where} does not match this model's parameters") from None
+    # load_state_dict checks how many parameters there are, not their shapes: a foreign state
+    # would load and then fail inside the first optimizer step
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if not _state_fits(optimizer.state.get(p, {}), p):
+                raise CheckpointError(f"{where} does not match this model's parameters (their shapes differ)")
     # the saved param groups carry the old hyper-parameters; the current profile wins
     for g, wd in zip(optimizer.param_groups, (cfg.weight_decay, 0.0), strict=False):
         g["weight_decay"], g["betas"] = wd, (cfg.beta1, cfg.beta2)

@@ -85,6 +85,26 @@ class MetricsLog:
 # --------------------------------------------------------------------------- the run directory
 
 
+def _refuse_non_finite(step: int, model: nn.Module, ema: EMA | None, last: Path | None) -> None:
+    """CheckpointError when any weight of `model` (or the EMA) is NaN or inf: such a checkpoint
+    would replace `latest` (and maybe `best`) with a model that can only produce garbage."""
+    for name, module in (("weights", model), ("EMA weights", ema.module if ema is not None else None)):
+        if module is None:
+            continue
+        bad = total = 0
+        with torch.no_grad():
+            for t in module.state_dict().values():
+                if t.is_floating_point():
+                    bad += int((~torch.isfinite(t)).sum())
+                    total += t.numel()
+        if bad:
+            keep = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
+            raise CheckpointError(
+                f"training stopped at step {step}: {bad:,} of {total:,} {name} are not finite (NaN or inf), "
+                f"so no checkpoint was saved; {keep}"
+            )
+
+
 @dataclass
 class Resumed:
     """Where a run restored from a checkpoint continues."""
@@ -113,7 +133,10 @@ class RunFiles:
 
     def claim(self, log: Callable[[str], None]) -> None:
         """Create the run directory and take its `.lock` (see checkpoint.acquire_lock)."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file where a folder belongs, no permission, a read-only disk
+            raise CheckpointError(f"cannot create the run directory {self.path} ({e.strerror})") from None
         self._release_lock = acquire_lock(self.path, log=log)
 
     def write_profile(self) -> None:
@@ -148,7 +171,9 @@ class RunFiles:
         is_best: bool,
     ) -> Path:
         """Write checkpoint `step`: weights, EMA, optimizer + scheduler + RNG, `state`
-        (trainer_state.checkpoint_state) and the profile text; atomic, keeping `train.keep_last`."""
+        (trainer_state.checkpoint_state) and the profile text; atomic, keeping `train.keep_last`.
+        Weights that are not all finite are never written: CheckpointError, and the run stops."""
+        _refuse_non_finite(step, model, ema, self.latest())
         return save_checkpoint(
             self.path,
             step,
@@ -193,7 +218,7 @@ class RunFiles:
         path = resolve_checkpoint(run_dir, "latest")
         state = load_training_state(path, "cpu")
         try:
-            saved = parse_profile(state.profile_text, str(path / "profile.toml"))
+            saved = parse_profile(state.profile_text, str(path / "profile.toml"), saved=True)
         except ProfileError as e:
             raise CheckpointError(f"{path}/profile.toml is not a valid profile: {e.problems[0]}") from None
         bad = [m for m in diff(saved, profile) if m.severity == "incompatible"]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from trm_core.errors import DataError
+from trm_core.limits import check_fits
 from trm_core.profile import Profile
 from trm_core.training.ema import EMA
 from trm_core.training.optim import build_optimizer
@@ -107,6 +108,7 @@ def build_train_setup(
 
     # Data and tokenizer first: a missing dataset must fail before the run dir exists.
     tokenizer = build_tokenizer(p.tokenizer.name)
+    check_fits(p, device, vocab_size=tokenizer.vocab_size)  # before the data or the model take memory
     train_ds, val_ds = build_datasets(p, tokenizer)
     batches_per_epoch = num_batches(train_ds, t.batch_size, world_size)
     if batches_per_epoch <= 0:

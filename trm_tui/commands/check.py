@@ -13,9 +13,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def summary(profile) -> str:
+    from trm_core.limits import check_fits
     from trm_core.model.lm import count_parameters
 
     m, t, d = profile.model, profile.train, profile.data
+    device = "cpu"
+    if t.device == "cuda" or t.device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    check_fits(profile, device)  # UserError: what training it would need, before building anything
     try:
         params = f"{count_parameters(profile) / 1e6:.2f}M params"
     except Exception as e:  # tokenizer not buildable (e.g. hf: offline) — still summarise
@@ -31,6 +38,7 @@ def summary(profile) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from trm_core.errors import UserError
+    from trm_core.printable import printable
     from trm_core.profile import ProfileError, load_profile
 
     failed = 0
@@ -40,11 +48,11 @@ def run(args: argparse.Namespace) -> int:
         except ProfileError as e:
             failed += 1
             for problem in e.problems:
-                print(problem, file=sys.stderr)
+                print(printable(problem), file=sys.stderr)
             continue
         try:
-            print(f"ok  {path}  {summary(profile)}")
+            print(f"ok  {printable(path)}  {printable(summary(profile))}")
         except UserError as e:
             failed += 1
-            print(f"{path}: {e}", file=sys.stderr)
+            print(f"{printable(path)}: {printable(str(e))}", file=sys.stderr)
     return 1 if failed else 0

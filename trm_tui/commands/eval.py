@@ -12,7 +12,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trm_tui.commands.generate import add_checkpoint_args, add_depth_args, depth_settings, load_generator
+from trm_tui.commands.generate import (
+    add_checkpoint_args,
+    add_depth_args,
+    count_int,
+    depth_settings,
+    load_generator,
+)
+from trm_tui.commands.train import shown
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,10 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--data", default=None, metavar="SPEC", help="data source (default: the profile's data.source)"
     )
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N problems")
+    p.add_argument("--limit", type=count_int, default=None, metavar="N", help="only the first N problems")
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=count_int,
         default=None,
         metavar="B",
         help="rows in lockstep (default: 256 on CUDA, 16 on CPU)",
@@ -153,7 +160,7 @@ def _evaluate_one(gen, examples, args, source, calculator, max_tokens, output, c
         console=console,
         transient=False,
     ) as bar:
-        task = bar.add_task(f"{source} {args.split} {_label(gen)}", total=len(examples), acc="")
+        task = bar.add_task(f"{shown(source)} {args.split} {_label(gen)}", total=len(examples), acc="")
 
         def progress(done: int, total: int, correct: int) -> None:
             bar.update(task, completed=done, acc=f"acc {correct / done:.1%}" if done else "")
@@ -164,6 +171,7 @@ def _evaluate_one(gen, examples, args, source, calculator, max_tokens, output, c
             batch_size=args.batch_size,
             max_tokens=max_tokens,
             calculator=calculator,
+            calculator_mode=args.calculator_mode,
             progress=progress,
         )
     try:
@@ -201,14 +209,16 @@ def _print_single(row, gen, source, args, calculator, max_tokens, output) -> Non
     table.add_column("", style="bold")
     table.add_column("", overflow="fold")  # paths shown whole, wrapped
     for name, value in [
-        ("checkpoint", f"{gen.path} (step {gen.step})"),
-        ("data", f"{source} {args.split}"),
+        ("checkpoint", f"{shown(gen.path)} (step {gen.step})"),
+        ("data", f"{shown(source)} {args.split}"),
         ("accuracy", f"{result.accuracy:.2%}"),
         ("correct / total", f"{result.correct} / {result.total}"),
+        ("lm-eval strict", f"{result.strict_accuracy:.2%} ({result.strict_correct})"),
+        ("lm-eval flexible", f"{result.flexible_accuracy:.2%} ({result.flexible_correct})"),
         ("problems/s", f"{result.problems_per_s:.2f}"),
-        ("calculator", "on" if calculator else "off"),
+        ("calculator", args.calculator_mode if calculator else "off"),
         ("max tokens", str(max_tokens)),
-        ("samples", str(output)),
+        ("samples", shown(output)),
     ]:
         table.add_row(name, value)
     Console().print(table)

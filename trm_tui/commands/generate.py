@@ -8,21 +8,55 @@ format ("Question: …\\nAnswer:") unless `--raw`. Calculator spans are highligh
 from __future__ import annotations
 
 import argparse
+import math
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any, TextIO
+
+from trm_core.printable import printable
 
 MAX_PROMPT_CHARS = 16_000  # longer prompts keep their end (where the question is) and get a note
 HISTORY_FILE = (
     Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "trm-tui" / "history"
 )
 
-# C0/C1 control characters other than newline and tab: a model (or a prompt) must never be able
-# to drive the terminal with escape sequences.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CALC_STYLE, _RESET = "\x1b[1;36m", "\x1b[0m"
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (argparse's float() takes 'nan' and 'inf')."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed torch accepts (at most 2**63-1; negative = a fresh random seed)."""
+    from trm_core.limits import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError("must be at most 2**63-1 (9223372036854775807)")
+    return max(value, -1)
+
+
+def count_int(text: str) -> int:
+    """argparse type: a whole number of at most 10**9 (tokens, rows, problems)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+    if value > 10**9:
+        raise argparse.ArgumentTypeError(f"must be at most 1,000,000,000, got {text[:40]}")
+    return value
 
 
 def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
@@ -49,7 +83,13 @@ def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="fill <<expr= with the calculator (default: the profile's generate.calculator)",
     )
-    p.add_argument("--max-tokens", type=int, default=None, metavar="N", help="new tokens at most")
+    p.add_argument(
+        "--calculator-mode",
+        choices=["verify", "write"],
+        default="verify",
+        help="verify (default): the model writes each result, wrong ones are corrected; write: the calculator writes them",
+    )
+    p.add_argument("--max-tokens", type=count_int, default=None, metavar="N", help="new tokens at most")
 
 
 def add_depth_args(p: argparse.ArgumentParser, *, lists: bool = False) -> None:
@@ -97,10 +137,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--prompt", default=None, help="the question (without it: a REPL reading lines)")
     p.add_argument("--raw", action="store_true", help="send the prompt as is, not as 'Question: …\\nAnswer:'")
-    p.add_argument("--temperature", type=float, default=None, metavar="T", help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=None, metavar="K", help="0 = off")
-    p.add_argument("--top-p", type=float, default=None, metavar="P", help="nucleus mass, 1 = off")
-    p.add_argument("--seed", type=int, default=None, metavar="S", help="negative = a fresh random seed")
+    p.add_argument("--temperature", type=finite_float, default=None, metavar="T", help="0 = greedy")
+    p.add_argument("--top-k", type=count_int, default=None, metavar="K", help="0 = off")
+    p.add_argument("--top-p", type=finite_float, default=None, metavar="P", help="nucleus mass, 1 = off")
+    p.add_argument("--seed", type=seed_int, default=None, metavar="S", help="negative = a fresh random seed")
     p.add_argument("--no-kv-cache", action="store_true", help="recompute the whole sequence per token")
     p.add_argument("--no-cuda-graph", action="store_true", help="decode eagerly on CUDA (for comparisons)")
     p.set_defaults(run=run)
@@ -133,10 +173,6 @@ def prepare_prompt(text: str, *, raw: bool, note: TextIO) -> str | None:
     return text if raw else format_prompt(text.strip())
 
 
-def printable(text: str) -> str:
-    return _CONTROL.sub("\ufffd", text)
-
-
 def depth_digit(depth: int | None) -> str:
     if depth is None:
         return "·"
@@ -147,7 +183,7 @@ def depth_lines(pieces: list[Any], steps: int) -> list[str]:
     """Each line of the answer followed by a line of digits: the depth of the token of each character."""
     text = digits = ""
     for piece in pieces:
-        t = printable(piece.text)
+        t = printable(piece.text, keep_lines=True)
         text += t
         depth = piece.depth if piece.source == "model" else None
         if depth is None and piece.source == "model":
@@ -175,7 +211,7 @@ def stream_to(
         )
         return
     for piece in gen.stream(prompt, **opts):
-        text = printable(piece.text)
+        text = printable(piece.text, keep_lines=True)  # a model must never drive the terminal
         if color and piece.source == "calculator":
             text = f"{_CALC_STYLE}{text}{_RESET}"
         out.write(text)
@@ -197,6 +233,7 @@ def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
         "max_tokens": args.max_tokens,
         "seed": args.seed,
         "calculator": args.calculator,
+        "calculator_mode": args.calculator_mode,
         "kv_cache": False if args.no_kv_cache else None,
     }
 
@@ -241,7 +278,7 @@ def repl(gen: Any, args: argparse.Namespace, opts: dict[str, Any], *, color: boo
     readline = _setup_history() if interactive else None
     if interactive:
         step = getattr(gen, "step", "?")
-        print(f"{gen.path} (step {step}) — type a question; Ctrl+D to quit", file=sys.stderr)
+        print(f"{printable(str(gen.path))} (step {step}) — type a question; Ctrl+D to quit", file=sys.stderr)
     try:
         while True:
             try:

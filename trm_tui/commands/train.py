@@ -32,8 +32,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def shown(value: Any) -> str:
+    """A path, name or message as rich prints it literally: control characters escaped
+    (trm_core.printable) and square brackets not taken for markup."""
+    from rich.markup import escape
+
+    from trm_core.printable import printable
+
+    return escape(printable(str(value)))
+
+
 def _fmt(v: Any) -> str:
-    return "—" if v is None else repr(v) if isinstance(v, str) else str(v)
+    return "—" if v is None else shown(repr(v) if isinstance(v, str) else str(v))
 
 
 def mismatch_table(mismatches: list) -> Any:
@@ -64,28 +74,28 @@ def safety_check(
         return None, run_dir
     fresh = propose_fresh_run_dir(run_dir)
     if args.fresh:
-        console.print(f"{run_dir} already holds a run; starting fresh in {fresh}")
+        console.print(f"{shown(run_dir)} already holds a run; starting fresh in {shown(fresh)}")
         return None, fresh
     if not mismatches:
-        console.print(f"resuming {run_dir} (the profile matches its checkpoint)")
+        console.print(f"resuming {shown(run_dir)} (the profile matches its checkpoint)")
         return None, run_dir
     console.print(mismatch_table(mismatches))
     grade = worst(mismatches)
     if grade == "incompatible":
         keys = ", ".join(m.key for m in mismatches if m.severity == "incompatible")
         console.print(
-            f"[red]refusing to resume {run_dir}:[/red] {keys} changed, so the saved weights cannot be loaded. "
-            f"Run again with --fresh to train into {fresh}."
+            f"[red]refusing to resume {shown(run_dir)}:[/red] {keys} changed, so the saved weights cannot be "
+            f"loaded. Run again with --fresh to train into {shown(fresh)}."
         )
         return 2, run_dir
     if grade == "changes-training" and not args.yes:
         console.print(
-            f"[yellow]these changes alter how {run_dir} continues training.[/yellow] "
-            f"Pass --yes to resume with them, or --fresh to start over in {fresh}."
+            f"[yellow]these changes alter how {shown(run_dir)} continues training.[/yellow] "
+            f"Pass --yes to resume with them, or --fresh to start over in {shown(fresh)}."
         )
         return 2, run_dir
     note = "with these changes" if grade == "changes-training" else "(the differences are harmless)"
-    console.print(f"resuming {run_dir} {note}")
+    console.print(f"resuming {shown(run_dir)} {note}")
     return None, run_dir
 
 
@@ -119,7 +129,8 @@ class _Display:
         if kind == "start":
             verb = "resuming" if ev.resumed else "training"
             out.print(
-                f"{verb} {ev.profile} in {ev.run_dir} on {ev.device}: {ev.params:,} parameters, step {ev.step} of {ev.total_steps}"
+                f"{verb} {shown(ev.profile)} in {shown(ev.run_dir)} on {ev.device}: {ev.params:,} parameters, "
+                f"step {ev.step} of {ev.total_steps}"
             )
             self.task = self.progress.add_task(
                 "train", total=ev.total_steps, completed=ev.step, loss="—", tps="—", eta="—"
@@ -142,11 +153,11 @@ class _Display:
             )
         elif kind == "checkpoint":
             out.print(
-                f"  checkpoint {ev.path} ({ev.reason}{', best' if ev.is_best and ev.reason != 'best' else ''})"
+                f"  checkpoint {shown(ev.path)} ({ev.reason}{', best' if ev.is_best and ev.reason != 'best' else ''})"
             )
         elif kind == "log" and ev.level != "info" or kind == "log" and "resumed" in ev.message:
             out.print(
-                f"  [{'red' if ev.level == 'error' else 'yellow' if ev.level == 'warning' else 'dim'}]{ev.message}"
+                f"  [{'red' if ev.level == 'error' else 'yellow' if ev.level == 'warning' else 'dim'}]{shown(ev.message)}"
             )
 
 
@@ -186,13 +197,15 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, h)
     if done.reason == "error":
         if rank0:
-            print(f"trm-tui: {done.message}", file=sys.stderr)
+            from trm_core.printable import printable
+
+            print(f"trm-tui: {printable(done.message)}", file=sys.stderr)
         return 1
     if done.reason == "stopped":
         console.print(
-            f"stopped at step {done.step}; resume with: trm-tui train {args.profile} --run-dir {run_dir}"
+            f"stopped at step {done.step}; resume with: trm-tui train {shown(args.profile)} --run-dir {shown(run_dir)}"
         )
         return 143 if received and received[0] == signal.SIGTERM else 130
     best = f", best val loss {done.best_val_loss:.4f}" if done.best_val_loss is not None else ""
-    console.print(f"{done.reason} at step {done.step}{best}; checkpoints in {run_dir / 'checkpoints'}")
+    console.print(f"{done.reason} at step {done.step}{best}; checkpoints in {shown(run_dir / 'checkpoints')}")
     return 0

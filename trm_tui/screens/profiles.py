@@ -17,6 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from trm_core.printable import printable
 from trm_core.profile import Profile, ProfileError, load_profile, save_profile_text, set_value
 from trm_core.runs.atomic import write_text_atomic
 
@@ -143,11 +144,11 @@ class ProfilesPane(Horizontal):
 
     def _prompt(self, path: Path) -> Text:
         profile = self.profiles.get(path)
-        t = Text(path.stem, style="bold" if profile else "bold red")
+        t = Text(printable(path.stem), style="bold" if profile else "bold red")
         if profile is not None:
             t.append(f"  {fmt_params(self.params.get(path))}", style="cyan")
         t.append("\n")
-        t.append(facts(profile, self.errors.get(path, "")), style="dim" if profile else "red")
+        t.append(printable(facts(profile, self.errors.get(path, ""))), style="dim" if profile else "red")
         return t
 
     @work(thread=True, exclusive=True, group="params", exit_on_error=False)
@@ -218,7 +219,7 @@ class ProfilesPane(Horizontal):
     def _title(self) -> None:
         if self.current is None:
             return
-        t = Text(self.current.name, style="bold")
+        t = Text(printable(self.current.name), style="bold")
         params = self.params.get(self.current)
         if params is not None and params >= 0:
             t.append(f"  {params:,} params", style="dim")
@@ -241,16 +242,21 @@ class ProfilesPane(Horizontal):
         result = self.editor.validate_now()
         if not result.ok:
             where = f"line {result.line + 1}: " if result.line is not None else ""
-            self.app.notify(f"Not saved: {where}{result.problem}", title="Invalid profile", severity="error")
+            self.app.notify(
+                printable(f"Not saved: {where}{result.problem}"),
+                title="Invalid profile",
+                severity="error",
+                markup=False,
+            )
             return
         try:
             save_profile_text(self.current, self.editor.text)
         except (ProfileError, OSError) as e:
-            self.app.notify(f"Not saved: {e}", severity="error")
+            self.app.notify(printable(f"Not saved: {e}"), severity="error", markup=False)
             return
         self.editor.mark_saved()
         self.params.pop(self.current, None)
-        self.app.notify(f"Saved {self.current.name}")
+        self.app.notify(printable(f"Saved {self.current.name}"), markup=False)
         self.reload(select=self.current)
         self.tapp.profile_path = self.current  # always_update: the Train tab reloads the saved file
 
@@ -321,7 +327,7 @@ class ProfilesPane(Horizontal):
                 path.unlink(missing_ok=True)
                 self.current = None
                 self.reload()
-                self.app.notify(f"Deleted {path.name}")
+                self.app.notify(printable(f"Deleted {path.name}"), markup=False)
 
         self.app.push_screen(
             ConfirmModal(f"Delete {path.name}? Runs trained from it are kept.", yes="Delete", danger=True),

@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Select, Static, Switch
 from textual.worker import get_current_worker
 
+from trm_core.printable import printable
 from trm_core.profile import ProfileError, parse_profile
 from trm_core.runs.listing import list_runs
 
@@ -120,7 +121,7 @@ class ReplPane(Vertical):
     # ------------------------------------------------------------------ actions
 
     def status(self, text: str, style: str = "dim") -> None:
-        self.query_one("#repl-status", Static).update(Text(text, style=style))
+        self.query_one("#repl-status", Static).update(Text(printable(text), style=style))
 
     def _settings(self) -> dict[str, Any] | None:
         try:

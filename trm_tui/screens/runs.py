@@ -19,6 +19,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from trm_core.events import DoneEvent, EarlyStopEvent, EvalEvent, StartEvent, StepEvent, read_events
+from trm_core.printable import printable
 from trm_core.runs.listing import RunInfo, list_runs
 
 from ..messages import RunsListed
@@ -106,7 +107,7 @@ class RunsPane(Vertical):
             steps = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
             best = f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "–"
             table.add_row(
-                r.name,
+                Text(printable(r.name)),
                 Text(r.status, style=STATUS_STYLES.get(r.status, "")),
                 steps,
                 best,
@@ -179,7 +180,7 @@ class RunsPane(Vertical):
         if self.opened is None:
             return
         info = next((r for r in self.runs if r.path == self.opened), None)
-        t = Text(self.opened.name, style="bold")
+        t = Text(printable(self.opened.name), style="bold")
         status = info.status if info else "?"
         t.append(f"  {status}", style=STATUS_STYLES.get(status, ""))
         if info and info.pid:
@@ -189,7 +190,7 @@ class RunsPane(Vertical):
         if best is not None:
             t.append(f"  best val {best:.4f}")
         if info and info.message and info.status == "failed":
-            t.append(f"  {info.message}", style="red")
+            t.append(f"  {printable(info.message)}", style="red")
         self.query_one("#runs-detail", Static).update(t)
 
     def action_toggle_log(self) -> None:

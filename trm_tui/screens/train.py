@@ -29,6 +29,7 @@ from trm_core.events import (
     StartEvent,
     StepEvent,
 )
+from trm_core.printable import printable
 from trm_core.profile import Profile, ProfileError, load_profile
 from trm_core.runs.listing import run_info
 
@@ -207,13 +208,15 @@ class TrainPane(Vertical):
         if msg.error or msg.profile is None:
             self._set_state("error", msg.error)
             self.log_line(f"cannot start: {msg.error}", "red")
-            self.app.notify(msg.error, title="Cannot start training", severity="error")
+            self.app.notify(
+                printable(msg.error), title="Cannot start training", severity="error", markup=False
+            )
             return
         if msg.busy_pid is not None:
-            text = f"{msg.run_dir.name} is being trained by another process (pid {msg.busy_pid})"
+            text = f"{printable(msg.run_dir.name)} is being trained by another process (pid {msg.busy_pid})"
             self._set_state("idle")
             self.log_line(text, "yellow")
-            self.app.notify(text + "; open it in Runs (F4) to watch.", severity="warning")
+            self.app.notify(text + "; open it in Runs (F4) to watch.", severity="warning", markup=False)
             return
         profile, run_dir = msg.profile, msg.run_dir
         if msg.mismatches is None:
@@ -317,7 +320,9 @@ class TrainPane(Vertical):
             text = f"{type(err).__name__}: {err}"
             self._set_state("error", text)
             self.log_line(f"training crashed: {text}", "red")
-            self.app.notify(text, title="Training crashed", severity="error", timeout=10)
+            self.app.notify(
+                printable(text), title="Training crashed", severity="error", timeout=10, markup=False
+            )
         elif event.state == WorkerState.SUCCESS and self.done is None:
             result = event.worker.result
             if isinstance(result, DoneEvent):
@@ -336,7 +341,7 @@ class TrainPane(Vertical):
 
     def log_line(self, text: str, style: str = "") -> None:
         log = self.query_one("#train-log", RichLog)
-        log.write(Text(text, style=style))
+        log.write(Text(printable(text), style=style))  # names, paths and messages never drive the terminal
         self._dirty = self._log_new = True  # the redraw scrolls the log: RichLog's auto-scroll lags bursts
 
     def _set_state(self, state: str, message: str = "") -> None:
@@ -361,13 +366,13 @@ class TrainPane(Vertical):
     def _draw_head(self) -> None:
         head = Text()
         name = self.profile.name if self.profile else "no profile"
-        head.append(name, style="bold")
+        head.append(printable(name), style="bold")
         if self.run_dir is not None:
-            head.append(f" → {short(self.run_dir)}", style="dim")
+            head.append(f" → {printable(short(self.run_dir))}", style="dim")
         head.append("  ")
         head.append(f"● {self.state}", style=STATE_STYLES.get(self.state, ""))
         if self.message and self.state == "error":
-            head.append(f" {self.message}", style="red")
+            head.append(f" {printable(self.message)}", style="red")
         self.query_one("#train-head", Static).update(head)
 
     def _draw_progress(self) -> None:

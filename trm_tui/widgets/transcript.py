@@ -15,6 +15,8 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from trm_core.printable import printable
+
 from ..backend import PieceLike
 
 SOURCE_STYLES = {"model": "", "calculator": "bold #1e1e1e on #8bd17c", "prompt": "dim"}
@@ -93,8 +95,8 @@ class Transcript(VerticalScroll):
         if self.content.plain:
             self.content.append("\n\n")
         if header:
-            self.content.append(header + "\n", style="dim italic")
-        self.content.append(prompt, style="bold cyan")
+            self.content.append(printable(header) + "\n", style="dim italic")
+        self.content.append(printable(prompt, keep_lines=True), style="bold cyan")
         self._update()
 
     def append_pieces(self, pieces: Iterable[tuple | PieceLike]) -> None:
@@ -104,13 +106,14 @@ class Transcript(VerticalScroll):
             else:
                 text, source, depth = piece.text, piece.source, getattr(piece, "depth", None)
             start = len(self.content)
-            self.content.append(text, style=SOURCE_STYLES.get(source, ""))
+            # a model (or a prompt) must never drive the terminal: controls shown as escapes
+            self.content.append(printable(text, keep_lines=True), style=SOURCE_STYLES.get(source, ""))
             if depth is not None and text:
                 self.depth_spans.append((start, len(self.content), depth))
         self._update()
 
     def add_note(self, note: str, style: str = "dim") -> None:
-        self.content.append(f"\n[{note}]", style=style)
+        self.content.append(f"\n[{printable(note)}]", style=style)
         self._update()
 
     def clear(self) -> None:
