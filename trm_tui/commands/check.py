@@ -30,6 +30,8 @@ def summary(profile) -> str:
     shape = f"{m.arch} d={m.hidden_size} heads={m.num_heads} layers={m.num_layers}"
     if m.arch == "trm":
         shape += f" H={m.H_cycles} L={m.L_cycles} grad_cycles={m.grad_cycles}"
+        if m.halting != "none":
+            shape += f" halting={m.halting}"
     return (
         f"{profile.name}: {shape}, {params}; tokenizer {profile.tokenizer.name}; data {d.source}; "
         f"supervision {t.supervision} x{t.supervision_steps}; batch {t.batch_size}, lr {t.lr:g}"
