@@ -17,10 +17,10 @@ from typing import Any, TextIO
 import torch
 from torch import nn
 
+from trm_core.atomic import write_text_atomic
 from trm_core.errors import CheckpointError
 from trm_core.events import Event
 from trm_core.profile import Profile, ProfileError, diff, parse_profile
-from trm_core.runs.atomic import write_text_atomic
 from trm_core.runs.checkpoint import save_checkpoint
 from trm_core.runs.inference import load_into
 from trm_core.runs.lock import acquire_lock
