@@ -1,6 +1,6 @@
 """The run-directory side of a Trainer: its lock, metrics.jsonl, profile.toml and checkpoints.
 
-Kept apart from the loop in `train.py`: what a Trainer writes into `runs/<name>/` and reads back
+Kept apart from the loop in `trainer.py`: what a Trainer writes into `runs/<name>/` and reads back
 from it — the lock, the event log (held back until the run may be written), the profile, a
 training checkpoint (saved through `checkpoint.save_checkpoint`: atomic, with retention and
 `best`), the resume from one, and the best weights brought back into memory at the end.
@@ -100,8 +100,8 @@ class RunFiles:
     """A Trainer's hold on its run directory `path`, trained with `profile`.
 
     Rank 0 alone writes (callers route writes through `distributed.on_rank0`); every rank reads
-    a checkpoint to resume. The layout and the atomic checkpoint write live in `checkpoint.py`,
-    what goes into state.json in `trainer_state.py`.
+    a checkpoint to resume. The layout and the atomic checkpoint write live in `runs/checkpoint.py`,
+    what goes into state.json in `state.py`.
     """
 
     def __init__(self, path: Path, profile: Profile):
@@ -148,7 +148,7 @@ class RunFiles:
         is_best: bool,
     ) -> Path:
         """Write checkpoint `step`: weights, EMA, optimizer + scheduler + RNG, `state`
-        (trainer_state.checkpoint_state) and the profile text; atomic, keeping `train.keep_last`."""
+        (state.checkpoint_state) and the profile text; atomic, keeping `train.keep_last`."""
         return save_checkpoint(
             self.path,
             step,
