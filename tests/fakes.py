@@ -4,6 +4,8 @@ FakeTrainer follows the contract (docs/contracts.md): it emits Start/Step/Eval/E
 Checkpoint/Done events through `on_event`, writes the run directory layout (profile.toml,
 metrics.jsonl, checkpoints/step-…/profile.toml, .lock) and honours `request_stop` every step.
 Event times are fixed (BASE_TIME + step) so snapshots never show a clock.
+tests/test_fakes_contract.py runs the same assertions on FakeTrainer and the real Trainer; fresh
+run-directory names are not faked (`fake_backend` keeps the real `propose_fresh_run_dir`).
 """
 
 from __future__ import annotations
@@ -281,14 +283,6 @@ def fake_check_run_dir(profile: Profile, run_dir: Path) -> list[Mismatch] | None
     return diff(saved, profile)
 
 
-def fake_propose_fresh_run_dir(run_dir: Path) -> Path:
-    run_dir = Path(run_dir)
-    n = 2
-    while (run_dir.parent / f"{run_dir.name}-{n}").exists():
-        n += 1
-    return run_dir.parent / f"{run_dir.name}-{n}"
-
-
 def fake_backend(
     trainer: FakeTrainerFactory | None = None,
     generator: FakeGeneratorFactory | None = None,
@@ -298,7 +292,6 @@ def fake_backend(
         trainer_factory=trainer or FakeTrainerFactory(),
         generator_factory=generator or FakeGeneratorFactory(),
         check_run_dir=fake_check_run_dir,
-        propose_fresh_run_dir=fake_propose_fresh_run_dir,
         count_parameters=lambda profile: 1000 * profile.model.hidden_size,
         format_prompt=lambda q: f"Question: {q}\nAnswer:",
         clock=lambda: now,

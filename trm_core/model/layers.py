@@ -2,7 +2,7 @@
 
 Blocks are post-norm like the official TRM (`x = rms_norm(x + attn(x)); x = rms_norm(x + mlp(x))`,
 RMSNorm without a weight), so every net call returns a unit-RMS state however deep the recursion.
-Nothing here knows about cycles or supervision steps; `model.py` composes these.
+Nothing here knows about cycles or supervision steps; `lm.py` composes these.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any
 
 from trm_core.runs.read import EMA_FILE, MODEL_FILE, PROFILE_FILE, load_weights, read_profile_file, read_state, resolve_checkpoint
 from trm_core.errors import CheckpointError, UserError
-from trm_core.limits import check_fits
+from trm_core.model.memory import check_fits
 from trm_core.profile import Profile
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Finding and reading checkpoints: the layout, `latest`/`best`, state.json, weights, the safety check.
 
-The layout is described in `checkpoint.py` (the writer). Nothing here executes code from a file: weights are safetensors, the
+The layout is described in `runs/checkpoint.py` (the writer). Nothing here executes code from a file: weights are safetensors, the
 optimizer state goes through `torch.load(weights_only=True)`, and a missing, truncated, foreign or
 newer-format file is a one-sentence CheckpointError.
 """
@@ -141,7 +141,7 @@ def _read_file(path: Path, limit: int) -> bytes:
 
 
 def _memory_limit() -> int:
-    from trm_core.limits import machine_memory
+    from trm_core.model.memory import machine_memory
 
     return machine_memory("cpu")[0]
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from trm_core.errors import DataError
-from trm_core.limits import check_fits
+from trm_core.model.memory import check_fits
 from trm_core.profile import Profile
 from trm_core.training.ema import EMA
 from trm_core.training.optim import build_optimizer
