@@ -20,6 +20,7 @@ __all__ = [
     "EarlyStopEvent",
     "CheckpointEvent",
     "LogEvent",
+    "PhaseEvent",
     "StartEvent",
     "DoneEvent",
     "event_from_dict",
@@ -115,6 +116,18 @@ class LogEvent(Event):
 
 
 @dataclass(frozen=True)
+class PhaseEvent(Event):
+    """The Trainer entered a phase: "compiling" (before the first step; may take a while) or
+    "training" (stepping; `seconds` is how long the phase before it took)."""
+
+    kind: ClassVar[str] = "phase"
+    phase: str
+    step: int
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class DoneEvent(Event):
     """Training ended. reason: "finished" | "early-stopped" | "stopped" | "error"."""
 
@@ -127,7 +140,16 @@ class DoneEvent(Event):
 
 _KINDS: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (StartEvent, StepEvent, EvalEvent, EarlyStopEvent, CheckpointEvent, LogEvent, DoneEvent)
+    for cls in (
+        StartEvent,
+        StepEvent,
+        EvalEvent,
+        EarlyStopEvent,
+        CheckpointEvent,
+        LogEvent,
+        PhaseEvent,
+        DoneEvent,
+    )
 }
 
 

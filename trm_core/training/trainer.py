@@ -38,6 +38,7 @@ from trm_core.events import (
 from trm_core.profile import Profile
 from trm_core.runs.inference import resolve_device
 from trm_core.training import distributed as D
+from trm_core.training.accel import compile_for_run
 from trm_core.training.ema import EMA
 from trm_core.training.optim import build_optimizer
 from trm_core.training.run_files import RunFiles
@@ -173,16 +174,19 @@ class Trainer:
                 "in an optimizer step, so gradients cannot flow into the previous pass",
                 "warning",
             )
-        if (t.compile == "on") or (t.compile == "auto" and dev.type == "cuda"):
-            model.compile_regions()  # regional: one compiled block reused by every recursion
-            if self.ema is not None:
-                self.ema.module.compile_regions()
+        self.accel = s.accel
+        if s.accel.reason:
+            self._log(s.accel.reason)
         self.fwd: nn.Module = D.wrap_ddp(model, self.dist, dev)
 
         params = sum(q.numel() for q in model.parameters())
         self._emit(
             StartEvent(str(self.run_dir), p.name, self.step, self.total_steps, resumed, str(dev), params)
         )
+        if s.accel.compile:  # its own phase (events), every graph built before the first step
+            model_, fwd = model, self.fwd
+            compile_for_run(model, self.data, s.accel, lambda ids: model_.loss(fwd(ids)[0], ids), self.step,
+                            self._emit, ema=self.ema)  # fmt: skip
         if len(self.data.val_ds) == 0:
             self._log(
                 "no validation slice (data.val_size = 0): no evaluation and no early stopping", "warning"
@@ -197,9 +201,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.accel.autocast()
 
     def _loop(self) -> DoneEvent:
         t = self.profile.train
