@@ -16,7 +16,13 @@ import torch
 
 from tests.test_train import tiny_profile, train
 from trm_core.data.batches import iterate_batches
-from trm_core.training.accel import CPU_COMPILE_MIN_STEPS, choose_accel, compile_cache_dir
+from trm_core.training.accel import (
+    CPU_COMPILE_MIN_STEPS,
+    CPU_COMPILE_MIN_STEPS_COLD,
+    choose_accel,
+    compile_cache_dir,
+    compile_marker,
+)
 from trm_core.training.setup import build_train_setup
 
 CPU = torch.device("cpu")
@@ -25,11 +31,14 @@ COMPILED_BOUND = 1e-4  # |compiled - eager| / eager per step, fp32 (only the sum
 
 
 def test_auto_on_cpu_is_fp32_and_compiles_only_runs_long_enough():
-    short = choose_accel("auto", "auto", CPU, CPU_COMPILE_MIN_STEPS - 1)
-    long = choose_accel("auto", "auto", CPU, CPU_COMPILE_MIN_STEPS)
+    short = choose_accel("auto", "auto", CPU, CPU_COMPILE_MIN_STEPS - 1, cache_warm=True)
+    long = choose_accel("auto", "auto", CPU, CPU_COMPILE_MIN_STEPS, cache_warm=True)
     assert (short.precision, short.compile) == ("fp32", False)
     assert (long.precision, long.compile) == ("fp32", True)
     assert "eager" in short.reason and "compiling" in long.reason
+    # a first compile costs ~4x a cached one: only long runs win it back
+    assert not choose_accel("auto", "auto", CPU, CPU_COMPILE_MIN_STEPS_COLD - 1, cache_warm=False).compile
+    assert choose_accel("auto", "auto", CPU, CPU_COMPILE_MIN_STEPS_COLD, cache_warm=False).compile
     cuda = choose_accel("auto", "auto", torch.device("cuda"), 1)
     assert (cuda.precision, cuda.compile, cuda.reason) == ("bf16", True, "")
     assert choose_accel("fp32", "on", CPU, 1).compile and not choose_accel("fp32", "off", CPU, 10**6).compile
@@ -91,6 +100,7 @@ def test_compiled_training_matches_eager_and_compiling_is_its_own_phase(tmp_path
         else:
             assert ("phase", "compiling") not in kinds
     torch._dynamo.reset()
+    assert compile_marker(tiny_profile().model, "fp32").is_file()  # auto now expects a cached compile
     assert len(losses["on"]) == len(losses["off"]) == 3
     for eager, compiled in zip(losses["off"], losses["on"], strict=True):
         assert abs(compiled - eager) <= COMPILED_BOUND * eager, (losses["off"], losses["on"])

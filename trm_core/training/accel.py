@@ -16,6 +16,7 @@ Why these rules (numbers in docs/perf-notes.md, "CPU fast path"):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -30,7 +31,9 @@ from trm_core.events import Event, PhaseEvent
 __all__ = [
     "Accel",
     "CPU_COMPILE_MIN_STEPS",
+    "CPU_COMPILE_MIN_STEPS_COLD",
     "choose_accel",
+    "compile_marker",
     "compile_cache_dir",
     "compile_for_run",
     "compile_regions_for",
@@ -38,9 +41,11 @@ __all__ = [
     "enable_compile_cache",
 ]
 
-# Below this many optimizer steps a CPU run is faster eager than compiled (compile ~10-40 s cold,
-# ~3-6 s from the cache; the compiled step saves ~40-50 % of ~0.15-0.3 s): measured in perf-notes.
-CPU_COMPILE_MIN_STEPS = 150
+# Fewest optimizer steps for which compiling pays on CPU (quickstart shape; perf-notes, "CPU fast
+# path"): the compiled step saves ~28 % of ~0.3 s, i.e. ~0.08 s; compiling costs ~48 CPU-s cold
+# and ~13 CPU-s when the kernels are already in the on-disk cache.
+CPU_COMPILE_MIN_STEPS = 150  # the cache holds this model's kernels (compiled here before)
+CPU_COMPILE_MIN_STEPS_COLD = 600  # first compile of this shape on this machine
 
 
 def cpu_has_native_bf16() -> bool:
@@ -78,12 +83,15 @@ def choose_accel(
     total_steps: int,
     *,
     cpu_bf16: bool | None = None,
+    cache_warm: bool | None = None,
+    model_cfg: Any = None,
 ) -> Accel:
     """Resolve the profile's `precision` / `compile` ("auto" or explicit) for `device`.
 
     auto on CUDA: bf16 and compile. auto on CPU: fp32 (bf16 misses the accuracy target on the
     quickstart, see perf-notes) and compile when the run has at least CPU_COMPILE_MIN_STEPS
-    steps. An explicit "bf16" on a CPU without native bf16 falls back to fp32 with a reason.
+    steps if `cache_warm` (this model was compiled here before, by default judged from
+    `model_cfg`'s compile_marker), else CPU_COMPILE_MIN_STEPS_COLD. An explicit "bf16" on a CPU without native bf16 falls back to fp32 with a reason.
     """
     cuda = device.type == "cuda"
     reasons = []
@@ -97,11 +105,15 @@ def choose_accel(
     else:
         prec = precision
     if compile == "auto":
-        comp = cuda or total_steps >= CPU_COMPILE_MIN_STEPS
+        if cache_warm is None:
+            cache_warm = model_cfg is not None and compile_marker(model_cfg, prec).exists()
+        need = CPU_COMPILE_MIN_STEPS if cache_warm else CPU_COMPILE_MIN_STEPS_COLD
+        comp = cuda or total_steps >= need
         if not cuda:
+            cache = "cached kernels" if cache_warm else "no cached kernels"
             reasons.append(
                 f"compile = 'auto' on CPU: {'compiling' if comp else 'eager'} "
-                f"({total_steps} steps, compiling pays from {CPU_COMPILE_MIN_STEPS})"
+                f"({total_steps} steps; with {cache} compiling pays from {need})"
             )
     else:
         comp = compile == "on"
@@ -116,6 +128,15 @@ def compile_cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "trm-tui" / "torch-compile"
+
+
+def compile_marker(model_cfg: Any, precision: str) -> Path:
+    """A file in the cache directory that says this model shape was compiled here (with this
+    torch and precision): `compile = "auto"` then expects the cheap, cached compile."""
+    key = f"{torch.__version__}|{precision}|{model_cfg.hidden_size}|{model_cfg.num_heads}|"
+    key += f"{model_cfg.num_layers}|{model_cfg.expansion}|{model_cfg.norm_eps}|{model_cfg.rope_theta}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return compile_cache_dir() / "trm-tui-compiled" / digest
 
 
 def enable_compile_cache() -> Path:
@@ -181,5 +202,8 @@ def compile_for_run(
     evaluated.train()
     model.train()
     seconds = time.perf_counter() - t0
+    marker = compile_marker(model.cfg, accel.precision)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{seconds:.1f}\n")
     emit(PhaseEvent("training", step, f"compiled in {seconds:.1f} s", seconds=seconds))
     return seconds

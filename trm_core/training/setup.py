@@ -124,7 +124,7 @@ def build_train_setup(
     deep = t.supervision == "deep"
     per_batch = S if deep else 1
     total_steps = max_steps or t.max_steps or batches_per_epoch * t.epochs * per_batch
-    accel = choose_accel(t.precision, t.compile, device, total_steps)
+    accel = choose_accel(t.precision, t.compile, device, total_steps, model_cfg=p.model)
     return TrainSetup(
         tokenizer=tokenizer,
         data=data,
