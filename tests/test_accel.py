@@ -16,6 +16,8 @@ import torch
 
 from tests.test_train import tiny_profile, train
 from trm_core.data.batches import iterate_batches
+from trm_core.errors import UserError
+from trm_core.training import accel
 from trm_core.training.accel import (
     CPU_COMPILE_MIN_STEPS,
     CPU_COMPILE_MIN_STEPS_COLD,
@@ -30,7 +32,12 @@ BF16_BOUND = 0.02  # |bf16 - fp32| / fp32 of the loss on one batch (bf16 keeps 8
 COMPILED_BOUND = 1e-4  # |compiled - eager| / eager per step, fp32 (only the summation order differs)
 
 
-def test_auto_on_cpu_is_fp32_and_compiles_only_runs_long_enough():
+@pytest.fixture
+def compiler(monkeypatch):
+    monkeypatch.setattr(accel, "cpu_compiler_available", lambda: True)
+
+
+def test_auto_on_cpu_is_fp32_and_compiles_only_runs_long_enough(compiler):
     short = choose_accel("auto", "auto", CPU, CPU_COMPILE_MIN_STEPS - 1, cache_warm=True)
     long = choose_accel("auto", "auto", CPU, CPU_COMPILE_MIN_STEPS, cache_warm=True)
     assert (short.precision, short.compile) == ("fp32", False)
@@ -42,6 +49,14 @@ def test_auto_on_cpu_is_fp32_and_compiles_only_runs_long_enough():
     cuda = choose_accel("auto", "auto", torch.device("cuda"), 1)
     assert (cuda.precision, cuda.compile, cuda.reason) == ("bf16", True, "")
     assert choose_accel("fp32", "on", CPU, 1).compile and not choose_accel("fp32", "off", CPU, 10**6).compile
+
+
+def test_without_a_cpp_compiler_auto_stays_eager_and_on_is_one_sentence(monkeypatch):
+    monkeypatch.setattr(accel, "cpu_compiler_available", lambda: False)
+    auto = choose_accel("auto", "auto", CPU, 10**6, cache_warm=True)
+    assert not auto.compile and "no C++ compiler" in auto.reason
+    with pytest.raises(UserError, match="needs a C\\+\\+ compiler"):
+        choose_accel("auto", "on", CPU, 10)
 
 
 def test_bf16_on_a_cpu_without_native_bf16_falls_back_to_fp32():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any
 
 import torch
 
+from trm_core.errors import UserError
 from trm_core.events import Event, PhaseEvent
 
 __all__ = [
@@ -59,6 +61,11 @@ def cpu_has_native_bf16() -> bool:
             flags = set(line.split(":", 1)[-1].split())
             return bool(flags & {"avx512_bf16", "amx_bf16"})
     return False
+
+
+def cpu_compiler_available() -> bool:
+    """torch.compile on CPU builds C++: is the compiler inductor would call ($CXX or g++) here?"""
+    return shutil.which(os.environ.get("CXX", "g++")) is not None
 
 
 @dataclass(frozen=True)
@@ -108,8 +115,10 @@ def choose_accel(
         if cache_warm is None:
             cache_warm = model_cfg is not None and compile_marker(model_cfg, prec).exists()
         need = CPU_COMPILE_MIN_STEPS if cache_warm else CPU_COMPILE_MIN_STEPS_COLD
-        comp = cuda or total_steps >= need
-        if not cuda:
+        comp = cuda or (total_steps >= need and cpu_compiler_available())
+        if not cuda and not cpu_compiler_available():
+            reasons.append("compile = 'auto' on CPU: eager (no C++ compiler found for torch.compile)")
+        elif not cuda:
             cache = "cached kernels" if cache_warm else "no cached kernels"
             reasons.append(
                 f"compile = 'auto' on CPU: {'compiling' if comp else 'eager'} "
@@ -117,6 +126,11 @@ def choose_accel(
             )
     else:
         comp = compile == "on"
+        if comp and not cuda and not cpu_compiler_available():
+            raise UserError(
+                "train.compile = 'on' needs a C++ compiler on CPU (g++, or $CXX); install one or "
+                "set compile = 'auto' or 'off'"
+            )
     return Accel(prec, comp, device.type, "; ".join(reasons))
 
 
