@@ -1,15 +1,16 @@
 """The fast path: which precision and whether to compile, the on-disk compile cache, the warm-up.
 
 Kept apart from the loop (`trainer.py`) and the step: the Trainer asks `choose_accel` once, wraps
-its forward in `accel.autocast()`, and calls `compile_and_warm_up` before the first step so that
+its forward in `accel.autocast()`, and calls `compile_for_run` before the first step so that
 compiling is its own phase (with its own event) instead of a frozen first step.
 
 Why these rules (numbers in docs/perf-notes.md, "CPU fast path"):
 - bf16 autocast only where the CPU has native bf16 dot products (AVX512-BF16 or AMX); elsewhere
   bf16 is emulated and slower than fp32.
-- `torch.compile` of the shared block only (regional: one graph whatever H x L), one static graph
-  per bucketed length (dynamic shapes hit an inductor stride bug on CPU in torch 2.13 and run
-  slower), the compiled code cached on disk so the next run or app launch skips codegen.
+- `torch.compile` of the shared block only (regional: one graph whatever H x L), with dynamic
+  lengths on CPU so one compile serves every bucketed length (SDPA is kept outside the graph
+  there: with dynamic lengths inductor in torch 2.13 mis-strides its saved output), the compiled
+  code cached on disk so the next run or app launch skips codegen.
 - `compile = "auto"` on CPU compiles only runs long enough to win back the compile time.
 """
 
@@ -95,10 +96,11 @@ def choose_accel(
 ) -> Accel:
     """Resolve the profile's `precision` / `compile` ("auto" or explicit) for `device`.
 
-    auto on CUDA: bf16 and compile. auto on CPU: fp32 (bf16 misses the accuracy target on the
-    quickstart, see perf-notes) and compile when the run has at least CPU_COMPILE_MIN_STEPS
-    steps if `cache_warm` (this model was compiled here before, by default judged from
-    `model_cfg`'s compile_marker), else CPU_COMPILE_MIN_STEPS_COLD. An explicit "bf16" on a CPU without native bf16 falls back to fp32 with a reason.
+    auto on CUDA: bf16 and compile. auto on CPU: fp32 (bf16's quickstart accuracy across seeds
+    is unverified, see perf-notes) and compile when a C++ compiler exists and the run has at
+    least CPU_COMPILE_MIN_STEPS steps if `cache_warm` (this model was compiled here before; by
+    default judged from `model_cfg`'s compile_marker), else CPU_COMPILE_MIN_STEPS_COLD.
+    An explicit "bf16" on a CPU without native bf16 falls back to fp32 with a reason.
     """
     cuda = device.type == "cuda"
     reasons = []
