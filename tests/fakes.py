@@ -25,6 +25,7 @@ from trm_core.events import (
     EvalEvent,
     Event,
     LogEvent,
+    PhaseEvent,
     StartEvent,
     StepEvent,
 )
@@ -58,6 +59,7 @@ class TrainerScript:
     pause_at: int | None = None  # wait on `gate` after this step (mid-training snapshots)
     fail_at: int | None = None  # raise a RuntimeError at this step (a bug in the trainer)
     error_at: int | None = None  # end with DoneEvent("error") at this step (a user error)
+    compiling_s: float | None = None  # a "compiling" phase begun this long ago, held until `gate`
 
 
 class FakeTrainer:
@@ -135,6 +137,11 @@ class FakeTrainer:
             )
         )
         self._emit(LogEvent(message=f"fake training {self.profile.name} from step {start}", time=BASE_TIME))
+        if s.compiling_s is not None:
+            self._emit(PhaseEvent("compiling", start, "compiling (fake)", time=time.time() - s.compiling_s))
+            self.gate.wait()
+            self.gate.clear()
+            self._emit(PhaseEvent("training", start, "compiled (fake)", seconds=s.compiling_s))
         best, best_step, since = math.inf, 0, 0
         for step in range(start + 1, s.total_steps + 1):
             if self._stop.is_set():

@@ -89,6 +89,9 @@ def apply_rope(x: Tensor, rope: RoPE) -> Tensor:
     return (x32 * cos + x32.roll(x.shape[-1] // 2, dims=-1) * signed_sin).to(x.dtype)
 
 
+eager_sdpa = torch.compiler.disable(F.scaled_dot_product_attention, recursive=False)
+
+
 class Attention(nn.Module):
     """Multi-head causal self-attention.
 
@@ -118,7 +121,14 @@ class Attention(nn.Module):
         q, k = apply_rope(qkv[:2], rope).unbind(0)  # q and k rotated in one go
         v = qkv[2]
         if kv is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            # compiled on CPU: SDPA stays outside the graph (a graph break), because with dynamic
+            # lengths inductor (torch 2.13) asserts a wrong stride on its saved output in backward
+            sdpa = (
+                eager_sdpa
+                if (torch.compiler.is_compiling() and x.device.type == "cpu")
+                else F.scaled_dot_product_attention
+            )
+            y = sdpa(q, k, v, is_causal=True)
         else:
             k_cache, v_cache = kv
             if isinstance(index, int):

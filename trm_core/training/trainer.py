@@ -13,7 +13,6 @@ run_files, state, schedule, meter, optim, ema, distributed).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import threading
@@ -36,6 +35,7 @@ from trm_core.events import (
 from trm_core.profile import Profile
 from trm_core.runs.inference import resolve_device
 from trm_core.training import distributed as D
+from trm_core.training.accel import compile_for_run
 from trm_core.training.ema import EMA
 from trm_core.training.meter import Throughput
 from trm_core.training.run_files import RunFiles
@@ -173,16 +173,19 @@ class Trainer:
                 "in an optimizer step, so gradients cannot flow into the previous pass",
                 "warning",
             )
-        if (t.compile == "on") or (t.compile == "auto" and dev.type == "cuda"):
-            model.compile_regions()  # regional: one compiled block reused by every recursion
-            if self.ema is not None:
-                self.ema.module.compile_regions()
+        self.accel = s.accel
+        if s.accel.reason:
+            self._log(s.accel.reason)
         self.fwd: nn.Module = D.wrap_ddp(model, self.dist, dev)
 
         params = sum(q.numel() for q in model.parameters())
         self._emit(
             StartEvent(str(self.run_dir), p.name, self.step, self.total_steps, resumed, str(dev), params)
         )
+        if s.accel.compile:  # its own phase (events), every graph built before the first step
+            model_, fwd = model, self.fwd
+            compile_for_run(model, self.data, s.accel, lambda ids: model_.loss(fwd(ids)[0], ids), self.step,
+                            self._emit, ema=self.ema)  # fmt: skip
         if len(self.data.val_ds) == 0:
             self._log(
                 "no validation slice (data.val_size = 0): no evaluation and no early stopping", "warning"
@@ -195,11 +198,6 @@ class Trainer:
         return self._loop()
 
     # ------------------------------------------------------------------ the loop
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def _loop(self) -> DoneEvent:
         t = self.profile.train
@@ -233,13 +231,13 @@ class Trainer:
                 if self.deep:
                     supervision_step(
                         model, inp, lab, carry, S=self.S, mode="deep", start_pass=start_pass,
-                        forward=self.fwd, autocast=self._autocast,
+                        forward=self.fwd, autocast=self.accel.autocast,
                         after_pass=functools.partial(self._after_pass, epoch=epoch, batch=b, tokens=tokens),
                     )  # fmt: skip
                 else:
                     r = supervision_step(
                         model, inp, lab, None, S=self.S, mode="accumulate", detach_carry=t.detach_carry,
-                        forward=self.fwd, autocast=self._autocast,
+                        forward=self.fwd, autocast=self.accel.autocast,
                     )  # fmt: skip
                     assert r.total is not None
                     self._carry_now = None
@@ -322,7 +320,7 @@ class Trainer:
         m.eval()
         batches = self.data.val_batches()
         result = validation_metrics(
-            m, batches, supervision_steps=self.S, device=self.device, autocast=self._autocast, dist=self.dist
+            m, batches, supervision_steps=self.S, device=self.device, autocast=self.accel.autocast, dist=self.dist
         )
         self.model.train()
         return result

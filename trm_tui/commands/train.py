@@ -144,6 +144,8 @@ class _Display:
                 tps=f"{ev.tokens_per_s:,.0f}",
                 eta=f"{m}:{s:02d}",
             )
+        elif kind == "phase":  # compiling before the first step, then "compiled in N s"
+            out.print(f"  {ev.detail}")
         elif kind == "eval":
             out.print(f"step {ev.step}: val loss {ev.val_loss:.4f}, token accuracy {ev.val_token_acc:.1%}")
         elif kind == "early_stop":
