@@ -22,7 +22,7 @@ from collections.abc import MutableMapping
 # Measured on 2 cores, see docs/perf-notes.md ("OpenMP spin"). A user's own setting wins.
 GOMP_SPINCOUNT = "20000"
 
-COMMANDS = ["app", "check", "tokenize", "train", "generate", "eval", "bench", "runs"]
+COMMANDS = ["app", "check", "tokenize", "train", "generate", "eval", "bench", "runs", "sweep", "compare"]
 
 
 def tune_openmp(environ: MutableMapping[str, str]) -> None:

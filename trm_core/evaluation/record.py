@@ -18,7 +18,14 @@ from typing import Any
 
 from trm_core.runs.atomic import write_text_atomic
 
-__all__ = ["EVAL_DIR", "RECORD_VERSION", "latest_eval", "read_eval_records", "record_name", "write_eval_record"]
+__all__ = [
+    "EVAL_DIR",
+    "RECORD_VERSION",
+    "latest_eval",
+    "read_eval_records",
+    "record_name",
+    "write_eval_record",
+]
 
 EVAL_DIR = "eval"
 RECORD_VERSION = 1

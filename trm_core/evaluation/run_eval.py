@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from trm_core.errors import UserError
 from trm_core.evaluation.evaluate import EvalResult, evaluate, write_samples
 from trm_core.evaluation.record import EVAL_DIR, record_name, write_eval_record
-from trm_core.errors import UserError
 
 __all__ = ["EvalSettings", "resolve_source", "run_dir_of", "evaluate_generator", "evaluate_run"]
 
@@ -106,7 +106,9 @@ def evaluate_generator(
     modes = [calculator, not calculator] if settings["both"] else [calculator]
     results = []
     for mode in modes:
-        cb = None if progress is None else (lambda done, total, ok, mode=mode: progress(mode, done, total, ok))
+        cb = (
+            None if progress is None else (lambda done, total, ok, mode=mode: progress(mode, done, total, ok))
+        )
         results.append(
             evaluate(
                 gen,
@@ -143,7 +145,7 @@ def evaluate_generator(
         "seconds": seconds,
         "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
         "settings": {**settings, "calculator": calculator, "max_tokens": max_tokens},
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         "samples": samples_rel,
     }
     try:

@@ -28,7 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="rows in lockstep (default: 256 on CUDA, 16 on CPU)",
     )
     p.add_argument(
-        "--output", default=None, metavar="FILE.jsonl", help="samples (default: RUN/eval/<split>-step<step>.jsonl)"
+        "--output",
+        default=None,
+        metavar="FILE.jsonl",
+        help="samples (default: RUN/eval/<split>-step<step>.jsonl)",
     )
     p.add_argument(
         "--both", action="store_true", help="score with and without the calculator (both go in the record)"
@@ -41,12 +44,15 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
+    from trm_core.errors import UserError
     from trm_core.evaluation.record import EVAL_DIR, record_name
     from trm_core.evaluation.run_eval import EvalSettings, evaluate_generator, resolve_source, run_dir_of
 
-    from trm_core.errors import UserError
-
-    for flag, value in (("--batch-size", args.batch_size), ("--limit", args.limit), ("--max-tokens", args.max_tokens)):
+    for flag, value in (
+        ("--batch-size", args.batch_size),
+        ("--limit", args.limit),
+        ("--max-tokens", args.max_tokens),
+    ):
         if value is not None and value < 1:
             raise UserError(f"{flag} must be at least 1, got {value}")
     settings = EvalSettings.make(

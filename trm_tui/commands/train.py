@@ -97,7 +97,7 @@ def safety_check(
     return None, run_dir
 
 
-class _Display:
+class TrainDisplay:
     """Rich progress bar + eval / early-stopping lines, fed by Trainer events (rank 0 only)."""
 
     def __init__(self, console: Any):
@@ -115,7 +115,7 @@ class _Display:
         )
         self.task: Any = None
 
-    def __enter__(self) -> _Display:
+    def __enter__(self) -> TrainDisplay:
         self.progress.start()
         return self
 
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
 
     from trm_core.training.trainer import Trainer
 
-    display = _Display(console)
+    display = TrainDisplay(console)
     trainer = Trainer(
         profile, run_dir, on_event=display, resume=True, device=args.device, max_steps=args.max_steps
     )
