@@ -6,7 +6,13 @@
     [set]                         # dotted keys, every run
     "train.max_steps" = 300
     [grid]                        # dotted keys -> lists, the cartesian product
-    "model.arch" = ["trm", "transformer"]
+    "train.lr" = [1e-3, 3e-3]
+    [[variant]]                   # optional: configurations that go together, each × grid × seeds
+    label = "trm"
+    [[variant]]
+    label = "transformer-same-compute"
+    "model.arch" = "transformer"
+    "model.num_layers" = 6
     [eval]                        # after each training; recorded in the run's eval/ folder
     split = "test"
     limit = 500
@@ -31,7 +37,7 @@ from trm_core.profile import Profile, ProfileError, parse_profile, set_value
 
 __all__ = ["EVAL_KEYS", "PlannedRun", "Sweep", "SweepError", "load_sweep", "parse_sweep", "run_name"]
 
-TOP_KEYS = ("name", "description", "base", "seeds", "set", "grid", "eval")
+TOP_KEYS = ("name", "description", "base", "seeds", "set", "grid", "variant", "eval")
 EVAL_KEYS = ("split", "limit", "calculator", "checkpoint", "batch_size", "max_tokens")
 _NOT_SWEEPABLE = {"name", "description", "train.seed"}  # the run's own name; seeds has its own list
 
@@ -64,6 +70,7 @@ class Sweep:
     fixed: dict[str, Any]
     grid: dict[str, list[Any]]
     eval: dict[str, Any] | None  # None: no evaluation
+    variants: list[dict[str, Any]] = field(default_factory=lambda: [{}])  # "label" + dotted overrides
     description: str = ""
     runs: list[PlannedRun] = field(default_factory=list)
 
@@ -96,10 +103,11 @@ def _slug(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-") or "x"
 
 
-def run_name(overrides: dict[str, Any], swept: list[str]) -> str:
-    """`arch-trm_num_layers-6_seed1`: the last part of each swept key (whole key if ambiguous), then the seed."""
+def run_name(overrides: dict[str, Any], swept: list[str], label: str = "") -> str:
+    """`arch-trm_num_layers-6_seed1`: the variant's label, the last part of each swept key (whole key if
+    ambiguous) with its value, then the seed."""
     leaves = [k.rpartition(".")[2] for k in swept]
-    parts = []
+    parts = [_slug(label)] if label else []
     for key, leaf in zip(swept, leaves, strict=True):
         label = leaf if leaves.count(leaf) == 1 else key.replace(".", "-")
         parts.append(f"{label}-{_slug(overrides[key])}")
@@ -157,6 +165,37 @@ def _check_eval(raw: Any, problems: list[str]) -> dict[str, Any] | None:
             if not modes or not all(isinstance(m, bool) for m in modes) or len(modes) > 2:
                 problems.append(f"eval.calculator must be true, false or [true, false], got {value!r}")
     return raw
+
+
+def _check_variants(
+    raw: Any, fixed: dict[str, Any], grid: dict[str, Any], known: list[str], problems: list[str]
+) -> list[dict[str, Any]]:
+    if not isinstance(raw, list) or not raw or not all(isinstance(v, dict) for v in raw):
+        problems.append("variant must be an array of tables: [[variant]] with dotted keys (and an optional label)")
+        return [{}]
+    out = []
+    for i, v in enumerate(raw, 1):
+        label = v.get("label", "")
+        if not isinstance(label, str):
+            problems.append(f"[[variant]] {i}: label must be a string, got {label!r}")
+        keep = {"label": label} if isinstance(label, str) and label else {}
+        for key, value in v.items():
+            if key == "label" or not _check_key(key, f"variant {i}", known, problems):
+                continue
+            if key in fixed or key in grid:
+                problems.append(f"[[variant]] {i}: {key!r} is also in [{'set' if key in fixed else 'grid'}]")
+            keep[key] = value
+        out.append(keep)
+    labels = [_variant_label(v) for v in out]
+    if len(set(labels)) != len(labels):
+        problems.append(f"two variants get the same name ({', '.join(labels)}); give each a distinct label")
+    return out
+
+
+def _variant_label(variant: dict[str, Any]) -> str:
+    if variant.get("label"):
+        return str(variant["label"])
+    return "_".join(f"{k.rpartition('.')[2]}-{_slug(v)}" for k, v in variant.items())
 
 
 def parse_sweep(text: str, path: str | Path = "<sweep>", profiles_dir: str | Path | None = None) -> Sweep:
@@ -220,11 +259,12 @@ def parse_sweep(text: str, path: str | Path = "<sweep>", profiles_dir: str | Pat
             problems.append(f"[grid] {key!r} repeats a value: {values!r}")
         if key in fixed:
             problems.append(f"{key!r} is in both [set] and [grid]")
+    variants = _check_variants(raw.get("variant", [{}]), fixed, grid, known, problems)
     ev = _check_eval(raw["eval"], problems) if "eval" in raw else None
     description = raw.get("description", "")
     if problems or base_path is None:
         raise SweepError([f"{src}: {p}" for p in problems])
-    sweep = Sweep(str(name), path, text, base_path, list(seeds), fixed, grid, ev, str(description))
+    sweep = Sweep(str(name), path, text, base_path, list(seeds), fixed, grid, ev, variants, str(description))
     sweep.runs = expand(sweep, problems)
     if problems:
         raise SweepError(problems)
@@ -232,7 +272,7 @@ def parse_sweep(text: str, path: str | Path = "<sweep>", profiles_dir: str | Pat
 
 
 def expand(sweep: Sweep, problems: list[str]) -> list[PlannedRun]:
-    """Every grid point × seed as a validated profile; problems of each run appended to `problems`."""
+    """Every variant × grid point × seed as a validated profile; problems of each run appended to `problems`."""
     try:
         base_text = sweep.base_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -246,22 +286,23 @@ def expand(sweep: Sweep, problems: list[str]) -> list[PlannedRun]:
     swept = list(sweep.grid)
     runs: list[PlannedRun] = []
     seen: set[str] = set()
-    for values in itertools.product(*sweep.grid.values()):
-        for seed in sweep.seeds:
-            overrides = {**dict(zip(swept, values, strict=True)), "train.seed": seed}
-            name = run_name(overrides, swept)
-            while name in seen:  # two values with the same slug ("1e-3" and "0.001")
-                name += "+"
-            seen.add(name)
-            text = set_value(base_text, "name", name)
-            for key, value in {**sweep.fixed, **overrides}.items():
-                text = set_value(text, key, value)
-            try:
-                profile = parse_profile(text, f"{sweep.name}/{name}")
-            except ProfileError as e:
-                problems.extend(e.problems)
-                continue
-            runs.append(PlannedRun(name, overrides, profile, text))
+    points = itertools.product(sweep.variants, itertools.product(*sweep.grid.values()), sweep.seeds)
+    for variant, values, seed in points:
+        own = {k: v for k, v in variant.items() if k != "label"}
+        overrides = {**own, **dict(zip(swept, values, strict=True)), "train.seed": seed}
+        name = run_name(overrides, swept, _variant_label(variant))
+        while name in seen:  # two values with the same slug ("1e-3" and "0.001")
+            name += "+"
+        seen.add(name)
+        text = set_value(base_text, "name", name)
+        for key, value in {**sweep.fixed, **overrides}.items():
+            text = set_value(text, key, value)
+        try:
+            profile = parse_profile(text, f"{sweep.name}/{name}")
+        except ProfileError as e:
+            problems.extend(e.problems)
+            continue
+        runs.append(PlannedRun(name, overrides, profile, text))
     return runs
 
 
