@@ -307,3 +307,59 @@ def test_jobs_two_runs_the_printed_commands_as_child_processes(tmp_path: Path) -
     for name in ("hidden_size-16_seed0",):
         assert latest_eval(root / name)["n"] == 2
         assert (root / name / "sweep.log").is_file()  # the children's output
+
+
+# --------------------------------------------------------------------------- the app
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_runs_tab_lists_sweep_runs_marks_them_and_opens_the_compare_view(
+    swept: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import asyncio
+
+    from textual.widgets import DataTable, Static
+
+    from tests.fakes import fake_backend
+    from trm_tui.app import TrmApp
+    from trm_tui.screens.compare import CompareScreen
+    from trm_tui.screens.runs import RunsPane
+
+    _, runs = swept
+    (tmp_path / "profiles").mkdir()
+    app = TrmApp(profiles_dir=tmp_path / "profiles", runs_dir=runs, backend=fake_backend())
+
+    async def until(cond, timeout: float = 20.0) -> None:
+        for _ in range(int(timeout / 0.05)):
+            if cond():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("timed out")
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f4")
+        pane = app.query_one(RunsPane)
+        await until(lambda: len(pane.runs) == 4)
+        assert [r.name for r in pane.runs][0] == "tiny/hidden_size-16_seed0"  # grouped by sweep
+        table = pane.query_one("#runs-table", DataTable)
+        table.move_cursor(row=0)
+        await pilot.press("space", "space", "space")  # marks three, the cursor moves down each time
+        assert pane.marked == {
+            "tiny/hidden_size-16_seed0",
+            "tiny/hidden_size-16_seed1",
+            "tiny/hidden_size-32_seed0",
+        }
+        await pilot.press("f8")
+        await until(lambda: isinstance(app.screen, CompareScreen) and app.screen.result is not None)
+        screen = app.screen
+        assert [g["n"] for g in screen.result["groups"]] == [2, 1]
+        assert screen.query_one("#compare-table", DataTable).row_count == 2
+        plot = str(screen.query_one("#compare-plot", Static).render())
+        assert "hidden_size=16" in plot and "hidden_size=32" in plot
+        await pilot.press("escape")
+        assert not isinstance(app.screen, CompareScreen)

@@ -25,6 +25,7 @@ def render_curves(
     log: bool = False,
     color: bool = True,
     title: str = "validation loss (mean over seeds)",
+    _fit: bool = True,
 ) -> str:
     """The groups' mean validation curves (`group["curve"]`: [[step, loss], …]) overlaid, with a legend."""
     import plotext
@@ -32,7 +33,7 @@ def render_curves(
     fig = plotext.figure
     fig.clear()
     fig.plot_size(max(width, 30), max(height, 8))
-    fig.theme("clear" if color else "colorless")
+    fig.theme("simple" if color else "colorless")  # "simple": no background, one colour per curve
     fig.title(title + (" (log10)" if log else ""))
     drawn = 0
     for g in groups:
@@ -47,6 +48,11 @@ def render_curves(
     fig.legend(x=max(width, 30) - 8, y=0, ha="right", va="top")
     out = fig.build().string()
     fig.clear()
+    extra = out.count("\n") + 1 - height  # title and axis labels come on top of the size asked for
+    if _fit and extra > 0 and height - extra >= 8:
+        return render_curves(
+            groups, width=width, height=height - extra, log=log, color=color, title=title, _fit=False
+        )
     if not drawn:
         return "no validation curves to plot (no run has evaluated yet)"
     return out if color else plotext.uncolorize(out)

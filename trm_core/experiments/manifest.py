@@ -26,6 +26,7 @@ __all__ = [
     "read_manifest",
     "run_state",
     "sweep_dir",
+    "sweep_runs",
     "write_manifest",
     "write_profiles",
 ]
@@ -146,3 +147,31 @@ def check_changes(root: Path, sweep: Sweep) -> list[Mismatch]:
             out.append(Mismatch("[eval]", manifest.get("eval"), sweep.eval, "harmless"))  # re-evaluated only
     order = {"incompatible": 0, "changes-training": 1, "harmless": 2}
     return sorted(out, key=lambda m: (order[m.severity], m.key))
+
+
+def sweep_runs(runs_dir: str | Path) -> list[Any]:
+    """The runs of every sweep under `runs_dir` as RunInfo named `<sweep>/<run>`, grouped by sweep,
+    in manifest order; a run not started yet is `queued`."""
+    import dataclasses
+
+    from trm_core.runs.listing import RunInfo, run_info
+
+    runs_dir = Path(runs_dir)
+    try:
+        roots = sorted(d for d in runs_dir.iterdir() if (d / MANIFEST).is_file())
+    except OSError:
+        return []
+    out = []
+    for root in roots:
+        manifest = read_manifest(root) or {"runs": []}
+        for entry in manifest["runs"]:
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if not isinstance(name, str) or "/" in name or name.startswith("."):
+                continue
+            path = root / name
+            label = f"{root.name}/{name}"
+            if (path / "metrics.jsonl").is_file():
+                out.append(dataclasses.replace(run_info(path), name=label))
+            else:
+                out.append(RunInfo(label, path, "queued", 0, 0, None, 0.0))
+    return out

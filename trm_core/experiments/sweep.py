@@ -171,7 +171,9 @@ def _check_variants(
     raw: Any, fixed: dict[str, Any], grid: dict[str, Any], known: list[str], problems: list[str]
 ) -> list[dict[str, Any]]:
     if not isinstance(raw, list) or not raw or not all(isinstance(v, dict) for v in raw):
-        problems.append("variant must be an array of tables: [[variant]] with dotted keys (and an optional label)")
+        problems.append(
+            "variant must be an array of tables: [[variant]] with dotted keys (and an optional label)"
+        )
         return [{}]
     out = []
     for i, v in enumerate(raw, 1):
