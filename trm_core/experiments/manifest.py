@@ -173,5 +173,6 @@ def sweep_runs(runs_dir: str | Path) -> list[Any]:
             if (path / "metrics.jsonl").is_file():
                 out.append(dataclasses.replace(run_info(path), name=label))
             else:
-                out.append(RunInfo(label, path, "queued", 0, 0, None, 0.0))
+                queued_at = (root / MANIFEST).stat().st_mtime
+                out.append(RunInfo(label, path, "queued", 0, 0, None, queued_at))
     return out

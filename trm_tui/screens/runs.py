@@ -24,6 +24,7 @@ from trm_core.runs.listing import RunInfo, list_runs
 from ..messages import RunsListed
 from ..widgets.loss_chart import LossChart
 from .run_marks import MARK_BINDINGS, RunMarks
+from .sweep_worker import SWEEP_BINDINGS, SweepRunner
 
 if TYPE_CHECKING:
     from ..app import TrmApp
@@ -52,12 +53,13 @@ def fmt_age(seconds: float) -> str:
     return f"{seconds / 86400:.0f}d ago"
 
 
-class RunsPane(RunMarks, Vertical):
+class RunsPane(SweepRunner, RunMarks, Vertical):
     BINDINGS = [
         Binding("f5", "refresh", "Refresh", id="runs.refresh", tooltip="Re-read the runs directory"),
         Binding("f6", "open_repl", "Open in REPL", id="runs.open_repl", tooltip="Talk to this run's model"),
         Binding("f7", "toggle_log", "Log scale", id="runs.log_scale", tooltip="Toggle log-scale loss axis"),
         *MARK_BINDINGS,
+        *SWEEP_BINDINGS,
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
