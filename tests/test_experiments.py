@@ -363,3 +363,57 @@ async def test_runs_tab_lists_sweep_runs_marks_them_and_opens_the_compare_view(
         assert "hidden_size=16" in plot and "hidden_size=32" in plot
         await pilot.press("escape")
         assert not isinstance(app.screen, CompareScreen)
+
+
+def test_a_sweep_built_in_the_app_is_a_valid_sweep_file(tmp_path: Path) -> None:
+    from trm_core.experiments.sweep import parse_sweep
+    from trm_tui.screens.sweep_start import build_sweep_text
+
+    text = build_sweep_text("lr", GOOD, 'train.lr = 1e-3, 3e-3\nmodel.arch = "trm", "transformer"\n', "0, 1")
+    sweep = parse_sweep(text, tmp_path / "lr.toml")
+    assert len(sweep.runs) == 8 and sweep.grid["model.arch"] == ["trm", "transformer"]
+    with pytest.raises(ValueError, match="seeds"):
+        build_sweep_text("x", GOOD, "", "zero")
+    with pytest.raises(ValueError, match="key = value"):
+        build_sweep_text("x", GOOD, "train.lr 1e-3", "0")
+
+
+@pytest.mark.anyio
+async def test_the_app_runs_a_sweep_as_a_queue_in_its_worker(tmp_path: Path) -> None:
+    import asyncio
+
+    from textual.widgets import OptionList, Static
+
+    from tests.fakes import fake_backend
+    from trm_core.experiments.manifest import read_manifest
+    from trm_tui.app import TrmApp
+    from trm_tui.screens.runs import RunsPane
+
+    profiles, runs = tmp_path / "profiles", tmp_path / "runs"
+    (profiles / "sweeps").mkdir(parents=True)
+    one = (
+        SWEEP.replace("seeds = [0, 1]", "seeds = [0]")
+        .replace("[16, 32]", "[16]")
+        .replace("limit = 2", "limit = 1")
+    )
+    (profiles / "sweeps" / "one.toml").write_text(one)
+    app = TrmApp(profiles_dir=profiles, runs_dir=runs, backend=fake_backend())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f4", "f9")
+        await pilot.pause()
+        app.screen.query_one(OptionList).highlighted = 0
+        await pilot.press("enter")
+        pane = app.query_one(RunsPane)
+
+        def status() -> str:
+            found = pane.query("#sweep-status")
+            return str(found.first(Static).render()) if found else ""
+
+        for _ in range(600):
+            await asyncio.sleep(0.05)
+            if "finished" in status():
+                break
+        assert not pane.sweep_running
+        status = status()
+        assert "1 done" in status and "finished" in status
+    assert [r["state"] for r in read_manifest(runs / "tiny")["runs"]] == ["done"]
