@@ -210,6 +210,10 @@ def parse_sweep(text: str, path: str | Path = "<sweep>", profiles_dir: str | Pat
         raise SweepError([f"{src}: TOML syntax error: {e}"]) from None
     problems: list[str] = []
     known = _known_keys()
+    if "base" not in raw and any(k in raw for k in ("model", "train", "data", "tokenizer")):
+        raise SweepError(
+            [f"{src} looks like a profile, not a sweep (it has no base = …); train it with trm-tui train"]
+        )
     for key in raw:
         if key not in TOP_KEYS:
             close = difflib.get_close_matches(key, TOP_KEYS, n=1)
