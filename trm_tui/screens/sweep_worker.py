@@ -107,6 +107,7 @@ class SweepRunner:
             return self.query_one("#sweep-status", Static)  # type: ignore[attr-defined]
         except Exception:  # noqa: BLE001 — not mounted yet
             status = Static(id="sweep-status")
+            status.styles.height = 1  # one line at 80 columns, cut rather than wrapped
             self.mount(status, before="#runs-detail")  # type: ignore[attr-defined]
             return status
 
