@@ -141,8 +141,7 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs > 1:
         console.print(
             f"{args.jobs} runs at once, each `trm-tui train` then `trm-tui eval` in a child process "
-            "(output in each run's sweep.log). On CPU the cores are shared between them: on 2 cores "
-            "N > 1 gains nothing (README, Experiments)."
+            "(output in each run's sweep.log); on CPU each child gets cores // N threads."
         )
     received: list[int] = []
 

@@ -106,7 +106,7 @@ class CompareScreen(Screen[None]):
             "all 95% intervals overlap: nothing resolved"
         ]
         self.query_one("#compare-verdict", Static).update(Text("; ".join(said), overflow="ellipsis"))
-        self._draw()
+        self.call_after_refresh(self._draw)  # once the table has taken its rows, the plot knows its height
 
     def on_resize(self) -> None:
         self._draw()
