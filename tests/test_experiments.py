@@ -311,3 +311,40 @@ def test_jobs_two_runs_the_printed_commands_as_child_processes(tmp_path: Path) -
     for name in ("hidden_size-16_seed0",):
         assert latest_eval(root / name)["n"] == 2
         assert (root / name / "sweep.log").is_file()  # the children's output
+
+
+def test_child_queue_runs_train_then_eval_and_labels_each_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trm_core.experiments.queue import SweepQueue
+    from trm_core.experiments.sweep import parse_sweep
+
+    class Exited:  # a child that has already ended well
+        def poll(self) -> int:
+            return 0
+
+    for text, expected in ((SWEEP, ["train", "eval"]), (SWEEP[: SWEEP.index("[eval]")], ["train"])):
+        seen: list[tuple[str, str]] = []
+        spawned: list[str] = []
+        sweep = parse_sweep(
+            text.replace("seeds = [0, 1]", "seeds = [0]").replace("[16, 32]", "[16]"), tmp_path / "s.toml"
+        )
+        queue = SweepQueue(
+            sweep,
+            tmp_path / f"runs{len(expected)}",
+            on_update=lambda q, i, seen=seen: seen.append((i.state, i.message)),
+        )
+
+        def spawn(
+            argv: list[str], env: dict, item: object, queue: SweepQueue = queue, spawned: list = spawned
+        ) -> Exited:
+            spawned.append(argv[3])
+            queue._children.append(child := Exited())
+            return child
+
+        monkeypatch.setattr(queue, "_spawn", spawn)
+        assert queue.run(jobs=2) == 0
+        assert spawned == expected
+        labels = [m for s, m in seen if s == "running"]
+        assert labels == ["training", "evaluating"][: len(expected)]
+        assert seen[-1] == ("done", "")

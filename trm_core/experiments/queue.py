@@ -243,7 +243,7 @@ class SweepQueue:
                 cmds = self.commands(item, prog)
                 if item.state == "trained":
                     cmds = cmds[1:]
-                self._set(item, "running", "training" if len(cmds) == 2 else "evaluating")
+                self._set(item, "running", "training" if cmds[0][3] == "train" else "evaluating")
                 active[slot] = (item, cmds, self._spawn(cmds[0], slots[slot], item), time.monotonic())
             time.sleep(0.2)
             for slot, (item, cmds, child, t0) in list(active.items()):

@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.jobs > 1:
         console.print(
-            f"{args.jobs} runs at once, each `trm-tui train` then `trm-tui eval` in a child process "
+            f"{args.jobs} runs at once, each `trm-tui train`{' then `trm-tui eval`' if sweep.eval else ''} in a child process "
             "(output in each run's sweep.log); on CPU each child gets cores // N threads."
         )
     received: list[int] = []
