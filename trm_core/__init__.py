@@ -8,7 +8,8 @@ when it first trains or generates. Subpackages by concern (see docs/contracts.md
     data/        example sources (GSM8K hub/JSONL, the synthetic generator), tokenizers, batches
     training/    the Trainer, one supervision step, optimizer, schedule, EMA, DDP, run files
     generation/  Generator, decode sessions, batched decoding, sampling, text stream, calculator
-    evaluation/  answer extraction and GSM8K scoring, batched evaluation
+    evaluation/  answer extraction and GSM8K scoring, batched evaluation, the run's eval records
+    experiments/ sweeps (grid × seeds) as a resumable queue, comparison with t-intervals
     runs/        checkpoints (write, read, load for inference), the run lock, run listing
     bench/       the speed benchmark behind `trm-tui bench`
 

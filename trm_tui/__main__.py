@@ -23,7 +23,7 @@ from typing import NoReturn
 # Measured on 2 cores, see docs/perf-notes.md ("OpenMP spin"). A user's own setting wins.
 GOMP_SPINCOUNT = "20000"
 
-COMMANDS = ["app", "check", "tokenize", "train", "generate", "eval", "bench"]
+COMMANDS = ["app", "check", "tokenize", "train", "generate", "eval", "bench", "sweep", "compare"]
 
 
 def tune_openmp(environ: MutableMapping[str, str]) -> None:

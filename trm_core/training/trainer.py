@@ -319,9 +319,8 @@ class Trainer:
         m = self.ema.module if self.ema is not None else self.model
         m.eval()
         batches = self.data.val_batches()
-        result = validation_metrics(
-            m, batches, supervision_steps=self.S, device=self.device, autocast=self.accel.autocast, dist=self.dist
-        )
+        kw = dict(supervision_steps=self.S, device=self.device, autocast=self.accel.autocast, dist=self.dist)
+        result = validation_metrics(m, batches, **kw)
         self.model.train()
         return result
 

@@ -1,4 +1,8 @@
-"""`trm-tui eval RUN`: GSM8K accuracy of a checkpoint, with a progress bar, a table and a JSONL of samples."""
+"""`trm-tui eval RUN`: GSM8K accuracy of a checkpoint, with a progress bar, a table and a JSONL of samples.
+
+The result is also recorded in the run (`RUN/eval/<split>-step<step>.json`, see
+`trm_core.evaluation.record`), where `trm-tui compare` and the app read it.
+"""
 
 from __future__ import annotations
 
@@ -25,14 +29,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="rows in lockstep (default: 256 on CUDA, 16 on CPU)",
     )
     p.add_argument(
-        "--output", default=None, metavar="FILE.jsonl", help="default: RUN/eval-<split>-<step>.jsonl"
+        "--output",
+        default=None,
+        metavar="FILE.jsonl",
+        help="samples (default: RUN/eval/<split>-step<step>.jsonl)",
+    )
+    p.add_argument(
+        "--both", action="store_true", help="score with and without the calculator (both go in the record)"
     )
     p.set_defaults(run=run)
-
-
-def run_dir_of(ckpt: Path) -> Path:
-    """runs/<name> for runs/<name>/checkpoints/step-…; a loose checkpoint dir is its own home."""
-    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,38 +45,31 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from trm_core.data.sources import load_examples
     from trm_core.errors import UserError
-    from trm_core.evaluation.evaluate import evaluate, write_samples
+    from trm_core.evaluation.record import EVAL_DIR, record_name
+    from trm_core.evaluation.run_eval import EvalSettings, evaluate_generator, resolve_source, run_dir_of
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit must be at least 1, got {args.limit}")
-    if args.max_tokens is not None and args.max_tokens < 1:
-        raise UserError(f"--max-tokens must be at least 1, got {args.max_tokens}")
+    for flag, value in (
+        ("--batch-size", args.batch_size),
+        ("--limit", args.limit),
+        ("--max-tokens", args.max_tokens),
+    ):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}")
+    settings = EvalSettings.make(
+        which=args.which,
+        data=resolve_source(args.data) if args.data else None,
+        split=args.split,
+        limit=args.limit,
+        calculator=args.calculator,
+        both=args.both,
+        max_tokens=args.max_tokens,
+        batch_size=args.batch_size,
+        calculator_mode=args.calculator_mode,
+    )
     console = Console(stderr=True)
     gen = load_generator(args)
-    profile = gen.profile
-    d = profile.data
-    source = args.data or d.source
-    if not source.startswith(("jsonl:", "hf:", "synthetic")) and Path(source).exists():
-        source = f"jsonl:{source}"  # a bare file or folder of GSM8K-schema JSONL
-    examples = load_examples(
-        source,
-        args.split,
-        synthetic_size=d.synthetic_size,
-        min_steps=d.synthetic_min_steps,
-        max_steps=d.synthetic_max_steps,
-        seed=d.seed,
-    )
-    if args.limit is not None:
-        examples = examples[: args.limit]
-    calculator = gen.defaults.calculator if args.calculator is None else args.calculator
-    max_tokens = args.max_tokens or gen.defaults.max_tokens
-    output = (
-        Path(args.output) if args.output else run_dir_of(gen.path) / f"eval-{args.split}-{gen.step}.jsonl"
-    )
+    source = settings["data"] or gen.profile.data.source
 
     with Progress(
         TextColumn("[bold]eval[/bold] {task.description}"),
@@ -82,24 +80,22 @@ def run(args: argparse.Namespace) -> int:
         console=console,
         transient=False,
     ) as bar:
-        task = bar.add_task(f"{shown(source)} {args.split}", total=len(examples), acc="")
+        tasks: dict[bool, int] = {}
 
-        def progress(done: int, total: int, correct: int) -> None:
-            bar.update(task, completed=done, acc=f"acc {correct / done:.1%}" if done else "")
+        def progress(calc: bool, done: int, total: int, correct: int) -> None:
+            if calc not in tasks:
+                how = "" if not args.both else " (calculator)" if calc else " (no calculator)"
+                tasks[calc] = bar.add_task(f"{shown(source)} {args.split}{how}", total=total, acc="")
+            bar.update(tasks[calc], completed=done, acc=f"acc {correct / done:.1%}" if done else "")
 
-        result = evaluate(
-            gen,
-            examples,
-            batch_size=args.batch_size,
-            max_tokens=max_tokens,
-            calculator=calculator,
-            calculator_mode=args.calculator_mode,
-            progress=progress,
+        record, results = evaluate_generator(
+            gen, settings, output=Path(args.output) if args.output else None, progress=progress
         )
-    try:
-        write_samples(output, result.samples)
-    except OSError as e:
-        raise UserError(f"cannot write {output}: {e.strerror or e}") from None
+    result = results[0]
+    calculator = record["settings"]["calculator"]
+    max_tokens = record["settings"]["max_tokens"]
+    run_dir = run_dir_of(Path(gen.path))
+    output = Path(args.output) if args.output else run_dir / record["samples"]
 
     table = Table(title="GSM8K evaluation", title_justify="left", show_header=False)
     table.add_column("", style="bold")
@@ -108,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
         ("checkpoint", f"{shown(gen.path)} (step {gen.step})"),
         ("data", f"{shown(source)} {args.split}"),
         ("accuracy", f"{result.accuracy:.2%}"),
+        *(
+            [("accuracy, calculator " + ("off" if calculator else "on"), f"{results[1].accuracy:.2%}")]
+            if len(results) > 1
+            else []
+        ),
         ("correct / total", f"{result.correct} / {result.total}"),
         ("lm-eval strict", f"{result.strict_accuracy:.2%} ({result.strict_correct})"),
         ("lm-eval flexible", f"{result.flexible_accuracy:.2%} ({result.flexible_correct})"),
@@ -115,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         ("calculator", args.calculator_mode if calculator else "off"),
         ("max tokens", str(max_tokens)),
         ("samples", shown(output)),
+        ("record", shown(run_dir / EVAL_DIR / f"{record_name(record['split'], record['step'])}.json")),
     ]:
         table.add_row(name, value)
     Console().print(table)
