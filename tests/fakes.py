@@ -4,6 +4,8 @@ FakeTrainer follows the contract (docs/contracts.md): it emits Start/Step/Eval/E
 Checkpoint/Done events through `on_event`, writes the run directory layout (profile.toml,
 metrics.jsonl, checkpoints/step-…/profile.toml, .lock) and honours `request_stop` every step.
 Event times are fixed (BASE_TIME + step) so snapshots never show a clock.
+tests/test_fakes_contract.py runs the same assertions on FakeTrainer and the real Trainer; fresh
+run-directory names are not faked (`fake_backend` keeps the real `propose_fresh_run_dir`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from trm_core.events import (
     EvalEvent,
     Event,
     LogEvent,
+    PhaseEvent,
     StartEvent,
     StepEvent,
 )
@@ -56,6 +59,7 @@ class TrainerScript:
     pause_at: int | None = None  # wait on `gate` after this step (mid-training snapshots)
     fail_at: int | None = None  # raise a RuntimeError at this step (a bug in the trainer)
     error_at: int | None = None  # end with DoneEvent("error") at this step (a user error)
+    compiling_s: float | None = None  # a "compiling" phase begun this long ago, held until `gate`
 
 
 class FakeTrainer:
@@ -133,6 +137,11 @@ class FakeTrainer:
             )
         )
         self._emit(LogEvent(message=f"fake training {self.profile.name} from step {start}", time=BASE_TIME))
+        if s.compiling_s is not None:
+            self._emit(PhaseEvent("compiling", start, "compiling (fake)", time=time.time() - s.compiling_s))
+            self.gate.wait()
+            self.gate.clear()
+            self._emit(PhaseEvent("training", start, "compiled (fake)", seconds=s.compiling_s))
         best, best_step, since = math.inf, 0, 0
         for step in range(start + 1, s.total_steps + 1):
             if self._stop.is_set():
@@ -281,14 +290,6 @@ def fake_check_run_dir(profile: Profile, run_dir: Path) -> list[Mismatch] | None
     return diff(saved, profile)
 
 
-def fake_propose_fresh_run_dir(run_dir: Path) -> Path:
-    run_dir = Path(run_dir)
-    n = 2
-    while (run_dir.parent / f"{run_dir.name}-{n}").exists():
-        n += 1
-    return run_dir.parent / f"{run_dir.name}-{n}"
-
-
 def fake_backend(
     trainer: FakeTrainerFactory | None = None,
     generator: FakeGeneratorFactory | None = None,
@@ -298,7 +299,6 @@ def fake_backend(
         trainer_factory=trainer or FakeTrainerFactory(),
         generator_factory=generator or FakeGeneratorFactory(),
         check_run_dir=fake_check_run_dir,
-        propose_fresh_run_dir=fake_propose_fresh_run_dir,
         count_parameters=lambda profile: 1000 * profile.model.hidden_size,
         format_prompt=lambda q: f"Question: {q}\nAnswer:",
         clock=lambda: now,

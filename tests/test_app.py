@@ -151,6 +151,26 @@ async def test_train_progress_mid_run_and_stop_saves_checkpoint(dirs):
         assert (dirs[1] / "tiny" / "checkpoints" / "step-0000012").is_dir()
 
 
+async def test_compiling_is_its_own_phase_with_a_clock_and_the_app_responds(dirs):
+    trainer = FakeTrainerFactory(TrainerScript(total_steps=10, compiling_s=65.0))
+    app = make_app(dirs, trainer)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f2", "f5")
+        pane = app.query_one(TrainPane)
+        await wait_for(pilot, lambda: pane.state == "compiling")
+        await pilot.pause(0.3)
+        assert "compiling… 1:0" in text_of(app, "#train-progress-text")  # elapsed, not a step count
+        assert "● compiling" in text_of(app, "#train-head")
+        await pilot.press("f1")  # the app still answers keys while the trainer compiles
+        await pilot.press("f2")
+        assert pane.state == "compiling"
+        trainer.created[0].gate.set()
+        await wait_for(pilot, lambda: pane.state == "finished")
+        await pilot.pause(0.3)
+        assert "step 10/10" in text_of(app, "#train-progress-text")
+        assert "compiled (fake)" in log_text(app)
+
+
 async def test_early_stop_panel_waiting_then_stopped(dirs):
     trainer = FakeTrainerFactory(TrainerScript(total_steps=100, plateau_at=10, patience=3, pause_at=20))
     app = make_app(dirs, trainer)

@@ -223,11 +223,11 @@ def test_corpus_is_big_and_well_formed() -> None:
     assert len(ids) == len(set(ids)), "case ids must be unique"
     assert len(CASES) >= 30
     for c in CASES:
-        assert c["command"] in ("check", "train", "generate", "eval"), c["id"]
+        assert c["command"] in ("check", "train", "generate", "eval", "sweep", "compare"), c["id"]
         assert c.get("setup") is None or c["setup"] in SETUPS, c["id"]
         assert isinstance(c["exit"], int) and isinstance(c["stderr"], str), c["id"]
     kinds = {c["command"] for c in CASES}
-    assert kinds == {"check", "train", "generate", "eval"}
+    assert kinds == {"check", "train", "generate", "eval", "sweep", "compare"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])

@@ -41,6 +41,7 @@ def write_profile(dst: Path, **changes: Any) -> Path:
     """profiles/good.toml (tiny, EMA on, a checkpoint every step) with `train__max_steps=…`-style changes."""
     text = (CORPUS / "profiles" / "good.toml").read_text()
     text = set_value(text, "name", "crash")
+    changes = {"train__compile": "off", **changes}  # 100,000-step runs would compile on CPU ("auto")
     for key, value in changes.items():
         text = set_value(text, key.replace("__", "."), value)
     dst.write_text(text)

@@ -139,7 +139,7 @@ def test_cli_eval_end_to_end(tmp_path: Path, jsonl: Path, capsys: pytest.Capture
     assert cli(*args) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "/ 3" in out
-    rows = [json.loads(line) for line in (run / "eval-test-3.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (run / "eval" / "test-step3.jsonl").read_text().splitlines()]
     assert [r["question"] for r in rows] == [r["question"] for r in ROWS]
     assert {"question", "expected", "generated", "predicted", "correct"} <= set(rows[0])
     # a plain path as --data, an explicit --output and --limit

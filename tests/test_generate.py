@@ -218,6 +218,17 @@ def test_calculator_fills_an_open_annotation(gen: Generator, kv_cache: bool) -> 
     assert all(p.source == "model" for p in off)
 
 
+def test_a_batch_row_with_the_calculator_decodes_as_the_stream_does(gen: Generator) -> None:
+    # one decode loop: the stream (a batch of one, the result fed in one chunk) and a lockstep
+    # row (the result fed a token per step) give the same text; seeded sampling too
+    prompts = ["Answer: <<2+3*4=", "Answer: <<12*5=", PROMPTS[0]]
+    alone = [gen.generate(p, max_tokens=12, calculator=True, temperature=0.0) for p in prompts]
+    assert gen.generate_batch(prompts, max_tokens=12, calculator=True) == alone
+    assert alone[0].startswith("14>>") and alone[1].startswith("60>>")
+    opts = gen.options(max_tokens=12, calculator=True, temperature=1.0, seed=4)
+    assert gen.generate(prompts[0], opts) == gen.generate(prompts[0], opts)
+
+
 class ScriptedLM(nn.Module):
     """A stand-in CausalLM that always predicts `script`, position by position (ignores its input;
     a calculator result of another length than the scripted one shifts the rest).

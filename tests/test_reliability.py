@@ -14,7 +14,8 @@ import pytest
 from tests.cli_harness import CliServer, copy_run, snapshot
 from tests.test_train import tiny_profile, tiny_text, train
 from trm_core.errors import UserError
-from trm_core.limits import check_fits, estimate_memory, safe_name
+from trm_core.limits import safe_name
+from trm_core.model.memory import check_fits, estimate_memory
 from trm_core.printable import printable
 from trm_core.profile import SECTIONS, ProfileError, load_profile, parse_profile
 from trm_core.runs.read import has_checkpoint, list_checkpoints, read_pointer, resolve_checkpoint

@@ -283,7 +283,12 @@ def test_cli_missing_data_one_sentence(tmp_path):
 def test_sigint_saves_a_resumable_checkpoint(tmp_path):
     # no periodic checkpoint can race the signal: the only save is the one the stop makes
     (tmp_path / "tiny.toml").write_text(
-        tiny_text(train__max_steps=100000, train__eval_every=100000, train__checkpoint_every=100000)
+        tiny_text(
+            train__max_steps=100000,
+            train__eval_every=100000,
+            train__checkpoint_every=100000,
+            train__compile="off",  # so long a run would compile on CPU (compile = "auto")
+        )  # fmt: skip
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(

@@ -32,6 +32,7 @@ TINY_SETTINGS = {
     # never ends on its own (the test stops it with F6), so a poll always sees the counter
     # mid-run, however fast the machine: a 40-step run could finish before the first poll
     "train.max_steps": 100000,
+    "train.compile": "off",  # so long a run would compile on CPU (compile = "auto")
     "early_stopping.enabled": False,
     "train.warmup_steps": 2,
     "train.eval_every": 10,

@@ -8,13 +8,15 @@ when it first trains or generates. Subpackages by concern (see docs/contracts.md
     data/        example sources (GSM8K hub/JSONL, the synthetic generator), tokenizers, batches
     training/    the Trainer, one supervision step, optimizer, schedule, EMA, DDP, run files
     generation/  Generator, decode sessions, batched decoding, sampling, text stream, calculator
-    evaluation/  answer extraction and GSM8K scoring, batched evaluation
-    runs/        checkpoints (write, read, load for inference), the run lock, run listing, atomic writes
+    evaluation/  answer extraction and GSM8K scoring, batched evaluation, the run's eval records
+    experiments/ sweeps (grid × seeds) as a resumable queue, comparison with t-intervals
+    runs/        checkpoints (write, read, load for inference), the run lock, run listing
     bench/       the speed benchmark behind `trm-tui bench`
 
-profile.py (profiles), events.py (what a training run reports), errors.py (user errors),
-limits.py (bounds on profile values, the memory estimate), safe_read.py (the one bounded file
-loader) and printable.py (text safe to echo on a terminal) are shared by all of them.
+profile.py (profiles; profile_checks.py validates them), events.py (what a training run
+reports), errors.py (user errors), atomic.py (crash-safe file writes), limits.py (bounds on profile
+values, the memory estimate), safe_read.py (the one bounded file loader) and printable.py (text
+safe to echo on a terminal) are shared by all of them.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ _API = {
     "build_model": "trm_core.model.lm",
     "count_parameters": "trm_core.model.lm",
     "Trainer": "trm_core.training.trainer",
+    "supervision_step": "trm_core.training.step",
     "Generator": "trm_core.generation.generator",
+    "SamplingOptions": "trm_core.generation.sampling",
     "safe_eval": "trm_core.generation.calculator",
     "load_for_inference": "trm_core.runs.inference",
     "list_runs": "trm_core.runs.listing",
@@ -48,6 +52,7 @@ __all__ = [
     "Generator",
     "Profile",
     "ProfileError",
+    "SamplingOptions",
     "Trainer",
     "UserError",
     "__version__",
@@ -62,6 +67,7 @@ __all__ = [
     "load_profile",
     "parse_profile",
     "safe_eval",
+    "supervision_step",
 ]
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time names resolve in __getattr__
@@ -72,10 +78,12 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time names resolve in
     from trm_core.evaluation.scoring import extract_answer
     from trm_core.generation.calculator import safe_eval
     from trm_core.generation.generator import Generator
+    from trm_core.generation.sampling import SamplingOptions
     from trm_core.model.lm import build_model, count_parameters
     from trm_core.profile import Profile, ProfileError, load_profile, parse_profile
     from trm_core.runs.inference import load_for_inference
     from trm_core.runs.listing import list_runs
+    from trm_core.training.step import supervision_step
     from trm_core.training.trainer import Trainer
 
 

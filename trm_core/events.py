@@ -22,6 +22,7 @@ __all__ = [
     "EarlyStopEvent",
     "CheckpointEvent",
     "LogEvent",
+    "PhaseEvent",
     "StartEvent",
     "DoneEvent",
     "event_from_dict",
@@ -117,6 +118,18 @@ class LogEvent(Event):
 
 
 @dataclass(frozen=True)
+class PhaseEvent(Event):
+    """The Trainer entered a phase: "compiling" (before the first step; may take a while) or
+    "training" (stepping; `seconds` is how long the phase before it took)."""
+
+    kind: ClassVar[str] = "phase"
+    phase: str
+    step: int
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class DoneEvent(Event):
     """Training ended. reason: "finished" | "early-stopped" | "stopped" | "error"."""
 
@@ -129,7 +142,16 @@ class DoneEvent(Event):
 
 _KINDS: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (StartEvent, StepEvent, EvalEvent, EarlyStopEvent, CheckpointEvent, LogEvent, DoneEvent)
+    for cls in (
+        StartEvent,
+        StepEvent,
+        EvalEvent,
+        EarlyStopEvent,
+        CheckpointEvent,
+        LogEvent,
+        PhaseEvent,
+        DoneEvent,
+    )
 }
 _HINTS = {cls: {k: v for k, v in get_type_hints(cls).items() if k != "kind"} for cls in _KINDS.values()}
 

@@ -149,6 +149,14 @@ class TrmApp(App[None]):
     # ------------------------------------------------------------------ quit
 
     async def action_quit(self) -> None:
+        runs = self.query_one(RunsPane)
+        if runs.sweep_running:
+            question = "A sweep is running. Stop it (the run saves a checkpoint; F9 or `trm-tui sweep` resumes) and quit?"
+            self.push_screen(
+                ConfirmModal(question, yes="Stop and quit"),
+                lambda yes: yes and runs.stop_sweep(quit_after=True),
+            )
+            return
         train = self.train_pane
         if train.training:
 

@@ -67,10 +67,8 @@ def _real_count_parameters(profile: Profile) -> int:
 
 
 def _real_format_prompt(question: str) -> str:
-    try:
-        from trm_core.data.sources import format_prompt
-    except ImportError:  # data.py not there yet: the contract's format
-        return f"Question: {question}\nAnswer:"
+    from trm_core.data.sources import format_prompt
+
     return format_prompt(question)
 
 

@@ -26,6 +26,7 @@ from trm_core.data.sources import Example, format_completion, format_prompt
 from trm_core.errors import UserError
 from trm_core.model.lm import CausalLM, build_model
 from trm_core.profile import Profile
+from trm_core.training.accel import compile_regions_for
 from trm_core.training.step import Pass, supervision_step
 
 
@@ -88,7 +89,9 @@ def _train_variant(
         # Forget the previous variant's graphs: the blocks share code objects, so a new shape would
         # otherwise be compiled as dynamic ("automatic dynamic shapes") and run slower.
         torch._dynamo.reset()
-    if v.compile == "regions":
+    if v.compile == "regions" and device.type == "cpu" and not kwargs:
+        compile_regions_for([model], device)  # the Trainer's CPU path: dynamic lengths, cached on disk
+    elif v.compile == "regions":
         model.compile_regions(**kwargs)
     elif v.compile == "model":
         step_model = torch.compile(model, **kwargs)
@@ -192,7 +195,7 @@ def bench_train(
                 name,
                 optimized=True,
                 bf16=cuda,
-                compile=cfg.train_compile if cuda else "off",
+                compile=cfg.train_compile,  # on CPU too: the Trainer compiles there (training/accel.py)
                 compile_mode=cfg.compile_mode,
                 tf32=cuda,
                 fused_adamw=cuda,

@@ -69,12 +69,18 @@ class TokenizedDataset:
     def input_length(self, i: int) -> int:
         return len(self.sequences[i]) - 1
 
+    def padded_length(self, n: int) -> int:
+        """The batch length for a longest row of `n` input tokens: rounded up to `bucket_multiple`."""
+        m = self.bucket_multiple
+        return min(math.ceil(n / m) * m, math.ceil(self.max_length / m) * m)
+
+    def bucket_lengths(self) -> set[int]:
+        """Every batch length this dataset can produce (what a compiled step must be ready for)."""
+        return {self.padded_length(self.input_length(i)) for i in range(len(self))}
+
     def collate(self, indices: Sequence[int]) -> Batch:
         """Pad rows `indices` into one Batch, length rounded up to `bucket_multiple`."""
-        longest = max(self.input_length(i) for i in indices)
-        m = self.bucket_multiple
-        cap = math.ceil(self.max_length / m) * m
-        T = min(math.ceil(longest / m) * m, cap)
+        T = self.padded_length(max(self.input_length(i) for i in indices))
         input_ids = torch.full((len(indices), T), self.pad_id, dtype=torch.long)
         labels = torch.full((len(indices), T), IGNORE_INDEX, dtype=torch.long)
         num_tokens = 0

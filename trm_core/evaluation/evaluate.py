@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from trm_core.atomic import write_text_atomic
 from trm_core.data.sources import Example, format_prompt
 from trm_core.evaluation.scoring import extract_answer, harness_flexible, harness_match, harness_strict
-from trm_core.runs.atomic import write_text_atomic
 
 __all__ = ["EvalResult", "evaluate", "default_batch_size", "write_samples", "STOP", "BatchGenerator"]
 

@@ -120,7 +120,7 @@ class Generator:
     ) -> Generator:
         """A Generator for a run or checkpoint dir, with the checkpoint profile's sampling defaults.
 
-        dtype "auto" = bf16 weights on CUDA, fp32 on CPU (`checkpoint.resolve_inference_dtype`).
+        dtype "auto" = bf16 weights on CUDA, fp32 on CPU (`runs.inference.resolve_inference_dtype`).
         """
         from trm_core.runs.inference import load_for_inference
 

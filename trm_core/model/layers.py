@@ -2,7 +2,7 @@
 
 Blocks are post-norm like the official TRM (`x = rms_norm(x + attn(x)); x = rms_norm(x + mlp(x))`,
 RMSNorm without a weight), so every net call returns a unit-RMS state however deep the recursion.
-Nothing here knows about cycles or supervision steps; `model.py` composes these.
+Nothing here knows about cycles or supervision steps; `lm.py` composes these.
 """
 
 from __future__ import annotations
@@ -89,6 +89,9 @@ def apply_rope(x: Tensor, rope: RoPE) -> Tensor:
     return (x32 * cos + x32.roll(x.shape[-1] // 2, dims=-1) * signed_sin).to(x.dtype)
 
 
+eager_sdpa = torch.compiler.disable(F.scaled_dot_product_attention, recursive=False)
+
+
 class Attention(nn.Module):
     """Multi-head causal self-attention.
 
@@ -118,10 +121,17 @@ class Attention(nn.Module):
         q, k = apply_rope(qkv[:2], rope).unbind(0)  # q and k rotated in one go
         v = qkv[2]
         if kv is None:
+            # compiled on CPU: SDPA stays outside the graph (a graph break), because with dynamic
+            # lengths inductor (torch 2.13) asserts a wrong stride on its saved output in backward
+            sdpa = (
+                eager_sdpa
+                if (torch.compiler.is_compiling() and x.device.type == "cpu")
+                else F.scaled_dot_product_attention
+            )
             if mask is None:
-                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                y = sdpa(q, k, v, is_causal=True)
             else:  # ACT: causal and restricted to the keys still running (the mask says both)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                y = sdpa(q, k, v, attn_mask=mask)
         else:
             k_cache, v_cache = kv
             if isinstance(index, int):

@@ -3,7 +3,7 @@
 Status is what a user wants to know at a glance: is something still writing here (`running`),
 and if not, how did the last training session end (`finished`, `early-stopped`, `stopped`,
 `failed`), or did it vanish without a word (`interrupted`: killed, machine lost). A directory
-with nothing trained yet is `new`. No Textual here: the headless `trm-tui runs` uses it too.
+with nothing trained yet is `new`. The app's Runs tab shows it; no Textual here.
 """
 
 from __future__ import annotations

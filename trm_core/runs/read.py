@@ -1,6 +1,6 @@
 """Finding and reading checkpoints: the layout, `latest`/`best`, state.json, weights, the safety check.
 
-The layout is described in `checkpoint.py` (the writer). Nothing here executes code from a file: weights are safetensors, the
+The layout is described in `runs/checkpoint.py` (the writer). Nothing here executes code from a file: weights are safetensors, the
 optimizer state goes through `torch.load(weights_only=True)`, and a missing, truncated, foreign or
 newer-format file is a one-sentence CheckpointError.
 """
@@ -141,7 +141,7 @@ def _read_file(path: Path, limit: int) -> bytes:
 
 
 def _memory_limit() -> int:
-    from trm_core.limits import machine_memory
+    from trm_core.model.memory import machine_memory
 
     return machine_memory("cpu")[0]
 
@@ -244,7 +244,18 @@ def load_weights(path: Path, device: Any = "cpu") -> dict[str, Any]:
     return out
 
 
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
 
 
 def safetensors_header(data: bytes, path: Path) -> dict[str, str]:
@@ -267,7 +278,9 @@ def safetensors_header(data: bytes, path: Path) -> dict[str, str]:
         raise bad
     body = len(data) - 8 - n
     meta = header.pop("__metadata__", {})
-    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+    if not isinstance(meta, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
+    ):
         raise CheckpointError(f"{path} is corrupted (its metadata is not a table of strings)")
     for info in header.values():
         if not isinstance(info, dict) or info.get("dtype") not in _DTYPE_BYTES:

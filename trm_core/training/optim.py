@@ -1,6 +1,6 @@
 """The Trainer's optimizer: AdamW built from the profile, and its saved state loaded back on resume.
 
-Kept apart from the loop in `train.py`; the learning rate itself comes from `schedule.lr_at`
+Kept apart from the loop in `trainer.py`; the learning rate itself comes from `schedule.lr_at`
 and is set on the param groups before every step.
 """
 

@@ -1,6 +1,6 @@
 """The run-directory side of a Trainer: its lock, metrics.jsonl, profile.toml and checkpoints.
 
-Kept apart from the loop in `train.py`: what a Trainer writes into `runs/<name>/` and reads back
+Kept apart from the loop in `trainer.py`: what a Trainer writes into `runs/<name>/` and reads back
 from it — the lock, the event log (held back until the run may be written), the profile, a
 training checkpoint (saved through `checkpoint.save_checkpoint`: atomic, with retention and
 `best`), the resume from one, and the best weights brought back into memory at the end.
@@ -17,10 +17,10 @@ from typing import Any, TextIO
 import torch
 from torch import nn
 
+from trm_core.atomic import write_text_atomic
 from trm_core.errors import CheckpointError
 from trm_core.events import Event
 from trm_core.profile import Profile, ProfileError, diff, parse_profile
-from trm_core.runs.atomic import write_text_atomic
 from trm_core.runs.checkpoint import save_checkpoint
 from trm_core.runs.inference import load_into
 from trm_core.runs.lock import acquire_lock
@@ -120,8 +120,8 @@ class RunFiles:
     """A Trainer's hold on its run directory `path`, trained with `profile`.
 
     Rank 0 alone writes (callers route writes through `distributed.on_rank0`); every rank reads
-    a checkpoint to resume. The layout and the atomic checkpoint write live in `checkpoint.py`,
-    what goes into state.json in `trainer_state.py`.
+    a checkpoint to resume. The layout and the atomic checkpoint write live in `runs/checkpoint.py`,
+    what goes into state.json in `state.py`.
     """
 
     def __init__(self, path: Path, profile: Profile):
@@ -171,7 +171,7 @@ class RunFiles:
         is_best: bool,
     ) -> Path:
         """Write checkpoint `step`: weights, EMA, optimizer + scheduler + RNG, `state`
-        (trainer_state.checkpoint_state) and the profile text; atomic, keeping `train.keep_last`.
+        (state.checkpoint_state) and the profile text; atomic, keeping `train.keep_last`.
         Weights that are not all finite are never written: CheckpointError, and the run stops."""
         _refuse_non_finite(step, model, ema, self.latest())
         return save_checkpoint(

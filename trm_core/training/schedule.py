@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from trm_core.events import EarlyStopEvent
+
 __all__ = ["lr_at", "EarlyStopper"]
 
 
@@ -64,6 +66,13 @@ class EarlyStopper:
     @property
     def patience_left(self) -> int:
         return max(0, self.patience - self.evals_since_best)
+
+    def event(self, step: int) -> EarlyStopEvent:
+        """The status after the evaluation at `step`, as the event the trainer emits."""
+        return EarlyStopEvent(
+            step, self.state, self.best_val_loss, self.best_step, self.evals_since_best,
+            self.patience, self.patience_left,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from trm_core.errors import DataError
-from trm_core.limits import check_fits
+from trm_core.model.memory import check_fits
 from trm_core.profile import Profile
+from trm_core.training.accel import Accel, choose_accel
 from trm_core.training.ema import EMA
 from trm_core.training.optim import build_optimizer
 from trm_core.training.state import Position
@@ -90,6 +91,7 @@ class TrainSetup:
     ema: EMA | None
     optimizer: torch.optim.AdamW
     precision: str  # "bf16" | "fp32"
+    accel: Accel  # the precision and compile decisions, with the reason
 
 
 def build_train_setup(
@@ -124,6 +126,7 @@ def build_train_setup(
     deep = t.supervision == "deep"
     per_batch = S if deep else 1
     total_steps = max_steps or t.max_steps or batches_per_epoch * t.epochs * per_batch
+    accel = choose_accel(t.precision, t.compile, device, total_steps, model_cfg=p.model)
     return TrainSetup(
         tokenizer=tokenizer,
         data=data,
@@ -133,5 +136,6 @@ def build_train_setup(
         total_steps=total_steps,
         ema=EMA(model, t.ema_decay) if t.ema else None,
         optimizer=build_optimizer(model, t, device),
-        precision={"auto": "bf16" if device.type == "cuda" else "fp32"}.get(t.precision, t.precision),
+        precision=accel.precision,
+        accel=accel,
     )

@@ -7,19 +7,15 @@ while it runs (`.lock`), appends every event to `metrics.jsonl`, checkpoints ato
 continue a run exactly where a checkpoint left off (model, EMA, optimizer, RNG, data position,
 the carry of a half-finished batch, early-stopping counters).
 
-This module is the loop; what it composes lives beside it in `training/`: `setup.py` (what is
-trained), `step.py` (the S passes of one batch), `run_files.py` (the run directory), `optim.py`,
-`state.py`, `schedule.py`, `ema.py`, `distributed.py`.
+This module is the loop; what it composes lives beside it in `training/` (setup, step, update,
+run_files, state, schedule, meter, optim, ema, distributed).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +26,6 @@ from trm_core.errors import UserError
 from trm_core.events import (
     CheckpointEvent,
     DoneEvent,
-    EarlyStopEvent,
     EvalEvent,
     Event,
     LogEvent,
@@ -40,15 +35,17 @@ from trm_core.events import (
 from trm_core.profile import Profile
 from trm_core.runs.inference import resolve_device
 from trm_core.training import distributed as D
+from trm_core.training.accel import compile_for_run
 from trm_core.training.ema import EMA
-from trm_core.training.optim import build_optimizer
+from trm_core.training.meter import Throughput
 from trm_core.training.run_files import RunFiles
-from trm_core.training.schedule import EarlyStopper, lr_at
+from trm_core.training.schedule import EarlyStopper
 from trm_core.training.setup import build_train_setup
 from trm_core.training.state import Position, carry_state, carry_tensors, checkpoint_state, validation_metrics
 from trm_core.training.step import Pass, supervision_step
+from trm_core.training.update import apply_update, clip_and_check
 
-__all__ = ["Trainer", "build_optimizer", "resolve_device"]
+__all__ = ["Trainer"]
 
 
 class _Finish(Exception):
@@ -176,16 +173,19 @@ class Trainer:
                 "in an optimizer step, so gradients cannot flow into the previous pass",
                 "warning",
             )
-        if (t.compile == "on") or (t.compile == "auto" and dev.type == "cuda"):
-            model.compile_regions()  # regional: one compiled block reused by every recursion
-            if self.ema is not None:
-                self.ema.module.compile_regions()
+        self.accel = s.accel
+        if s.accel.reason:
+            self._log(s.accel.reason)
         self.fwd: nn.Module = D.wrap_ddp(model, self.dist, dev)
 
         params = sum(q.numel() for q in model.parameters())
         self._emit(
             StartEvent(str(self.run_dir), p.name, self.step, self.total_steps, resumed, str(dev), params)
         )
+        if s.accel.compile:  # its own phase (events), every graph built before the first step
+            model_, fwd = model, self.fwd
+            compile_for_run(model, self.data, s.accel, lambda ids: model_.loss(fwd(ids)[0], ids), self.step,
+                            self._emit, ema=self.ema)  # fmt: skip
         if len(self.data.val_ds) == 0:
             self._log(
                 "no validation slice (data.val_size = 0): no evaluation and no early stopping", "warning"
@@ -199,19 +199,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def _loop(self) -> DoneEvent:
         t = self.profile.train
         model = self.model
         assert model is not None
         model.train()
-        self._t_start = time.perf_counter()
-        self._t_last = self._t_start
-        self._window: deque[tuple[float, float]] = deque(maxlen=20)
+        self.meter = Throughput(self._elapsed0)
         self._bad = 0
         self._carry_now: tuple[torch.Tensor | None, ...] | None = None
         reason, message = "finished", ""
@@ -238,13 +231,13 @@ class Trainer:
                 if self.deep:
                     supervision_step(
                         model, inp, lab, carry, S=self.S, mode="deep", start_pass=start_pass,
-                        forward=self.fwd, autocast=self._autocast, halt_exploration=t.halt_exploration,
+                        forward=self.fwd, autocast=self.accel.autocast, halt_exploration=t.halt_exploration,
                         after_pass=functools.partial(self._after_pass, epoch=epoch, batch=b, tokens=tokens),
                     )  # fmt: skip
                 else:
                     r = supervision_step(
                         model, inp, lab, None, S=self.S, mode="accumulate", detach_carry=t.detach_carry,
-                        forward=self.fwd, autocast=self._autocast, halt_exploration=t.halt_exploration,
+                        forward=self.fwd, autocast=self.accel.autocast, halt_exploration=t.halt_exploration,
                     )  # fmt: skip
                     assert r.total is not None
                     self._carry_now = None
@@ -265,19 +258,10 @@ class Trainer:
         """Clip, skip non-finite, step, then the per-step chores; raises _Finish to leave the loop."""
         t, model, opt = self.profile.train, self.model, self.optimizer
         assert model is not None
-        # The loss and the gradient norm stay on the device: every host read waits for the GPU
-        # to drain. One scalar, "both finite", is read per step (the skip decision); the numbers
-        # themselves only on logging steps and bad steps.
-        max_norm = t.grad_clip if t.grad_clip > 0 else math.inf
-        grad_norm_t = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-        if self.dist.enabled:  # one collective, one read: summed loss, tokens (and a NaN anywhere)
-            summed = torch.stack([loss_t.double(), loss_t.new_tensor(tokens, dtype=torch.float64)])
-            torch.distributed.all_reduce(summed)
-            loss_t = summed[0] / self.dist.world_size
-            tokens = float(summed[1])
-        finite = bool(torch.isfinite(loss_t) & torch.isfinite(grad_norm_t))
+        c = clip_and_check(model, loss_t, tokens, grad_clip=t.grad_clip, dist=self.dist)
+        loss_t, grad_norm_t, tokens = c.loss, c.grad_norm, c.tokens
         self.pos = nxt
-        if not finite:
+        if not c.finite:
             opt.zero_grad(set_to_none=True)
             self._bad += 1
             loss, grad_norm = float(loss_t), float(grad_norm_t)
@@ -296,34 +280,19 @@ class Trainer:
             self._check_stop()
             return
         self._bad = 0
-        lr = lr_at(
-            self.step,
-            lr=t.lr,
-            warmup_steps=t.warmup_steps,
-            total_steps=self.total_steps,
-            min_lr_ratio=t.min_lr_ratio,
-        )
-        for g in opt.param_groups:
-            g["lr"] = lr
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        lr = apply_update(opt, t, step=self.step, total_steps=self.total_steps)
         if self.ema is not None:
             self.ema.update(model, self.step)
         self.step += 1
 
-        now = time.perf_counter()
-        self._window.append((now - self._t_last, tokens))
-        self._t_last = now
-        dt = sum(w[0] for w in self._window)
-        tps = sum(w[1] for w in self._window) / dt if dt > 0 else 0.0
-        eta = (self.total_steps - self.step) * dt / len(self._window)
+        tps, eta = self.meter.step(tokens, self.total_steps - self.step)
         step = self.step
-        if step % t.log_every == 0 or step == 1 or step == self.total_steps or len(self._window) == 1:
+        if step % t.log_every == 0 or step == 1 or step == self.total_steps or len(self.meter.window) == 1:
             loss, grad_norm = float(loss_t), float(grad_norm_t)
             self._emit(
                 StepEvent(
                     step, self.total_steps, epoch + 1, loss, lr, grad_norm, tps,
-                    self._elapsed0 + now - self._t_start, eta,
+                    self.meter.elapsed(), eta,
                 )
             )  # fmt: skip
         improved = False
@@ -331,7 +300,7 @@ class Trainer:
             improved = self._eval_and_judge()
         if improved or step % t.checkpoint_every == 0:
             self._save("best" if improved else "periodic", improved)
-        self._t_last = time.perf_counter()  # eval and checkpoint time is not training throughput
+        self.meter.resume()  # eval and checkpoint time is not training throughput
         if self.stopper.should_stop:
             raise _Finish("early-stopped", f"early stopping: {self.stopper.state} at step {step}")
         self._check_stop()
@@ -351,9 +320,8 @@ class Trainer:
         m = self.ema.module if self.ema is not None else self.model
         m.eval()
         batches = self.data.val_batches()
-        result = validation_metrics(
-            m, batches, supervision_steps=self.S, device=self.device, autocast=self._autocast, dist=self.dist
-        )
+        kw = dict(supervision_steps=self.S, device=self.device, autocast=self.accel.autocast, dist=self.dist)
+        result = validation_metrics(m, batches, **kw)
         self.model.train()
         return result
 
@@ -361,19 +329,8 @@ class Trainer:
         val_loss, acc = self._evaluate()
         self._last_eval_step = self.step
         self._emit(EvalEvent(self.step, val_loss, acc))
-        state, improved = self.stopper.update(val_loss, self.step)
-        es = self.stopper
-        self._emit(
-            EarlyStopEvent(
-                self.step,
-                state,
-                es.best_val_loss,
-                es.best_step,
-                es.evals_since_best,
-                es.patience,
-                es.patience_left,
-            )
-        )
+        _, improved = self.stopper.update(val_loss, self.step)
+        self._emit(self.stopper.event(self.step))
         return improved
 
     # ------------------------------------------------------------------ checkpoints and the end
@@ -399,7 +356,7 @@ class Trainer:
             last_eval_step=self._last_eval_step,
             has_ema=self.ema is not None,
             has_carry=carry is not None,
-            elapsed_s=self._elapsed0 + time.perf_counter() - self._t_start,
+            elapsed_s=self.meter.elapsed(),
             reason=reason,
         )
 

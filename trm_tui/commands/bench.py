@@ -30,8 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--train-compile",
         choices=["regions", "model", "off"],
-        default="regions",
-        help="optimized train step's compile",
+        default=None,
+        help="optimized train step's compile (default: regions; off with --quick on CPU)",
     )
     p.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
     p.add_argument("--decode-tokens", type=int, metavar="N", help="new tokens per decode timing")
@@ -105,7 +105,7 @@ def build_config(args: argparse.Namespace, profile, device: str):
         train_batches=2 if quick else 6,
         warmup=1,
         repeats=args.repeats or (2 if quick else 3),
-        train_compile=args.train_compile,
+        train_compile=args.train_compile or ("off" if quick and device == "cpu" else "regions"),
         compile_mode=args.compile_mode,
         decode_tokens=args.decode_tokens or (16 if quick else 128),
         decode_steps=tuple(steps),

@@ -13,8 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def summary(profile) -> str:
-    from trm_core.limits import check_fits
     from trm_core.model.lm import count_parameters
+    from trm_core.model.memory import check_fits
 
     m, t, d = profile.model, profile.train, profile.data
     device = "cpu"

@@ -1,7 +1,10 @@
 """`trm-tui eval RUN`: GSM8K accuracy of a checkpoint, with a progress bar, a table and a JSONL of samples.
 
 With test-time depth lists (`--supervision-steps 1,2,4 --halt-threshold 0.3,0.9`) every combination
-is evaluated: a table of accuracy against depth, where the tokens think longest, and `--json FILE`.
+is evaluated: a table of accuracy against depth, where the tokens think longest, and `--json FILE`
+(samples per combination beside --output; the run's record only for the checkpoint's own depth).
+The result is also recorded in the run (`RUN/eval/<split>-step<step>.json`, see
+`trm_core.evaluation.record`), where `trm-tui compare` and the app read it.
 """
 
 from __future__ import annotations
@@ -38,7 +41,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="rows in lockstep (default: 256 on CUDA, 16 on CPU)",
     )
     p.add_argument(
-        "--output", default=None, metavar="FILE.jsonl", help="default: RUN/eval-<split>-<step>.jsonl"
+        "--output",
+        default=None,
+        metavar="FILE.jsonl",
+        help="samples (default: RUN/eval/<split>-step<step>.jsonl)",
+    )
+    p.add_argument(
+        "--both", action="store_true", help="score with and without the calculator (both go in the record)"
     )
     add_depth_args(p, lists=True)
     p.add_argument("--json", default=None, metavar="FILE", help="write one result per depth combination")
@@ -72,84 +81,40 @@ def depth_grid(args: argparse.Namespace) -> list[tuple[Any, Any, Any, Any]]:
     )
 
 
-def run_dir_of(ckpt: Path) -> Path:
-    """runs/<name> for runs/<name>/checkpoints/step-…; a loose checkpoint dir is its own home."""
-    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
-
-
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
 
-    from trm_core.data.sources import load_examples
     from trm_core.errors import UserError
+    from trm_core.evaluation.record import EVAL_DIR, record_name
+    from trm_core.evaluation.run_eval import EvalSettings, evaluate_generator, resolve_source, run_dir_of
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit must be at least 1, got {args.limit}")
-    if args.max_tokens is not None and args.max_tokens < 1:
-        raise UserError(f"--max-tokens must be at least 1, got {args.max_tokens}")
+    for flag, value in (
+        ("--batch-size", args.batch_size),
+        ("--limit", args.limit),
+        ("--max-tokens", args.max_tokens),
+    ):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}")
+    settings = EvalSettings.make(
+        which=args.which,
+        data=resolve_source(args.data) if args.data else None,
+        split=args.split,
+        limit=args.limit,
+        calculator=args.calculator,
+        both=args.both,
+        max_tokens=args.max_tokens,
+        batch_size=args.batch_size,
+        calculator_mode=args.calculator_mode,
+    )
     console = Console(stderr=True)
     gen = load_generator(args)
     grid = depth_grid(args)
-    settings = [depth_settings(gen, *combo) for combo in grid]  # every bad value fails before any work
-    profile = gen.profile
-    d = profile.data
-    source = args.data or d.source
-    if not source.startswith(("jsonl:", "hf:", "synthetic")) and Path(source).exists():
-        source = f"jsonl:{source}"  # a bare file or folder of GSM8K-schema JSONL
-    examples = load_examples(
-        source,
-        args.split,
-        synthetic_size=d.synthetic_size,
-        min_steps=d.synthetic_min_steps,
-        max_steps=d.synthetic_max_steps,
-        seed=d.seed,
-    )
-    if args.limit is not None:
-        examples = examples[: args.limit]
-    calculator = gen.defaults.calculator if args.calculator is None else args.calculator
-    max_tokens = args.max_tokens or gen.defaults.max_tokens
-    output = (
-        Path(args.output) if args.output else run_dir_of(gen.path) / f"eval-{args.split}-{gen.step}.jsonl"
-    )
-    rows = []
-    for depth in settings:
-        gen.set_depth(**depth)
-        out = (
-            output if len(settings) == 1 else output.with_name(f"{output.stem}-{_label(gen)}{output.suffix}")
-        )
-        rows.append(_evaluate_one(gen, examples, args, source, calculator, max_tokens, out, console))
-    if len(rows) == 1:
-        _print_single(rows[0], gen, source, args, calculator, max_tokens, output)
-    else:
-        _print_grid(rows, calculator)
-    _print_depths(rows, gen)
-    if args.json:
-        from trm_core.runs.atomic import write_text_atomic
-
-        doc = {"results": [r["json"] for r in rows]}
-        try:
-            write_text_atomic(Path(args.json), json.dumps(doc, indent=1) + "\n", fsync=False)
-        except OSError as e:
-            raise UserError(f"cannot write {args.json}: {e.strerror or e}") from None
-    return 0
-
-
-def _label(gen: Any) -> str:
-    H, L = gen.model.cfg.H_cycles, gen.model.cfg.L_cycles
-    if gen.cycles is not None:
-        H, L = gen.cycles
-    label = f"S{gen.steps}-H{H}-L{L}"
-    return label + (f"-t{gen.halt_threshold:g}" if gen.act else "")
-
-
-def _evaluate_one(gen, examples, args, source, calculator, max_tokens, output, console) -> dict[str, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from trm_core.errors import UserError
-    from trm_core.evaluation.depth import depth_report
-    from trm_core.evaluation.evaluate import evaluate, write_samples
+    depths = [depth_settings(gen, *combo) for combo in grid]  # every bad value fails before any work
+    source = settings["data"] or gen.profile.data.source
+    if grid != [(None, None, None, None)]:
+        return _run_grid(gen, depths, settings, args, source, console)
 
     with Progress(
         TextColumn("[bold]eval[/bold] {task.description}"),
@@ -160,29 +125,62 @@ def _evaluate_one(gen, examples, args, source, calculator, max_tokens, output, c
         console=console,
         transient=False,
     ) as bar:
-        task = bar.add_task(f"{shown(source)} {args.split} {_label(gen)}", total=len(examples), acc="")
+        tasks: dict[bool, int] = {}
 
-        def progress(done: int, total: int, correct: int) -> None:
-            bar.update(task, completed=done, acc=f"acc {correct / done:.1%}" if done else "")
+        def progress(calc: bool, done: int, total: int, correct: int) -> None:
+            if calc not in tasks:
+                how = "" if not args.both else " (calculator)" if calc else " (no calculator)"
+                tasks[calc] = bar.add_task(f"{shown(source)} {args.split}{how}", total=total, acc="")
+            bar.update(tasks[calc], completed=done, acc=f"acc {correct / done:.1%}" if done else "")
 
-        result = evaluate(
-            gen,
-            examples,
-            batch_size=args.batch_size,
-            max_tokens=max_tokens,
-            calculator=calculator,
-            calculator_mode=args.calculator_mode,
-            progress=progress,
+        record, results = evaluate_generator(
+            gen, settings, output=Path(args.output) if args.output else None, progress=progress
         )
-    try:
-        write_samples(output, result.samples)
-    except OSError as e:
-        raise UserError(f"cannot write {output}: {e.strerror or e}") from None
+    result = results[0]
+    calculator = record["settings"]["calculator"]
+    max_tokens = record["settings"]["max_tokens"]
+    run_dir = run_dir_of(Path(gen.path))
+    output = Path(args.output) if args.output else run_dir / record["samples"]
+
+    table = Table(title="GSM8K evaluation", title_justify="left", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", overflow="fold")  # paths shown whole, wrapped
+    for name, value in [
+        ("checkpoint", f"{shown(gen.path)} (step {gen.step})"),
+        ("data", f"{shown(source)} {args.split}"),
+        ("accuracy", f"{result.accuracy:.2%}"),
+        *(
+            [("accuracy, calculator " + ("off" if calculator else "on"), f"{results[1].accuracy:.2%}")]
+            if len(results) > 1
+            else []
+        ),
+        ("correct / total", f"{result.correct} / {result.total}"),
+        ("lm-eval strict", f"{result.strict_accuracy:.2%} ({result.strict_correct})"),
+        ("lm-eval flexible", f"{result.flexible_accuracy:.2%} ({result.flexible_correct})"),
+        ("problems/s", f"{result.problems_per_s:.2f}"),
+        ("calculator", args.calculator_mode if calculator else "off"),
+        ("max tokens", str(max_tokens)),
+        ("samples", shown(output)),
+        ("record", shown(run_dir / EVAL_DIR / f"{record_name(record['split'], record['step'])}.json")),
+    ]:
+        table.add_row(name, value)
+    Console().print(table)
+    _print_depths([_row(gen, results)], gen)
+    if args.json:
+        _write_json(args.json, [_row(gen, results)])
+    return 0
+
+
+def _row(gen: Any, results: list[Any]) -> dict[str, Any]:
+    """One depth combination's result: the issue's JSON object, and the depth report."""
+    from trm_core.evaluation.depth import depth_report
+
+    result = results[0]
     report = depth_report(result.samples, gen.steps)
     mean_depth = report.mean_depth if report.mean_depth is not None else float(gen.steps)
     H, L = gen.cycles or (gen.model.cfg.H_cycles, gen.model.cfg.L_cycles)
+    no_calc = next((r.accuracy for r in results if not r.calculator), None)
     return {
-        "result": result,
         "report": report,
         "label": _label(gen),
         "json": {
@@ -191,37 +189,76 @@ def _evaluate_one(gen, examples, args, source, calculator, max_tokens, output, c
             "L_cycles": L,
             "halt_threshold": gen.halt_threshold if gen.act else None,
             "accuracy": result.accuracy,
-            # the calculator-free accuracy when this run had the calculator off, else not measured
-            "accuracy_no_calculator": None if calculator else result.accuracy,
+            "accuracy_no_calculator": no_calc,  # measured with --both or --no-calculator, else null
             "mean_depth": mean_depth,
             "net_calls_per_token": mean_depth * gen.calls_per_step(),
-            "seconds": result.seconds,
+            "seconds": sum(r.seconds for r in results),
         },
     }
 
 
-def _print_single(row, gen, source, args, calculator, max_tokens, output) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _write_json(path: str, rows: list[dict[str, Any]]) -> None:
+    from trm_core.runs.atomic import write_text_atomic
 
-    result = row["result"]
-    table = Table(title="GSM8K evaluation", title_justify="left", show_header=False)
-    table.add_column("", style="bold")
-    table.add_column("", overflow="fold")  # paths shown whole, wrapped
-    for name, value in [
-        ("checkpoint", f"{shown(gen.path)} (step {gen.step})"),
-        ("data", f"{shown(source)} {args.split}"),
-        ("accuracy", f"{result.accuracy:.2%}"),
-        ("correct / total", f"{result.correct} / {result.total}"),
-        ("lm-eval strict", f"{result.strict_accuracy:.2%} ({result.strict_correct})"),
-        ("lm-eval flexible", f"{result.flexible_accuracy:.2%} ({result.flexible_correct})"),
-        ("problems/s", f"{result.problems_per_s:.2f}"),
-        ("calculator", args.calculator_mode if calculator else "off"),
-        ("max tokens", str(max_tokens)),
-        ("samples", shown(output)),
-    ]:
-        table.add_row(name, value)
-    Console().print(table)
+    from trm_core.errors import UserError
+
+    try:
+        write_text_atomic(
+            Path(path), json.dumps({"results": [r["json"] for r in rows]}, indent=1) + "\n", fsync=False
+        )
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _run_grid(
+    gen: Any, depths: list[dict[str, Any]], settings: Any, args: argparse.Namespace, source: str, console: Any
+) -> int:
+    """Every depth combination: samples beside --output (or in RUN/eval/), a table, --json."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from trm_core.evaluation.record import EVAL_DIR
+    from trm_core.evaluation.run_eval import evaluate_generator, run_dir_of
+
+    base = (
+        Path(args.output)
+        if args.output
+        else run_dir_of(Path(gen.path)) / EVAL_DIR / f"{args.split}-step{gen.step}.jsonl"
+    )
+    rows = []
+    for depth in depths:
+        gen.set_depth(**depth)
+        with Progress(
+            TextColumn("[bold]eval[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[acc]}"), TimeRemainingColumn(), console=console,
+        ) as bar:  # fmt: skip
+            tasks: dict[bool, int] = {}
+
+            def progress(calc: bool, done: int, total: int, correct: int, bar=bar, tasks=tasks) -> None:
+                if calc not in tasks:
+                    how = "" if not args.both else " (calculator)" if calc else " (no calculator)"
+                    tasks[calc] = bar.add_task(
+                        f"{shown(source)} {args.split} {_label(gen)}{how}", total=total, acc=""
+                    )
+                bar.update(tasks[calc], completed=done, acc=f"acc {correct / done:.1%}" if done else "")
+
+            out = base.with_name(f"{base.stem}-{_label(gen)}{base.suffix}")
+            _, results = evaluate_generator(gen, settings, output=out, progress=progress, record_run=False)
+        rows.append(_row(gen, results))
+    _print_grid(
+        rows, bool(gen.defaults.calculator if settings["calculator"] is None else settings["calculator"])
+    )
+    _print_depths(rows, gen)
+    if args.json:
+        _write_json(args.json, rows)
+    return 0
+
+
+def _label(gen: Any) -> str:
+    H, L = gen.model.cfg.H_cycles, gen.model.cfg.L_cycles
+    if gen.cycles is not None:
+        H, L = gen.cycles
+    label = f"S{gen.steps}-H{H}-L{L}"
+    return label + (f"-t{gen.halt_threshold:g}" if gen.act else "")
 
 
 def _print_grid(rows: list[dict[str, Any]], calculator: bool) -> None:

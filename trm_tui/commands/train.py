@@ -29,6 +29,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--yes", "-y", action="store_true", help="resume even when the profile changes training")
     p.add_argument("--max-steps", type=int, default=None, metavar="N", help="stop after N optimizer steps")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="default: the profile's")
+    p.add_argument(
+        "--eval",
+        action="store_true",
+        help="after training, score the best checkpoint with and without the calculator; "
+        "the result is recorded in RUN/eval/",
+    )
+    p.add_argument("--eval-split", default="test", choices=["train", "test"], help="default: test")
+    p.add_argument("--eval-limit", type=int, default=None, metavar="N", help="only the first N problems")
     p.set_defaults(run=run)
 
 
@@ -99,7 +107,7 @@ def safety_check(
     return None, run_dir
 
 
-class _Display:
+class TrainDisplay:
     """Rich progress bar + eval / early-stopping lines, fed by Trainer events (rank 0 only)."""
 
     def __init__(self, console: Any):
@@ -117,7 +125,7 @@ class _Display:
         )
         self.task: Any = None
 
-    def __enter__(self) -> _Display:
+    def __enter__(self) -> TrainDisplay:
         self.progress.start()
         return self
 
@@ -144,6 +152,8 @@ class _Display:
                 tps=f"{ev.tokens_per_s:,.0f}",
                 eta=f"{m}:{s:02d}",
             )
+        elif kind == "phase":  # compiling before the first step, then "compiled in N s"
+            out.print(f"  {ev.detail}")
         elif kind == "eval":
             out.print(f"step {ev.step}: val loss {ev.val_loss:.4f}, token accuracy {ev.val_token_acc:.1%}")
         elif kind == "early_stop":
@@ -170,13 +180,17 @@ def run(args: argparse.Namespace) -> int:
     console = Console(quiet=not rank0, highlight=False)
     profile = load_profile(args.profile)
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.runs_dir) / profile.name
+    if args.eval_limit is not None and args.eval_limit < 1:
+        from trm_core.errors import UserError
+
+        raise UserError(f"--eval-limit must be at least 1, got {args.eval_limit}")
     code, run_dir = safety_check(profile, run_dir, args, console)
     if code is not None:
         return code
 
     from trm_core.training.trainer import Trainer
 
-    display = _Display(console)
+    display = TrainDisplay(console)
     trainer = Trainer(
         profile, run_dir, on_event=display, resume=True, device=args.device, max_steps=args.max_steps
     )
@@ -208,4 +222,20 @@ def run(args: argparse.Namespace) -> int:
         return 143 if received and received[0] == signal.SIGTERM else 130
     best = f", best val loss {done.best_val_loss:.4f}" if done.best_val_loss is not None else ""
     console.print(f"{done.reason} at step {done.step}{best}; checkpoints in {shown(run_dir / 'checkpoints')}")
+    if args.eval and rank0:
+        evaluate_after(run_dir, args, console)
     return 0
+
+
+def evaluate_after(run_dir: Path, args: argparse.Namespace, console: Any) -> dict[str, Any]:
+    """`--eval`: score the best checkpoint both ways and record it in the run."""
+    from trm_core.evaluation.run_eval import EvalSettings, evaluate_run
+
+    settings = EvalSettings.make(split=args.eval_split, limit=args.eval_limit, calculator=True, both=True)
+    console.print(f"evaluating {run_dir} on the {args.eval_split} split …")
+    record = evaluate_run(run_dir, settings, device=args.device or "auto")
+    console.print(
+        f"exact {record['accuracy']:.1%} with the calculator, {record['accuracy_no_calculator']:.1%} without "
+        f"({record['n']} problems, step {record['step']}); recorded in {run_dir / 'eval'}"
+    )
+    return record

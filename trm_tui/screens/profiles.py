@@ -17,9 +17,9 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from trm_core.atomic import write_text_atomic
 from trm_core.printable import printable
 from trm_core.profile import Profile, ProfileError, load_profile, save_profile_text, set_value
-from trm_core.runs.atomic import write_text_atomic
 
 from ..messages import ParamsCounted
 from ..widgets.profile_editor import ProfileEditor

@@ -24,6 +24,8 @@ from trm_core.runs.listing import RunInfo, list_runs
 
 from ..messages import RunsListed
 from ..widgets.loss_chart import LossChart
+from .run_marks import MARK_BINDINGS, RunMarks
+from .sweep_worker import SWEEP_BINDINGS, SweepRunner
 
 if TYPE_CHECKING:
     from ..app import TrmApp
@@ -52,11 +54,13 @@ def fmt_age(seconds: float) -> str:
     return f"{seconds / 86400:.0f}d ago"
 
 
-class RunsPane(Vertical):
+class RunsPane(SweepRunner, RunMarks, Vertical):
     BINDINGS = [
         Binding("f5", "refresh", "Refresh", id="runs.refresh", tooltip="Re-read the runs directory"),
         Binding("f6", "open_repl", "Open in REPL", id="runs.open_repl", tooltip="Talk to this run's model"),
         Binding("f7", "toggle_log", "Log scale", id="runs.log_scale", tooltip="Toggle log-scale loss axis"),
+        *MARK_BINDINGS,
+        *SWEEP_BINDINGS,
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -94,7 +98,9 @@ class RunsPane(Vertical):
 
     @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False)
     def _list(self, runs_dir: Path) -> None:
-        self.post_message(RunsListed(list_runs(runs_dir)))
+        from trm_core.experiments.manifest import sweep_runs
+
+        self.post_message(RunsListed(list_runs(runs_dir) + sweep_runs(runs_dir)))
 
     @on(RunsListed)
     def _on_listed(self, msg: RunsListed) -> None:
@@ -107,7 +113,7 @@ class RunsPane(Vertical):
             steps = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
             best = f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "–"
             table.add_row(
-                Text(printable(r.name)),
+                self.mark_label(r.name),
                 Text(r.status, style=STATUS_STYLES.get(r.status, "")),
                 steps,
                 best,

@@ -7,7 +7,7 @@ redraws the chart, progress and panels at most four times a second.
 
 from __future__ import annotations
 
-import math
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ from trm_core.events import (
     EarlyStopEvent,
     EvalEvent,
     LogEvent,
+    PhaseEvent,
     StartEvent,
     StepEvent,
 )
@@ -33,6 +34,7 @@ from trm_core.printable import printable
 from trm_core.profile import Profile, ProfileError, load_profile
 from trm_core.runs.listing import run_info
 
+from ..formatting import fmt_duration, fmt_rate
 from ..messages import TrainEvent, TrainPrepared
 from ..widgets.early_stop import EarlyStopPanel
 from ..widgets.loss_chart import LossChart
@@ -46,6 +48,7 @@ STATE_STYLES = {
     "idle": "dim",
     "checking": "yellow",
     "starting": "yellow",
+    "compiling": "bold yellow",
     "training": "bold green",
     "stopping": "bold yellow",
     "finished": "green",
@@ -53,19 +56,6 @@ STATE_STYLES = {
     "stopped": "yellow",
     "error": "bold red",
 }
-
-
-def fmt_duration(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return "--:--"
-    s = int(seconds)
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def fmt_rate(v: float) -> str:
-    return f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
 
 
 def run_dir_for(runs_dir: Path, profile: Profile) -> Path:
@@ -108,12 +98,13 @@ class TrainPane(Vertical):
         self.last_es: EarlyStopEvent | None = None
         self.start_event: StartEvent | None = None
         self.done: DoneEvent | None = None
+        self.compiling_since: float | None = None  # wall clock of the "compiling" PhaseEvent
         self.message = ""
         self._dirty = True
 
     @property
     def training(self) -> bool:
-        return self.state in ("starting", "training", "stopping")
+        return self.state in ("starting", "compiling", "training", "stopping")
 
     # ------------------------------------------------------------------ layout
 
@@ -289,6 +280,11 @@ class TrainPane(Vertical):
             )
             if self.state == "starting":
                 self._set_state("training")
+        elif isinstance(ev, PhaseEvent):  # compiling: its own state, an animated bar and a clock
+            self.compiling_since = ev.time if ev.phase == "compiling" else None
+            self.log_line(ev.detail, "dim")
+            if self.state in ("starting", "compiling", "training"):
+                self._set_state("compiling" if ev.phase == "compiling" else "training")
         elif isinstance(ev, CheckpointEvent):
             best = ", best" if ev.is_best and ev.reason != "best" else ""
             self.log_line(f"checkpoint step {ev.step} ({ev.reason}{best})", "dim")
@@ -350,7 +346,7 @@ class TrainPane(Vertical):
         self._redraw()
 
     def _redraw(self) -> None:
-        if not self._dirty or not self.is_mounted:
+        if not (self._dirty or self.state == "compiling") or not self.is_mounted:
             return
         self._dirty = False
         self._draw_head()
@@ -383,6 +379,10 @@ class TrainPane(Vertical):
         step = ev.step if ev else (self.start_event.step if self.start_event else 0)
         if self.done is not None:
             step = self.done.step
+        if self.state == "compiling" and self.compiling_since is not None:
+            bar.update(total=None, progress=0)  # animated: compiling is not stepping
+            text.update(f"compiling… {fmt_duration(time.time() - self.compiling_since)}")
+            return
         if total:
             bar.update(total=total, progress=step)
         elif self.state == "starting":  # building data / model: an indeterminate (animated) bar

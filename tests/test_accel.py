@@ -1,0 +1,121 @@
+"""The CPU fast path: what `precision`/`compile = "auto"` choose, bf16 and compiled losses against
+fp32 eager on the same batch (stated bounds), and the compile phase's events.
+
+The exactness tests elsewhere run fp32 eager; this file holds the suite's only torch.compile call
+(a 32-wide, 1-layer model, 3 steps), with its kernels cached on disk between runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.test_train import tiny_profile, train
+from trm_core.data.batches import iterate_batches
+from trm_core.errors import UserError
+from trm_core.training import accel
+from trm_core.training.accel import (
+    CPU_COMPILE_MIN_STEPS,
+    CPU_COMPILE_MIN_STEPS_COLD,
+    choose_accel,
+    compile_cache_dir,
+    compile_marker,
+)
+from trm_core.training.setup import build_train_setup
+
+CPU = torch.device("cpu")
+BF16_BOUND = 0.02  # |bf16 - fp32| / fp32 of the loss on one batch (bf16 keeps 8 mantissa bits)
+COMPILED_BOUND = 1e-4  # |compiled - eager| / eager per step, fp32 (only the summation order differs)
+
+
+@pytest.fixture
+def compiler(monkeypatch):
+    monkeypatch.setattr(accel, "cpu_compiler_available", lambda: True)
+
+
+def test_auto_on_cpu_is_fp32_and_compiles_only_runs_long_enough(compiler):
+    short = choose_accel("auto", "auto", CPU, CPU_COMPILE_MIN_STEPS - 1, cache_warm=True)
+    long = choose_accel("auto", "auto", CPU, CPU_COMPILE_MIN_STEPS, cache_warm=True)
+    assert (short.precision, short.compile) == ("fp32", False)
+    assert (long.precision, long.compile) == ("fp32", True)
+    assert "eager" in short.reason and "compiling" in long.reason
+    # a first compile costs ~4x a cached one: only long runs win it back
+    assert not choose_accel("auto", "auto", CPU, CPU_COMPILE_MIN_STEPS_COLD - 1, cache_warm=False).compile
+    assert choose_accel("auto", "auto", CPU, CPU_COMPILE_MIN_STEPS_COLD, cache_warm=False).compile
+    cuda = choose_accel("auto", "auto", torch.device("cuda"), 1)
+    assert (cuda.precision, cuda.compile, cuda.reason) == ("bf16", True, "")
+    assert choose_accel("fp32", "on", CPU, 1).compile and not choose_accel("fp32", "off", CPU, 10**6).compile
+
+
+def test_without_a_cpp_compiler_auto_stays_eager_and_on_is_one_sentence(monkeypatch):
+    monkeypatch.setattr(accel, "cpu_compiler_available", lambda: False)
+    auto = choose_accel("auto", "auto", CPU, 10**6, cache_warm=True)
+    assert not auto.compile and "no C++ compiler" in auto.reason
+    with pytest.raises(UserError, match="needs a C\\+\\+ compiler"):
+        choose_accel("auto", "on", CPU, 10)
+
+
+def test_bf16_on_a_cpu_without_native_bf16_falls_back_to_fp32():
+    emulated = choose_accel("bf16", "off", CPU, 10, cpu_bf16=False)
+    assert emulated.precision == "fp32" and "AVX512-BF16" in emulated.reason
+    assert choose_accel("bf16", "off", CPU, 10, cpu_bf16=True).precision == "bf16"
+
+
+def test_compile_cache_dir_is_documented_and_overridable(monkeypatch, tmp_path):
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert compile_cache_dir() == tmp_path / "trm-tui" / "torch-compile"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert compile_cache_dir() == tmp_path / "mine"
+
+
+def test_bucket_lengths_cover_every_batch_length():
+    p = tiny_profile()
+    s = build_train_setup(p, CPU, rank=0, world_size=1, max_steps=None)
+    seen = {b.input_ids.shape[1] for b in iterate_batches(s.data.train_ds, 16, seed=0, epoch=0)}
+    assert seen <= s.data.train_ds.bucket_lengths()
+
+
+def test_bf16_loss_within_bound_of_fp32_on_the_same_batch():
+    p = tiny_profile()
+    s = build_train_setup(p, CPU, rank=0, world_size=1, max_steps=None)
+    batch = next(iterate_batches(s.data.train_ds, 16, seed=0, epoch=0))
+    model = s.model
+    with torch.no_grad():
+        fp32 = float(model.loss(model(batch.input_ids)[0], batch.labels))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = float(model.loss(model(batch.input_ids)[0], batch.labels))
+    assert abs(bf16 - fp32) <= BF16_BOUND * fp32, (bf16, fp32)
+
+
+def _compiler_available() -> bool:
+    return shutil.which("g++") is not None or shutil.which("c++") is not None
+
+
+@pytest.mark.skipif(not _compiler_available(), reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_training_matches_eager_and_compiling_is_its_own_phase(tmp_path, monkeypatch):
+    # a fixed cache directory: the second run of the suite reuses the kernels (a few seconds)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(Path(tempfile.gettempdir()) / "trm-tui-test-compile"))
+    torch._dynamo.reset()
+    losses = {}
+    for mode in ("off", "on"):
+        p = tiny_profile(train__compile=mode, train__max_steps=3, train__eval_every=100)
+        done, events, _ = train(p, tmp_path / mode)
+        assert done.reason == "finished", done.message
+        losses[mode] = [e.loss for e in events if e.kind == "step"]
+        kinds = [(e.kind, getattr(e, "phase", "")) for e in events]
+        if mode == "on":
+            i = kinds.index(("phase", "compiling"))
+            assert kinds[i + 1] == ("phase", "training") and kinds.index(("step", "")) > i + 1
+            assert kinds.index(("start", "")) < i
+        else:
+            assert ("phase", "compiling") not in kinds
+    torch._dynamo.reset()
+    assert compile_marker(tiny_profile().model, "fp32").is_file()  # auto now expects a cached compile
+    assert len(losses["on"]) == len(losses["off"]) == 3
+    for eager, compiled in zip(losses["off"], losses["on"], strict=True):
+        assert abs(compiled - eager) <= COMPILED_BOUND * eager, (losses["off"], losses["on"])

@@ -1,0 +1,241 @@
+"""Compare runs: group them by the profile keys that differ (seeds pooled), and per group report
+n, mean ± sample std and a t-based 95 % interval across seeds for each metric.
+
+A difference between two groups is called *resolved* only when their 95 % intervals do not
+overlap — a conservative rule (non-overlap of two 95 % intervals implies p < 0.05 and more), so a
+table never claims what its seeds cannot show. One run per group has no interval and resolves
+nothing.
+
+The JSON (`compare --json`, read by the app and the tests):
+    {"groups": [{"key": {"model.arch": "trm", …}, "n": 3, "runs": ["runs/s/…", …],
+                 "metrics": {"best_val_loss": {"mean": …, "std": …, "ci95": [lo, hi], "values": […]}, …}}],
+     "metrics": {name: {"label": …, "better": "lower"|"higher"}}, "by": [...], "interval": "…",
+     "resolved": [{"metric": …, "a": i, "b": j, "better": i|j}]}
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trm_core.errors import UserError
+
+__all__ = [
+    "METRICS",
+    "RunSummary",
+    "compare",
+    "differing_keys",
+    "find_runs",
+    "summarize",
+    "summarize_run",
+    "t_critical",
+]
+
+# name -> (label, better)
+METRICS: dict[str, tuple[str, str]] = {
+    "best_val_loss": ("best val loss", "lower"),
+    "exact_calculator": ("exact, calculator", "higher"),
+    "exact_no_calculator": ("exact, none", "higher"),
+    "wall_seconds": ("train wall s", "lower"),
+    "tokens_per_second": ("train tok/s", "higher"),
+    "params": ("params", "lower"),
+    "flops_per_token": ("fwd FLOPs/token", "lower"),
+}
+IGNORED_KEYS = {"name", "description", "train.seed"}  # seeds are what a group pools over
+INTERVAL = "95% t-interval across seeds: mean ± t(0.975, n-1)·std/√n; resolved = intervals do not overlap"
+
+# two-sided 95 % critical values of Student's t, df 1..30, then a few anchors
+_T975 = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+]  # fmt: skip
+_T975_LARGE = [(40, 2.021), (60, 2.000), (120, 1.980)]
+
+
+def t_critical(df: int) -> float:
+    """t(0.975, df): the two-sided 95 % critical value (table; conservative between anchors)."""
+    if df < 1:
+        raise ValueError("df must be at least 1")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    for anchor, value in _T975_LARGE:
+        if df <= anchor:
+            return value  # the value at the next anchor below df would be smaller: this is conservative
+    return 1.960
+
+
+@dataclass
+class RunSummary:
+    path: Path
+    config: dict[str, Any]  # the profile, flat
+    metrics: dict[str, float | None]
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (step, validation loss)
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run directories in `paths`: each is a run, or a folder (a sweep) whose subfolders are runs."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise UserError(f"{p} does not exist")
+        if _is_run(p):
+            out.append(p)
+            continue
+        found = sorted(d for d in p.iterdir() if d.is_dir() and _is_run(d)) if p.is_dir() else []
+        if not found:
+            raise UserError(f"{p} is neither a run directory nor a folder of runs")
+        out += found
+    return list(dict.fromkeys(out))
+
+
+def _is_run(p: Path) -> bool:
+    return p.is_dir() and (p / "metrics.jsonl").is_file() and (p / "profile.toml").is_file()
+
+
+def _forward_flops_per_token(profile: Any, vocab_size: int | None) -> float:
+    """Matmul FLOPs of one forward pass per token (attention's length term left out), all supervision passes."""
+    from trm_core.bench.common import layer_passes
+    from trm_core.model.layers import swiglu_hidden_size
+
+    m = profile.model
+    d, inter = m.hidden_size, swiglu_hidden_size(m.hidden_size, m.expansion)
+    passes, _ = layer_passes(m)
+    per_pass = passes * (8 * d * d + 6 * d * inter) + 2 * d * (vocab_size or 0)
+    return float(per_pass * profile.train.supervision_steps)
+
+
+@functools.cache
+def _vocab_size(name: str) -> int | None:
+    """The tokenizer's vocabulary (the LM head's width); None when it cannot be built here (offline hub)."""
+    from trm_core.data.tokenizers import build_tokenizer
+
+    try:
+        return int(build_tokenizer(name).vocab_size)
+    except UserError:
+        return None
+
+
+def summarize_run(run_dir: str | Path) -> RunSummary:
+    """The metrics of one run, from its metrics.jsonl, saved profile and eval record."""
+    from trm_core.evaluation.record import latest_eval
+    from trm_core.events import EvalEvent, StartEvent, StepEvent, read_events
+    from trm_core.runs.read import saved_profile
+
+    run_dir = Path(run_dir)
+    profile = saved_profile(run_dir)
+    events, _ = read_events(run_dir / "metrics.jsonl", 0)
+    curve: dict[int, float] = {}
+    params = wall = None
+    speeds: list[float] = []
+    for ev in events:
+        if isinstance(ev, StartEvent):
+            params = ev.params
+        elif isinstance(ev, StepEvent):
+            wall = ev.elapsed_s
+            if ev.tokens_per_s > 0:
+                speeds.append(ev.tokens_per_s)
+        elif isinstance(ev, EvalEvent) and math.isfinite(ev.val_loss):
+            curve[ev.step] = ev.val_loss  # after a resume the re-run step's value replaces the old
+    record = latest_eval(run_dir)
+    calc = no_calc = None
+    if record is not None:
+        if (record.get("settings") or {}).get("calculator", True):
+            calc = record["accuracy"]
+        no_calc = record.get("accuracy_no_calculator")
+    vocab = _vocab_size(profile.tokenizer.name)
+    metrics: dict[str, float | None] = {
+        "best_val_loss": min(curve.values()) if curve else None,
+        "exact_calculator": calc,
+        "exact_no_calculator": no_calc,
+        "wall_seconds": wall,
+        "tokens_per_second": statistics.median(speeds) if speeds else None,
+        "params": float(params) if params is not None else None,
+        "flops_per_token": _forward_flops_per_token(profile, vocab) if vocab else None,
+    }
+    return RunSummary(run_dir, profile.flat(), metrics, sorted(curve.items()))
+
+
+def differing_keys(runs: Sequence[RunSummary]) -> list[str]:
+    """Profile keys whose value is not the same in every run (seed, name and description aside)."""
+    keys = sorted({k for r in runs for k in r.config} - IGNORED_KEYS)
+    return [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]
+
+
+def summarize(values: Sequence[float]) -> dict[str, Any]:
+    """mean, sample std, t-based 95 % interval (None where n is too small) and the values."""
+    vals = [float(v) for v in values]
+    n = len(vals)
+    mean = statistics.fmean(vals) if vals else None
+    std = statistics.stdev(vals) if n >= 2 else None
+    ci = None
+    if n >= 2 and mean is not None and std is not None:
+        half = t_critical(n - 1) * std / math.sqrt(n)
+        ci = [mean - half, mean + half]
+    return {"mean": mean, "std": std, "ci95": ci, "values": vals}
+
+
+def _disjoint(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if a["ci95"] is None or b["ci95"] is None:
+        return False
+    return a["ci95"][1] < b["ci95"][0] or b["ci95"][1] < a["ci95"][0]
+
+
+def compare(
+    runs: Sequence[RunSummary], by: Sequence[str] | None = None, metrics: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Group `runs` by `by` (default: the keys that differ) and summarize every metric per group."""
+    metrics = list(metrics or METRICS)
+    for m in metrics:
+        if m not in METRICS:
+            raise UserError(f"unknown metric {m!r}; known: {', '.join(METRICS)}")
+    known = {k for r in runs for k in r.config}
+    for k in by or []:
+        if k not in known:
+            raise UserError(f"--by {k!r} is not a profile key of these runs (dotted, e.g. 'model.arch')")
+    keys = list(by) if by else differing_keys(runs)
+    groups: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        key = {k: r.config.get(k) for k in keys}
+        g = groups.setdefault(repr(sorted(key.items())), {"key": key, "runs": [], "_members": []})
+        g["runs"].append(str(r.path))
+        g["_members"].append(r)
+    out_groups = []
+    for g in groups.values():
+        members = g.pop("_members")
+        g["n"] = len(members)
+        g["metrics"] = {
+            m: summarize([r.metrics[m] for r in members if r.metrics.get(m) is not None]) for m in metrics
+        }
+        g["curve"] = _mean_curve([r.curve for r in members])
+        out_groups.append(g)
+    resolved = []
+    for m in metrics:
+        sign = -1 if METRICS[m][1] == "lower" else 1
+        for i, a in enumerate(out_groups):
+            for j in range(i + 1, len(out_groups)):
+                sa, sb = a["metrics"][m], out_groups[j]["metrics"][m]
+                if _disjoint(sa, sb):
+                    better = i if sign * (sa["mean"] - sb["mean"]) > 0 else j
+                    resolved.append({"metric": m, "a": i, "b": j, "better": better})
+    return {
+        "groups": out_groups,
+        "by": keys,
+        "metrics": {m: {"label": METRICS[m][0], "better": METRICS[m][1]} for m in metrics},
+        "interval": INTERVAL,
+        "resolved": resolved,
+    }
+
+
+def _mean_curve(curves: Sequence[list[tuple[int, float]]]) -> list[list[float]]:
+    """Mean validation loss per step over the runs that evaluated at that step."""
+    by_step: dict[int, list[float]] = {}
+    for c in curves:
+        for step, loss in c:
+            by_step.setdefault(step, []).append(loss)
+    return [[step, statistics.fmean(v)] for step, v in sorted(by_step.items())]

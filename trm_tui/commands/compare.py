@@ -1,0 +1,170 @@
+"""`trm-tui compare PATH…`: runs grouped by what differs, mean ± std and a t-based 95 % interval across
+seeds per metric, differences marked resolved only where intervals do not overlap."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from typing import Any
+
+DEFAULT_METRICS = ["best_val_loss", "exact_calculator", "exact_no_calculator", "wall_seconds"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="compare runs or sweeps: mean ± 95% interval across seeds per group")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="run directories or folders of runs (a sweep)")
+    p.add_argument("--by", nargs="+", metavar="KEY", default=None, help="group by these profile keys")
+    p.add_argument(
+        "--metric",
+        nargs="+",
+        metavar="M",
+        default=None,
+        help="metrics to show (default: loss, exact, wall); 'all'",
+    )
+    p.add_argument("--json", metavar="FILE", default=None, help="write the comparison as JSON ('-' = stdout)")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument("--plot", action="store_true", help="overlaid mean validation curves in the terminal")
+    p.add_argument("--log", action="store_true", help="with --plot: log10 of the loss")
+    p.set_defaults(run=run)
+
+
+def fmt(metric: str, v: float | None) -> str:
+    if v is None:
+        return "—"
+    if metric.startswith("exact"):
+        return f"{100 * v:.1f}%"
+    if metric == "best_val_loss":
+        return f"{v:.4f}"
+    if metric in ("params", "flops_per_token"):
+        return f"{v / 1e6:.2f}M"
+    if metric == "tokens_per_second":
+        return f"{v / 1e3:.1f}k"
+    return f"{v:.1f}" if abs(v) < 100 else f"{v:.0f}"
+
+
+def cell(metric: str, s: dict[str, Any], *, one_line: bool) -> str:
+    if s["mean"] is None:
+        return "—"
+    text = fmt(metric, s["mean"])
+    if s["std"] is not None:
+        text += f" ± {fmt(metric, s['std'])}"
+    if s["ci95"] is not None:
+        sep = " " if one_line else "\n"
+        text += f"{sep}[{fmt(metric, s['ci95'][0])}, {fmt(metric, s['ci95'][1])}]"
+    return text
+
+
+def best_resolved(result: dict[str, Any], metric: str) -> int | None:
+    """The group that is resolved better than every other group on `metric`, if any."""
+    n = len(result["groups"])
+    wins: dict[int, int] = {}
+    for r in result["resolved"]:
+        if r["metric"] == metric:
+            wins[r["better"]] = wins.get(r["better"], 0) + 1
+    return next((g for g, w in wins.items() if w == n - 1 and n > 1), None)
+
+
+def verdicts(result: dict[str, Any]) -> list[str]:
+    """One sentence per metric: which pairs are resolved, or that the intervals all overlap."""
+    from trm_tui.curves import group_label
+
+    groups = result["groups"]
+    out = []
+    for m, info in result["metrics"].items():
+        pairs = [r for r in result["resolved"] if r["metric"] == m]
+        with_ci = sum(1 for g in groups if g["metrics"][m]["ci95"] is not None)
+        if len(groups) < 2:
+            continue
+        if with_ci < 2:
+            out.append(f"{info['label']}: fewer than two groups with ≥ 2 runs, nothing can be resolved.")
+        elif not pairs:
+            out.append(f"{info['label']}: all 95% intervals overlap — nothing resolved.")
+        else:
+            said = []
+            for r in pairs:
+                a, b = (r["a"], r["b"]) if r["better"] == r["a"] else (r["b"], r["a"])
+                op = "<" if info["better"] == "lower" else ">"
+                said.append(f"{group_label(groups[a]['key'])} {op} {group_label(groups[b]['key'])}")
+            total = len(groups) * (len(groups) - 1) // 2
+            rest = f"; the other {total - len(pairs)} pairs overlap" if total > len(pairs) else ""
+            out.append(f"{info['label']}: resolved {', '.join(said)}{rest}.")
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    from trm_tui.curves import group_label
+
+    metrics = list(result["metrics"])
+    head = ["group", "n", *(result["metrics"][m]["label"] for m in metrics)]
+    lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * len(metrics)]
+    best = {m: best_resolved(result, m) for m in metrics}
+    for i, g in enumerate(result["groups"]):
+        cells = []
+        for m in metrics:
+            c = cell(m, g["metrics"][m], one_line=True)
+            cells.append(f"**{c}**" if best[m] == i else c)
+        lines.append("| " + " | ".join([group_label(g["key"]), str(g["n"]), *cells]) + " |")
+    notes = [f"mean ± std [95% interval]; {result['interval']}; bold = resolved best."] + verdicts(result)
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def rich_table(result: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    from trm_tui.curves import group_label
+
+    table = Table(
+        title=f"{sum(g['n'] for g in result['groups'])} runs; mean ± std [95% interval]", title_justify="left"
+    )
+    table.add_column("group", overflow="fold")
+    table.add_column("n", justify="right")
+    metrics = list(result["metrics"])
+    for m in metrics:
+        table.add_column(result["metrics"][m]["label"], justify="right")
+    best = {m: best_resolved(result, m) for m in metrics}
+    for i, g in enumerate(result["groups"]):
+        cells = []
+        for m in metrics:
+            c = cell(m, g["metrics"][m], one_line=False)
+            cells.append(f"[bold green]{c} *[/]" if best[m] == i else c)
+        table.add_row(group_label(g["key"]), str(g["n"]), *cells)
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from trm_core.errors import UserError
+    from trm_core.experiments.compare import METRICS, compare, find_runs, summarize_run
+
+    metrics = args.metric or DEFAULT_METRICS
+    if metrics == ["all"]:
+        metrics = list(METRICS)
+    runs = [summarize_run(p) for p in find_runs(args.paths)]
+    result = compare(runs, by=args.by, metrics=metrics)
+    if args.json:
+        text = json.dumps(result, indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            try:
+                with open(args.json, "w", encoding="utf-8") as f:
+                    f.write(text + "\n")
+            except OSError as e:
+                raise UserError(f"cannot write {args.json}: {e.strerror or e}") from None
+    if args.markdown:
+        print(markdown(result), end="")
+    elif args.json != "-":
+        console = Console(highlight=False)
+        console.print(rich_table(result))
+        console.print(f"[dim]{result['interval']}; * = resolved best.[/dim]")
+        for line in verdicts(result):
+            console.print(line)
+    if args.plot:
+        from trm_tui.curves import render_curves
+
+        width = min(shutil.get_terminal_size((80, 24)).columns, 120)
+        print(render_curves(result["groups"], width=width, log=args.log, color=sys.stdout.isatty()))
+    return 0
