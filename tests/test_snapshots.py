@@ -13,10 +13,10 @@ import pytest
 from tests.fakes import BASE_TIME, FakeGeneratorFactory, FakeTrainerFactory, TrainerScript, fake_backend
 from tests.test_app import TINY, train_once, wait_for
 from trm_tui.app import TrmApp
+from trm_tui.panes.repl import ReplPane
+from trm_tui.panes.runs import RunsPane
+from trm_tui.panes.train import TrainPane
 from trm_tui.screens.mismatch import MismatchModal
-from trm_tui.screens.repl import ReplPane
-from trm_tui.screens.runs import RunsPane
-from trm_tui.screens.train import TrainPane
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -65,7 +65,7 @@ def test_train_mid_run(snap_compare, dirs, size):
     async def mid_run(pilot):
         await pilot.press("f2", "f5")
         pane = pilot.app.query_one(TrainPane)
-        await wait_for(pilot, lambda: pane.last_step is not None and pane.last_step.step == 30)
+        await wait_for(pilot, lambda: pane.history.last_step is not None and pane.history.last_step.step == 30)
         await pilot.pause(0.4)  # one coalesced redraw
 
     assert snap_compare(_app(dirs, trainer), terminal_size=size, run_before=mid_run)

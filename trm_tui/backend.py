@@ -67,11 +67,28 @@ def _real_count_parameters(profile: Profile) -> int:
 
 
 def _real_format_prompt(question: str) -> str:
-    try:
-        from trm_core.data.sources import format_prompt
-    except ImportError:  # data.py not there yet: the contract's format
-        return f"Question: {question}\nAnswer:"
+    from trm_core.data.sources import format_prompt
+
     return format_prompt(question)
+
+
+EXAMPLES = 64  # validation problems the REPL draws its example questions from
+
+
+def _real_examples(run_dir: Path) -> list[tuple[str, str]]:
+    """(question, answer) pairs from the run's validation slice: problems it never trained on."""
+    from trm_core.evaluation.run_eval import held_out_examples
+    from trm_core.runs.read import saved_profile
+
+    return [(e.question, e.answer) for e in held_out_examples(saved_profile(run_dir), "val", EXAMPLES)]
+
+
+def _real_evaluate_run(
+    run_dir: Path, *, which: str, split: str, limit: int | None, progress: Callable[[int, int], None]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from trm_core.evaluation.run_eval import evaluate_run
+
+    return evaluate_run(run_dir, which=which, split=split, limit=limit, progress=progress)
 
 
 @dataclass
@@ -82,6 +99,8 @@ class Backend:
     propose_fresh_run_dir: Callable[[Path], Path] = _real_propose_fresh_run_dir
     count_parameters: Callable[[Profile], int] = _real_count_parameters
     format_prompt: Callable[[str], str] = _real_format_prompt
+    examples: Callable[[Path], list[tuple[str, str]]] = _real_examples
+    evaluate_run: Callable[..., tuple[dict[str, Any], list[dict[str, Any]]]] = _real_evaluate_run
     clock: Callable[[], float] = field(default=time.time)  # injectable for deterministic snapshots
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from trm_core.generation.batched import decode_batch
-from trm_core.generation.sampling import SamplingOptions, filter_logits, sample_next
+from trm_core.generation.sampling import SamplingOptions, filter_logits, resolve_seed, sample_next
 from trm_core.generation.sessions import CachedSession, RecomputeSession, StepGraph, pick_token
 from trm_core.generation.textstream import (
     CONTEXT_TAIL,
@@ -98,6 +98,7 @@ class Generator:
         self.defaults = defaults or SamplingOptions()
         self.last_dropped = 0  # prompt tokens dropped from the left by the last request (for a note)
         self.last_stats: dict[str, float] = {}
+        self.last_seed: int | None = None  # the seed the last sampled request used (None: greedy)
         self._graph_key: tuple[int, int] | None = None
         self._graph: StepGraph | None = None
         self._graph_cache: Any = None
@@ -254,7 +255,9 @@ class Generator:
             session = self._session(1, total)
         else:
             session = RecomputeSession(self.model, self.supervision_steps)
-        rng = self._torch_generator(opts.seed)
+        seed = resolve_seed(opts.seed)  # no seed: a fresh one, kept so the answer can be reproduced
+        self.last_seed = seed if opts.temperature > 0 else None
+        rng = self._torch_generator(seed)
         eos = {self.tokenizer.eos_id, self.tokenizer.pad_id}
         out = TextStream(opts.stop)
         decoder = self.tokenizer.incremental_decoder()
@@ -298,6 +301,7 @@ class Generator:
             "new_tokens": new_tokens,
             "seconds": elapsed,
             "tokens_per_s": new_tokens / max(elapsed, 1e-9),
+            "seed": self.last_seed,
         }
 
     def generate(self, prompt: str, **kw: Any) -> str:

@@ -141,6 +141,8 @@ class Trainer:
         self.S, self.deep, self.precision = s.supervision_steps, s.deep, s.precision
         self.model = model = s.model
         self.ema, self.optimizer = s.ema, s.optimizer
+        if self.resume and (done := self._nothing_to_train()) is not None:
+            return done
 
         pending_logs: list[str] = []
         D.on_rank0(lambda: self.files.claim(pending_logs.append), self.dist)
@@ -193,6 +195,22 @@ class Trainer:
             val_loss, acc = self._evaluate()
             self._emit(EvalEvent(0, val_loss, acc))
         return self._loop()
+
+    def _nothing_to_train(self) -> DoneEvent | None:
+        """A resume whose checkpoint already reached the step budget: said, and nothing written.
+
+        The DoneEvent goes to `on_event` only (not metrics.jsonl): the run stays byte for byte.
+        """
+        step = self.files.finished_step(self.total_steps)
+        if step is None:
+            return None
+        self.step = step
+        done = DoneEvent(
+            "nothing-to-train", step, f"{self.run_dir} already finished at step {step}; nothing to train"
+        )
+        if self.on_event is not None and self.dist.is_main:
+            self.on_event(done)
+        return done
 
     # ------------------------------------------------------------------ the loop
 

@@ -7,13 +7,12 @@ is shown; the list opens instantly with "… params" and fills in.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -21,12 +20,10 @@ from trm_core.profile import Profile, ProfileError, load_profile, save_profile_t
 from trm_core.runs.atomic import write_text_atomic
 
 from ..messages import ParamsCounted
+from ..screens.modals import ConfirmModal, NameModal
 from ..widgets.profile_editor import ProfileEditor
-from .modals import ConfirmModal, NameModal
+from .base import Pane
 from .profile_template import TEMPLATE
-
-if TYPE_CHECKING:
-    from ..app import TrmApp
 
 
 def fmt_params(params: int | None) -> str:
@@ -46,7 +43,7 @@ def facts(profile: Profile | None, error: str = "") -> str:
     return f"{profile.tokenizer.name} · {src} · {t.supervision}×{t.supervision_steps}"
 
 
-class ProfilesPane(Horizontal):
+class ProfilesPane(Pane):
     # priority: the editor's TextArea binds f6/f7 (select line/all) itself
     BINDINGS = [
         Binding(
@@ -81,10 +78,6 @@ class ProfilesPane(Horizontal):
         self.params: dict[Path, int | None] = {}
         self.current: Path | None = None
         self._restoring = False
-
-    @property
-    def tapp(self) -> TrmApp:
-        return self.app  # type: ignore[return-value]
 
     @property
     def editor(self) -> ProfileEditor:
@@ -234,25 +227,27 @@ class ProfilesPane(Horizontal):
     def action_goto_problem(self) -> None:
         self.editor.goto_problem()
 
-    def action_save(self) -> None:
+    def action_save(self) -> bool:
+        """Save the editor's text (refused while invalid); True when saved."""
         if self.current is None:
             self.app.notify("No profile open.", severity="warning")
-            return
+            return False
         result = self.editor.validate_now()
         if not result.ok:
             where = f"line {result.line + 1}: " if result.line is not None else ""
             self.app.notify(f"Not saved: {where}{result.problem}", title="Invalid profile", severity="error")
-            return
+            return False
         try:
             save_profile_text(self.current, self.editor.text)
         except (ProfileError, OSError) as e:
             self.app.notify(f"Not saved: {e}", severity="error")
-            return
+            return False
         self.editor.mark_saved()
         self.params.pop(self.current, None)
         self.app.notify(f"Saved {self.current.name}")
         self.reload(select=self.current)
         self.tapp.profile_path = self.current  # always_update: the Train tab reloads the saved file
+        return True
 
     def _taken(self) -> set[str]:
         return {p.stem for p in self.paths}
