@@ -73,9 +73,8 @@ def now_table(history: RunHistory) -> Table:
     grid.add_row("loss", f"{ev.loss:.4f}" if ev else "–")
     grid.add_row("val", f"{val.val_loss:.4f}  acc {val.val_token_acc:.1%}" if val else "–")
     grid.add_row("lr", f"{ev.lr:.2e}" if ev else "–")
-    rate = f"{fmt_rate(history.tokens_per_s)} avg" if ev else "–"
-    if ev:
-        rate += f" · {fmt_rate(ev.tokens_per_s)} now"
+    # smoothed over the session's steps; the last step's own rate after it
+    rate = f"{fmt_rate(history.tokens_per_s)} (now {fmt_rate(ev.tokens_per_s)})" if ev else "–"
     grid.add_row("tok/s", rate)
     grid.add_row("elapsed", fmt_duration(ev.elapsed_s) if ev else "–")
     return grid
