@@ -41,6 +41,7 @@ class ParamsCounted(Message):
     path: Path
     params: int | None
     error: str = ""
+    live: bool = False  # counted from the editor's unsaved text
 
 
 @dataclass

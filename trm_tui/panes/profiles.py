@@ -77,6 +77,7 @@ class ProfilesPane(Pane):
         self.errors: dict[Path, str] = {}
         self.params: dict[Path, int | None] = {}
         self.current: Path | None = None
+        self.live_params: int | None = None  # of the editor's unsaved text
         self._restoring = False
 
     @property
@@ -157,6 +158,11 @@ class ProfilesPane(Pane):
 
     @on(ParamsCounted)
     def _on_params(self, msg: ParamsCounted) -> None:
+        if msg.live:
+            if msg.path == self.current and self.editor.dirty:
+                self.live_params = msg.params
+                self._title()
+            return
         self.params[msg.path] = msg.params if msg.params is not None else -1
         if msg.path in self.paths:
             self.query_one("#profile-list", OptionList).replace_option_prompt(
@@ -195,7 +201,7 @@ class ProfilesPane(Pane):
         self.editor.text_area.focus()
 
     def _open(self, path: Path | None) -> None:
-        self.current = path
+        self.current, self.live_params = path, None
         if path is None:
             self.editor.load("", "<none>")
             self.tapp.profile_path = None
@@ -213,14 +219,28 @@ class ProfilesPane(Pane):
             return
         t = Text(self.current.name, style="bold")
         params = self.params.get(self.current)
-        if params is not None and params >= 0:
+        if self.live_params is not None and self.editor.dirty:
+            t.append(f"  {self.live_params:,} params (as edited)", style="yellow")
+        elif params is not None and params >= 0:
             t.append(f"  {params:,} params", style="dim")
         t.append("  F2 trains it", style="dim")
         self.query_one("#profile-title", Static).update(t)
 
     @on(ProfileEditor.Validated)
     def _on_validated(self, event: ProfileEditor.Validated) -> None:
-        pass  # the editor shows the result itself; kept as the hook for future live facts
+        """While typing: the parameter count of what the editor holds (a valid profile only)."""
+        if event.result.ok and self.current is not None and self.editor.dirty:
+            self._count_live(self.current, event.result.profile)
+        elif self.live_params is not None:
+            self.live_params = None
+            self._title()
+
+    @work(thread=True, exclusive=True, group="live-params", exit_on_error=False)
+    def _count_live(self, path: Path, profile: Profile) -> None:
+        try:
+            self.post_message(ParamsCounted(path, self.tapp.backend.count_parameters(profile), live=True))
+        except Exception as e:  # noqa: BLE001 — e.g. hf: tokenizer offline; shown, not fatal
+            self.post_message(ParamsCounted(path, None, str(e), live=True))
 
     # ------------------------------------------------------------------ actions
 
@@ -265,11 +285,22 @@ class ProfilesPane(Pane):
         self.editor.text_area.focus()
 
     def action_new(self) -> None:
-        def named(name: str | None) -> None:
-            if name:
-                self._write_new(name, TEMPLATE)
+        templates = [("defaults only (commented)", "")] + [(p.stem, str(p)) for p in self.paths]
+        modal = NameModal("New profile name", "my-profile", self._taken(), templates=templates)
 
-        self.app.push_screen(NameModal("New profile name", "my-profile", self._taken()), named)
+        def named(name: str | None) -> None:
+            if not name:
+                return
+            text = TEMPLATE
+            if modal.template:
+                try:
+                    text = Path(modal.template).read_text(encoding="utf-8")
+                except OSError as e:
+                    self.app.notify(f"Cannot read {modal.template}: {e.strerror}", severity="error")
+                    return
+            self._write_new(name, text)
+
+        self.app.push_screen(modal, named)
 
     def action_duplicate(self) -> None:
         if self.current is None:

@@ -16,7 +16,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Input, Label, Select, Static, Switch
+from textual.widgets import Checkbox, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from trm_core.profile import ProfileError, parse_profile
@@ -48,12 +48,14 @@ class ReplPane(Pane):
         self.generating = False
         self._settings_from: Path | None = None  # the run whose profile gave the sampling settings
         self.examples: dict[Path, list[tuple[str, str]]] = {}
+        self.example_error = ""
         self._example_index = 0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="repl-controls"):
             yield Label("run", classes="repl-label")
             yield Select[str]([], id="repl-run", prompt="no runs yet", allow_blank=True, compact=True)
+            yield Label("checkpoint", classes="repl-label")
             yield Select[str](
                 [("best", "best"), ("latest", "latest")],
                 id="repl-which",
@@ -70,8 +72,7 @@ class ReplPane(Pane):
             yield Input("256", id="repl-max-tokens", type="integer", compact=True)
             yield Label("seed", classes="repl-label")
             yield Input("", id="repl-seed", type="integer", placeholder="new", compact=True)
-            yield Label("calc", classes="repl-label")
-            yield Switch(True, id="repl-calculator")
+            yield Checkbox("calc", True, id="repl-calculator", compact=True)
         yield Transcript(id="repl-transcript")
         yield PromptInput(id="repl-prompt", placeholder="A math word problem… (enter generates, ↑/↓ history)")
         yield Static(id="repl-status")
@@ -106,6 +107,7 @@ class ReplPane(Pane):
         has_best = (run_dir / "checkpoints" / "best").exists()  # stopped before any evaluation: none
         self.query_one("#repl-which", Select).value = "best" if has_best else "latest"
         if run_dir not in self.examples:
+            self.examples[run_dir] = []  # loading (once)
             self._load_examples(run_dir)
         if self._settings_from is not None:
             return  # settings the user has (or has seen) stay as they are across runs
@@ -118,7 +120,7 @@ class ReplPane(Pane):
         self.query_one("#repl-top-p", Input).value = f"{gen.top_p:g}"
         self.query_one("#repl-max-tokens", Input).value = str(gen.max_tokens)
         self.query_one("#repl-seed", Input).value = str(gen.seed) if gen.seed >= 0 else ""
-        self.query_one("#repl-calculator", Switch).value = gen.calculator
+        self.query_one("#repl-calculator", Checkbox).value = gen.calculator
 
     # ------------------------------------------------------------------ example problems
 
@@ -134,6 +136,7 @@ class ReplPane(Pane):
     @on(ExamplesLoaded)
     def _on_examples(self, msg: ExamplesLoaded) -> None:
         self.examples[msg.run_dir] = msg.examples
+        self.example_error = msg.error
         transcript = self.query_one("#repl-transcript", Transcript)
         if msg.examples and not transcript.plain and self._run() == msg.run_dir:
             question, answer = msg.examples[0]
@@ -146,7 +149,8 @@ class ReplPane(Pane):
         run = self._run()
         examples = self.examples.get(run) if run else None
         if not examples:
-            self.app.notify("No example problems for this run (yet).", severity="warning")
+            why = f": {self.example_error}" if self.example_error else " (yet)"
+            self.app.notify(f"No example problems for this run{why}.", severity="warning")
             return
         question = examples[self._example_index % len(examples)][0]
         self._example_index += 1
@@ -182,7 +186,7 @@ class ReplPane(Pane):
             "top_p": top_p,
             "max_tokens": max_tokens,
             "seed": seed,
-            "calculator": self.query_one("#repl-calculator", Switch).value,
+            "calculator": self.query_one("#repl-calculator", Checkbox).value,
             "stop": stop_strings(),
         }
 

@@ -31,14 +31,9 @@ from ..screens.modals import ChoiceModal
 from ..widgets.early_stop import EarlyStopPanel
 from ..widgets.loss_chart import LossChart
 from .base import Pane
-from .train_view import now_table, progress_text, run_label, state_text
+from .train_view import now_table, progress_text, run_label, short, state_text
 
 REDRAW_S = 0.25
-
-
-def short(run_dir: Path) -> str:
-    """runs/quickstart rather than a long absolute path."""
-    return f"{run_dir.parent.name}/{run_dir.name}"
 
 
 class TrainPane(Pane):
@@ -170,15 +165,10 @@ class TrainPane(Pane):
             self._set_state("checking")
             self._prepare(path, self.run_dir, fresh)
 
-        self.app.push_screen(
-            ChoiceModal(
-                f"{path.name} has unsaved changes. Training uses the saved file.",
-                [("save", "Save and train", "primary"), ("saved", "Train the saved version", "default")],
-                focus="save" if result.ok else "cancel",
-                refused=refused,
-            ),
-            chosen,
-        )
+        choices = [("save", "Save and train", "primary"), ("saved", "Train the saved version", "default")]
+        question = f"{path.name} has unsaved changes. Training uses the saved file."
+        focus = "save" if result.ok else "cancel"
+        self.app.push_screen(ChoiceModal(question, choices, focus=focus, refused=refused), chosen)
 
     def action_start_fresh(self) -> None:
         self.action_start(fresh=True)

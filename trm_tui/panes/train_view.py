@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
@@ -39,6 +40,11 @@ def fmt_rate(v: float | None) -> str:
     if v is None or not math.isfinite(v):
         return "–"
     return f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
+
+
+def short(run_dir: Path) -> str:
+    """runs/quickstart rather than a long absolute path."""
+    return f"{run_dir.parent.name}/{run_dir.name}"
 
 
 def run_label(r: RunInfo) -> str:
