@@ -373,7 +373,7 @@ class TrainPane(Pane):
         self._dirty = False
         h = self.history
         name = self.profile.name if self.profile else "no profile"
-        self.query_one("#train-profile", Static).update(Text(name, style="bold"))
+        self.query_one("#train-profile", Static).update(Text.assemble((name, "bold"), (" → run", "dim")))
         self.query_one("#train-state", Static).update(state_text(self.state, h, self.message))
         step, total, text = progress_text(h, self.training)
         bar = self.query_one("#train-progress", ProgressBar)
