@@ -24,7 +24,7 @@ from trm_core.runs.atomic import write_text_atomic
 from trm_core.runs.checkpoint import save_checkpoint
 from trm_core.runs.inference import load_into
 from trm_core.runs.lock import acquire_lock
-from trm_core.runs.read import has_checkpoint, load_training_state, read_state, resolve_checkpoint
+from trm_core.runs.read import has_checkpoint, load_training_state, resolve_checkpoint
 from trm_core.training.distributed import DistInfo
 from trm_core.training.ema import EMA
 from trm_core.training.optim import load_optimizer_state
@@ -130,14 +130,6 @@ class RunFiles:
         if self._release_lock is not None:
             self._release_lock()
             self._release_lock = None
-
-    def finished_step(self, total_steps: int) -> int | None:
-        """The latest checkpoint's step when it already reached `total_steps` (nothing to train)."""
-        latest = self.latest()
-        if latest is None:
-            return None
-        step = read_state(latest)["step"]
-        return step if step >= total_steps else None
 
     def latest(self) -> Path | None:
         """The run's `latest` checkpoint, or None when it has none yet."""

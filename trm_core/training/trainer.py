@@ -141,8 +141,6 @@ class Trainer:
         self.S, self.deep, self.precision = s.supervision_steps, s.deep, s.precision
         self.model = model = s.model
         self.ema, self.optimizer = s.ema, s.optimizer
-        if self.resume and (done := self._nothing_to_train()) is not None:
-            return done
 
         pending_logs: list[str] = []
         D.on_rank0(lambda: self.files.claim(pending_logs.append), self.dist)
@@ -161,6 +159,8 @@ class Trainer:
             log=self._log,
         )
         resumed = r is not None
+        if r is not None and r.step >= self.total_steps:
+            return self._nothing_to_train(r.step)
         if r is not None:
             self.step, self.pos, self._carry0 = r.step, r.pos, r.carry
             self._last_eval_step, self._elapsed0, self._saved_step = r.last_eval_step, r.elapsed_s, r.step
@@ -196,14 +196,12 @@ class Trainer:
             self._emit(EvalEvent(0, val_loss, acc))
         return self._loop()
 
-    def _nothing_to_train(self) -> DoneEvent | None:
+    def _nothing_to_train(self, step: int) -> DoneEvent:
         """A resume whose checkpoint already reached the step budget: said, and nothing written.
 
-        The DoneEvent goes to `on_event` only (not metrics.jsonl): the run stays byte for byte.
+        The checkpoint was loaded (so a damaged one is still reported); metrics.jsonl was never
+        opened and the DoneEvent goes to `on_event` only: the run stays byte for byte.
         """
-        step = self.files.finished_step(self.total_steps)
-        if step is None:
-            return None
         self.step = step
         done = DoneEvent(
             "nothing-to-train", step, f"{self.run_dir} already finished at step {step}; nothing to train"
