@@ -136,7 +136,9 @@ async def test_train_progress_mid_run_and_stop_saves_checkpoint(dirs):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f2", "f5")
         pane = app.query_one(TrainPane)
-        await wait_for(pilot, lambda: pane.history.last_step is not None and pane.history.last_step.step == 12)
+        await wait_for(
+            pilot, lambda: pane.history.last_step is not None and pane.history.last_step.step == 12
+        )
         await pilot.pause(0.3)
         assert pane.state == "training"
         assert "step 12/100" in text_of(app, "#train-progress-text")
@@ -157,7 +159,9 @@ async def test_early_stop_panel_waiting_then_stopped(dirs):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f2", "f5")
         pane = app.query_one(TrainPane)
-        await wait_for(pilot, lambda: pane.history.last_step is not None and pane.history.last_step.step == 20)
+        await wait_for(
+            pilot, lambda: pane.history.last_step is not None and pane.history.last_step.step == 20
+        )
         await pilot.pause(0.3)
         panel = text_of(app, EarlyStopPanel)
         assert "waiting 2 of 3" in panel and "@ 10" in panel and "1 of 3 left" in panel

@@ -67,7 +67,9 @@ def test_train_mid_run(snap_compare, dirs, size):
     async def mid_run(pilot):
         await pilot.press("f2", "f5")
         pane = pilot.app.query_one(TrainPane)
-        await wait_for(pilot, lambda: pane.history.last_step is not None and pane.history.last_step.step == 30)
+        await wait_for(
+            pilot, lambda: pane.history.last_step is not None and pane.history.last_step.step == 30
+        )
         await pilot.pause(0.4)  # one coalesced redraw
 
     assert snap_compare(_app(dirs, trainer), terminal_size=size, run_before=mid_run)

@@ -315,5 +315,7 @@ def test_noop_resume_leaves_the_run_byte_for_byte_unchanged(tmp_path):
     assert snapshot(run) == before and (run / "metrics.jsonl").stat().st_mtime_ns == mtime
     events: list = []
     done = Trainer(tiny_profile(train__max_steps=3), run, on_event=events.append).run()
-    assert done.reason == "nothing-to-train" and done.step == 3 and {e.kind for e in events} <= {"log", "done"}
+    assert (
+        done.reason == "nothing-to-train" and done.step == 3 and {e.kind for e in events} <= {"log", "done"}
+    )
     assert snapshot(run) == before

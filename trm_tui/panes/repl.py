@@ -30,6 +30,7 @@ from .base import Pane
 
 FLUSH_S = 0.04
 FINISHED = ("finished", "early-stopped")
+NO_RUNS = [("no runs yet", "")]
 
 
 class ReplPane(Pane):
@@ -54,7 +55,8 @@ class ReplPane(Pane):
     def compose(self) -> ComposeResult:
         with Horizontal(id="repl-controls"):
             yield Label("run", classes="repl-label")
-            yield Select[str]([], id="repl-run", prompt="no runs yet", allow_blank=True, compact=True)
+            # no blank entry: the list is either the runs or one "no runs yet" line (value "")
+            yield Select[str](NO_RUNS, id="repl-run", value="", allow_blank=False, compact=True)
             yield Label("checkpoint", classes="repl-label")
             yield Select[str](
                 [("best", "best"), ("latest", "latest")],
@@ -90,19 +92,18 @@ class ReplPane(Pane):
         current = select or (sel.value if isinstance(sel.value, str) else None)
         # the name alone: at 80 columns the select is narrow, and the step shown after loading
         # (transcript header) depends on best/latest anyway
-        sel.set_options([(r.name, str(r.path)) for r in runs])
-        sel.prompt = "choose a run" if runs else "no runs yet"
+        sel.set_options([(r.name, str(r.path)) for r in runs] or NO_RUNS)
         paths = [str(r.path) for r in runs]
         finished = [str(r.path) for r in runs if r.status in FINISHED]  # newest first
         if current in paths:
             sel.value = current
-        elif paths:
-            sel.value = (finished or paths)[0]
+        else:
+            sel.value = (finished or paths or [""])[0]
 
     @on(Select.Changed, "#repl-run")
     def _run_changed(self, event: Select.Changed) -> None:
-        if not isinstance(event.value, str):
-            return
+        if not isinstance(event.value, str) or not event.value or event.value != event.select.value:
+            return  # none, or a stale change (set_options picks the first run before ours)
         run_dir = Path(event.value)
         has_best = (run_dir / "checkpoints" / "best").exists()  # stopped before any evaluation: none
         self.query_one("#repl-which", Select).value = "best" if has_best else "latest"
@@ -166,7 +167,7 @@ class ReplPane(Pane):
 
     def _run(self) -> Path | None:
         value = self.query_one("#repl-run", Select).value
-        return Path(value) if isinstance(value, str) else None
+        return Path(value) if isinstance(value, str) and value else None
 
     def _settings(self) -> dict[str, Any] | None:
         try:

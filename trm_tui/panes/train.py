@@ -67,7 +67,7 @@ class TrainPane(Pane):
     def compose(self) -> ComposeResult:
         with Horizontal(id="train-head"):
             yield Static(id="train-profile")
-            yield Select[str]([], id="train-run", prompt="no profile", compact=True)
+            yield Select[str]([("no profile", "")], id="train-run", value="", allow_blank=False, compact=True)
             yield Static(id="train-state")
         with Horizontal(id="train-progress-row"):
             yield ProgressBar(id="train-progress", show_eta=False)
@@ -101,7 +101,7 @@ class TrainPane(Pane):
         """The runs made from the profile, newest first; `select` (or the current one) stays chosen."""
         sel = self.query_one("#train-run", Select)
         if self.profile is None:
-            sel.set_options([])
+            sel.set_options([("no profile", "")])
             self.run_dir = None
             return
         name, runs_dir = self.profile.name, self.tapp.runs_dir
@@ -119,7 +119,7 @@ class TrainPane(Pane):
 
     @on(Select.Changed, "#train-run")
     def _run_picked(self, event: Select.Changed) -> None:
-        if isinstance(event.value, str):
+        if isinstance(event.value, str) and event.value:
             self._target_changed(Path(event.value))
 
     def _target_changed(self, run_dir: Path) -> None:

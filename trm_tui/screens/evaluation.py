@@ -116,6 +116,7 @@ class EvalScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one("#eval-samples", DataTable)
         table.add_columns("#", "ok", "gold", "answer", "question")
+        self.query_one("#eval-progress", ProgressBar).update(total=1, progress=0)
         record = latest_eval(self.run_dir)
         if record is not None:
             self._show(record, read_samples(self.run_dir, record))
