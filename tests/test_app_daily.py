@@ -109,7 +109,7 @@ async def test_header_names_the_run_f5_writes_and_the_picker_resumes_any(dirs):
         await pilot.pause(0.1)
         sel = app.query_one("#train-run", Select)
         assert sel.value == str(dirs[1] / "tiny-2") and pane.run_dir == dirs[1] / "tiny-2"
-        labels = [str(label) for label, _ in sel._options]
+        labels = [str(label) for label, _ in sel._options if str(label)]  # not the blank entry
         assert labels[:2] == ["tiny-2 · stopped 15/20", "tiny · finished 10/10"]
         trainer.gate.set()
         await pilot.press("f5")  # resumes tiny-2, the run the header names

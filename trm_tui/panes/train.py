@@ -67,7 +67,8 @@ class TrainPane(Pane):
     def compose(self) -> ComposeResult:
         with Horizontal(id="train-head"):
             yield Static(id="train-profile")
-            yield Select[str]([("no profile", "")], id="train-run", value="", allow_blank=False, compact=True)
+            # allow_blank: set_options then always re-renders the chosen run's (changed) label
+            yield Select[str]([], id="train-run", prompt="choose a run", compact=True)
             yield Static(id="train-state")
         with Horizontal(id="train-progress-row"):
             yield ProgressBar(id="train-progress", show_eta=False)
@@ -101,7 +102,7 @@ class TrainPane(Pane):
         """The runs made from the profile, newest first; `select` (or the current one) stays chosen."""
         sel = self.query_one("#train-run", Select)
         if self.profile is None:
-            sel.set_options([("no profile", "")])
+            sel.set_options([])
             self.run_dir = None
             return
         name, runs_dir = self.profile.name, self.tapp.runs_dir
