@@ -218,6 +218,12 @@ async def test_tab_leaves_the_editor_and_arrows_move_between_dialog_buttons(dirs
         assert app.focused.id == "yes"
         await pilot.press("right")
         assert app.focused.id == "no"
+        await pilot.press("escape", "f3")
+        temp = app.query_one("#repl-temperature", Input)
+        before = temp.styles.background
+        temp.focus()
+        await pilot.pause(0.1)
+        assert temp.styles.background != before  # the focus ring: a clearly different background
 
 
 async def test_new_profile_name_is_selected_and_a_template_is_chosen(dirs):
