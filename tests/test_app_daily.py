@@ -319,3 +319,22 @@ async def test_profile_title_counts_parameters_while_typing(dirs):
         await wait_for(pilot, lambda: pane.live_params is not None)
         await pilot.pause(0.1)
         assert "64,000 params (as edited)" in text_of(app, "#profile-title")
+
+
+async def test_closing_the_evaluation_stops_it(dirs):
+    import threading
+
+    train_once(dirs, TrainerScript(total_steps=10))
+    evaluator = FakeEvaluator(gate=threading.Event())
+    app = make_app(dirs)
+    app.backend.evaluate_run = evaluator
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_evaluation(dirs[1] / "tiny")
+        await wait_for(pilot, lambda: isinstance(app.screen, EvalScreen))
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: evaluator.calls)
+        await pilot.press("escape")
+        evaluator.gate.set()
+        await pilot.pause(0.5)
+        assert not isinstance(app.screen, EvalScreen)
+    assert not (dirs[1] / "tiny" / "eval").exists()  # cancelled at its next progress report

@@ -19,12 +19,17 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, ProgressBar, Select, Static
+from textual.worker import get_current_worker
 
 from trm_core.evaluation.record import latest_eval
 
 from ..messages import EvalFinished, EvalProgress
 
 MAX_SAMPLES_BYTES = 16 << 20  # a samples file bigger than this is not shown
+
+
+class EvalCancelled(Exception):
+    """Raised from the progress callback to end an evaluation nobody waits for."""
 
 
 def read_samples(run_dir: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -164,14 +169,19 @@ class EvalScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="evaluate", exit_on_error=False)
     def _evaluate(self, which: str, split: str, limit: int | None) -> None:
         post = self.post_message
+        worker = get_current_worker()
+
+        def progress(done: int, total: int) -> None:
+            if worker.is_cancelled:  # the screen closed or the app quits: stop after this batch
+                raise EvalCancelled
+            post(EvalProgress(done, total))
+
         try:
             record, samples = self.app.backend.evaluate_run(  # type: ignore[attr-defined]
-                self.run_dir,
-                which=which,
-                split=split,
-                limit=limit,
-                progress=lambda done, total: post(EvalProgress(done, total)),
+                self.run_dir, which=which, split=split, limit=limit, progress=progress
             )
+        except EvalCancelled:
+            return
         except Exception as e:  # noqa: BLE001 — shown on the screen; the app stays up
             post(EvalFinished(self.run_dir, None, [], error=f"{type(e).__name__}: {e}"))
             return
