@@ -201,7 +201,8 @@ async def test_tab_leaves_the_editor_and_arrows_move_between_dialog_buttons(dirs
     app = make_app(dirs)
     async with app.run_test(size=SIZE) as pilot:
         editor = app.query_one(ProfileEditor)
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "profile-list")
+        await pilot.pause(0.2)  # the app's own focus (after a refresh) has landed
         editor.text_area.focus()
         await pilot.pause(0.1)
         assert app.focused is editor.text_area

@@ -149,6 +149,8 @@ def test_evaluation_screen(snap_compare, dirs, size):
         await pilot.press("f5")
         screen = pilot.app.screen
         await wait_for(pilot, lambda: screen.record is not None)
-        await pilot.pause(0.2)
+        detail = screen.query_one("#eval-detail")
+        await wait_for(pilot, lambda: "Mia has 3 boxes" in str(detail.content))
+        await pilot.pause(0.5)  # the table's highlight and the toast settle
 
     assert snap_compare(_app(dirs), terminal_size=size, run_before=evaluated)
