@@ -1,5 +1,4 @@
-"""The run-directory lock: `runs/<name>/.lock` holds the pid of the one trainer writing there.
-"""
+"""The run-directory lock: `runs/<name>/.lock` holds the pid of the one trainer writing there."""
 
 from __future__ import annotations
 

@@ -130,8 +130,8 @@ class NameModal(Dialog[str | None]):
 
     def on_mount(self) -> None:
         name = self.query_one("#name", Input)
-        name.focus()
-        self.call_after_refresh(name.select_all)
+        name.focus()  # select_on_focus selects it again when the focus lands, before any key
+        name.select_all()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if isinstance(event.value, str):
