@@ -48,7 +48,9 @@ def short(run_dir: Path) -> str:
 
 
 def run_label(r: RunInfo) -> str:
-    """A run in the Train tab's picker: name, status, steps."""
+    """A run in the Train tab's picker: name, status, steps (a running one's are on the progress row)."""
+    if r.status == "running":
+        return f"{r.name} · running"
     steps = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
     return f"{r.name} · {r.status} {steps}"
 
