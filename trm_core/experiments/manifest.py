@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from trm_core.atomic import write_text_atomic
 from trm_core.evaluation.record import read_eval_records
 from trm_core.experiments.sweep import PlannedRun, Sweep
 from trm_core.profile import Mismatch
-from trm_core.atomic import write_text_atomic
 
 __all__ = [
     "MANIFEST",

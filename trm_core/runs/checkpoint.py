@@ -32,7 +32,6 @@ from typing import Any
 
 from trm_core import __version__
 from trm_core.errors import CheckpointError
-from trm_core.runs.lock import acquire_lock
 from trm_core.runs.read import (
     CARRY_FILE,
     EMA_FILE,
@@ -41,12 +40,10 @@ from trm_core.runs.read import (
     OPTIMIZER_FILE,
     PROFILE_FILE,
     STATE_FILE,
-    STEP_RE,
     checkpoints_dir,
     list_checkpoints,
     read_pointer,
 )
-
 
 # --------------------------------------------------------------------------- weights
 

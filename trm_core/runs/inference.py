@@ -9,10 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trm_core.runs.read import EMA_FILE, MODEL_FILE, PROFILE_FILE, load_weights, read_profile_file, read_state, resolve_checkpoint
 from trm_core.errors import CheckpointError, UserError
 from trm_core.model.memory import check_fits
 from trm_core.profile import Profile
+from trm_core.runs.read import (
+    EMA_FILE,
+    MODEL_FILE,
+    PROFILE_FILE,
+    load_weights,
+    read_profile_file,
+    read_state,
+    resolve_checkpoint,
+)
 
 __all__ = [
     "INFERENCE_DTYPES",
@@ -91,8 +99,8 @@ def load_for_inference(
     `dtype` ("auto"/None, "fp32", "bf16" or a torch dtype): the weights' dtype for inference;
     "auto" is bf16 on CUDA and fp32 on CPU (see `resolve_inference_dtype`).
     """
-    from trm_core.model.lm import build_model
     from trm_core.data.tokenizers import build_tokenizer
+    from trm_core.model.lm import build_model
 
     ckpt = resolve_checkpoint(path, which)
     state = read_state(ckpt)

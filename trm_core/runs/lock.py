@@ -64,7 +64,9 @@ def _open(path: Path, flags: int) -> int:
 
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise CheckpointError(f"{path} is not a regular file, so it cannot be a lock; remove it to train here")
+        raise CheckpointError(
+            f"{path} is not a regular file, so it cannot be a lock; remove it to train here"
+        )
     return fd
 
 

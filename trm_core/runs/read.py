@@ -244,7 +244,18 @@ def load_weights(path: Path, device: Any = "cpu") -> dict[str, Any]:
     return out
 
 
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
 
 
 def safetensors_header(data: bytes, path: Path) -> dict[str, str]:
@@ -267,7 +278,9 @@ def safetensors_header(data: bytes, path: Path) -> dict[str, str]:
         raise bad
     body = len(data) - 8 - n
     meta = header.pop("__metadata__", {})
-    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+    if not isinstance(meta, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
+    ):
         raise CheckpointError(f"{path} is corrupted (its metadata is not a table of strings)")
     for info in header.values():
         if not isinstance(info, dict) or info.get("dtype") not in _DTYPE_BYTES:
