@@ -112,6 +112,13 @@ class FakeTrainer:
 
     def run(self) -> DoneEvent:
         s = self.script
+        if self.resume and self._start_step() >= s.total_steps:  # as the Trainer: nothing written
+            step = self._start_step()
+            done = DoneEvent(
+                "nothing-to-train", step, f"{self.run_dir} already finished at step {step}; nothing to train"
+            )
+            self.on_event(done)
+            return done
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "profile.toml").write_text(
             self.profile.text or self.profile.to_toml(), encoding="utf-8"
@@ -247,19 +254,34 @@ ANSWER = [
 
 
 class FakeGenerator:
+    """Streams its pieces; counts a token per character; a sampled answer reports its seed."""
+
     def __init__(self, pieces: list[Piece], delay: float = 0.0):
         self.pieces = pieces
         self.delay = delay
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.last_stats: dict[str, Any] = {}
+        self.last_seed: int | None = None
+        self.next_seed = 1000  # the "fresh" seeds handed out, in order
 
     def stream(self, prompt: str, **kw: Any) -> Iterator[Piece]:
         self.calls.append((prompt, kw))
+        seed = kw.get("seed")
+        if kw.get("temperature", 0) > 0:
+            if seed is None or seed < 0:
+                seed, self.next_seed = self.next_seed, self.next_seed + 1
+            self.last_seed = seed
+        else:
+            self.last_seed = None
         limit = kw.get("max_tokens", 10_000)
+        tokens = 0
         for piece in self.pieces[:limit]:
             if self.delay:
                 time.sleep(self.delay)
             if piece.source == "calculator" and not kw.get("calculator", True):
                 continue
+            tokens += len(piece.text)
+            self.last_stats = {"new_tokens": tokens}
             yield piece
 
 
@@ -290,10 +312,58 @@ def fake_check_run_dir(profile: Profile, run_dir: Path) -> list[Mismatch] | None
     return diff(saved, profile)
 
 
+EXAMPLES = [
+    ("Mia has 3 boxes of 4 pens. How many pens does she have?", "Mia has 3*4=<<3*4=12>>12 pens.\n#### 12"),
+    ("Leo had 9 apples and ate 2. How many are left?", "Leo has 9-2=<<9-2=7>>7 apples left.\n#### 7"),
+]
+
+
+@dataclass
+class FakeEvaluator:
+    """Scores the fixed EXAMPLES (the second one wrong) and writes a real record into the run."""
+
+    gate: threading.Event | None = None  # wait on it after the first answer (mid-evaluation checks)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def __call__(self, run_dir: Path, *, which: str, split: str, limit: int | None, progress):
+        from trm_core.evaluation.evaluate import write_samples
+        from trm_core.evaluation.record import write_eval_record
+
+        self.calls.append({"run_dir": run_dir, "which": which, "split": split, "limit": limit})
+        examples = EXAMPLES[:limit] if limit else EXAMPLES
+        n = len(examples)
+        progress(1, 2 * n)
+        if self.gate is not None:
+            self.gate.wait(10)
+        samples = [
+            {
+                "index": i,
+                "question": q,
+                "expected": a.rsplit("#### ", 1)[-1],
+                "generated": a if i == 0 else "#### 99",
+                "predicted": a.rsplit("#### ", 1)[-1] if i == 0 else "99",
+                "correct": i == 0,
+            }
+            for i, (q, a) in enumerate(examples)
+        ]
+        progress(2 * n, 2 * n)
+        rel = f"eval/{split}-step10.jsonl"
+        write_samples(run_dir / rel, samples)
+        record = {
+            "version": 1, "checkpoint": which, "step": 10, "split": split, "data": "synthetic",
+            "limit": limit, "n": n, "accuracy": 1 / n, "accuracy_no_calculator": 0.0,
+            "seconds": 2.5, "tokens_per_second": 400.0, "settings": {"temperature": 0.0},
+            "created": "2023-11-14T22:13:20+00:00", "samples": rel,
+        }  # fmt: skip
+        write_eval_record(run_dir, record)
+        return record, samples
+
+
 def fake_backend(
     trainer: FakeTrainerFactory | None = None,
     generator: FakeGeneratorFactory | None = None,
     now: float = BASE_TIME + 3600,
+    evaluator: FakeEvaluator | None = None,
 ) -> Backend:
     return Backend(
         trainer_factory=trainer or FakeTrainerFactory(),
@@ -301,5 +371,7 @@ def fake_backend(
         check_run_dir=fake_check_run_dir,
         count_parameters=lambda profile: 1000 * profile.model.hidden_size,
         format_prompt=lambda q: f"Question: {q}\nAnswer:",
+        examples=lambda run_dir: list(EXAMPLES),
+        evaluate_run=evaluator or FakeEvaluator(),
         clock=lambda: now,
     )

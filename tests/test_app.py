@@ -21,12 +21,12 @@ from tests.fakes import (
 from trm_core.profile import load_profile
 from trm_core.runs.lock import acquire_lock
 from trm_tui.app import TrmApp
+from trm_tui.panes.profiles import ProfilesPane
+from trm_tui.panes.repl import ReplPane
+from trm_tui.panes.runs import RunsPane
+from trm_tui.panes.train import TrainPane
 from trm_tui.screens.mismatch import MismatchModal
 from trm_tui.screens.modals import ConfirmModal, NameModal
-from trm_tui.screens.profiles import ProfilesPane
-from trm_tui.screens.repl import ReplPane
-from trm_tui.screens.runs import RunsPane
-from trm_tui.screens.train import TrainPane
 from trm_tui.widgets.early_stop import EarlyStopPanel
 from trm_tui.widgets.loss_chart import LossChart
 from trm_tui.widgets.profile_editor import ProfileEditor
@@ -136,7 +136,9 @@ async def test_train_progress_mid_run_and_stop_saves_checkpoint(dirs):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f2", "f5")
         pane = app.query_one(TrainPane)
-        await wait_for(pilot, lambda: pane.last_step is not None and pane.last_step.step == 12)
+        await wait_for(
+            pilot, lambda: pane.history.last_step is not None and pane.history.last_step.step == 12
+        )
         await pilot.pause(0.3)
         assert pane.state == "training"
         assert "step 12/100" in text_of(app, "#train-progress-text")
@@ -160,7 +162,7 @@ async def test_compiling_is_its_own_phase_with_a_clock_and_the_app_responds(dirs
         await wait_for(pilot, lambda: pane.state == "compiling")
         await pilot.pause(0.3)
         assert "compiling… 1:0" in text_of(app, "#train-progress-text")  # elapsed, not a step count
-        assert "● compiling" in text_of(app, "#train-head")
+        assert "● compiling" in text_of(app, "#train-state")
         await pilot.press("f1")  # the app still answers keys while the trainer compiles
         await pilot.press("f2")
         assert pane.state == "compiling"
@@ -177,7 +179,9 @@ async def test_early_stop_panel_waiting_then_stopped(dirs):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f2", "f5")
         pane = app.query_one(TrainPane)
-        await wait_for(pilot, lambda: pane.last_step is not None and pane.last_step.step == 20)
+        await wait_for(
+            pilot, lambda: pane.history.last_step is not None and pane.history.last_step.step == 20
+        )
         await pilot.pause(0.3)
         panel = text_of(app, EarlyStopPanel)
         assert "waiting 2 of 3" in panel and "@ 10" in panel and "1 of 3 left" in panel
@@ -194,7 +198,7 @@ async def test_trainer_crash_shows_error_and_app_stays_responsive(dirs):
         await pilot.press("f2", "f5")
         pane = app.query_one(TrainPane)
         await wait_for(pilot, lambda: pane.state == "error")
-        assert "fake trainer bug" in text_of(app, "#train-head")
+        assert "fake trainer bug" in text_of(app, "#train-state")
         assert "training crashed" in log_text(app)
         await pilot.press("f1")
         assert app.query_one("#tabs").active == "tab-profiles"
@@ -206,7 +210,7 @@ async def test_user_error_done_event_shows_message(dirs):
         await pilot.press("f2", "f5")
         pane = app.query_one(TrainPane)
         await wait_for(pilot, lambda: pane.state == "error")
-        assert "unreadable" in text_of(app, "#train-head")
+        assert "unreadable" in text_of(app, "#train-state")
 
 
 async def test_quit_while_training_asks_then_stops_and_exits(dirs):

@@ -240,3 +240,24 @@ def test_eval_reports_the_harness_scores(jsonl: Path) -> None:
     assert (result.correct, result.strict_correct, result.flexible_correct) == (2, 1, 2)
     assert result.strict_accuracy == pytest.approx(1 / 3) and result.flexible_accuracy == pytest.approx(2 / 3)
     assert [s["flexible_extract"] for s in result.samples] == ["12", "1205", "4.50"]
+
+
+def test_evaluate_run_writes_a_record_the_runs_tab_reads(tmp_path: Path, trained_run: Path) -> None:
+    """Issue 15.9 in the core: a real tiny run scored on its validation slice, with and without
+    the calculator; the record and samples land in run/eval/, read back newest first."""
+    from tests.cli_harness import copy_run
+    from trm_core.evaluation.held_out import evaluate_held_out
+    from trm_core.evaluation.record import latest_eval, read_eval_records
+
+    run = copy_run(trained_run, tmp_path / "run")
+    seen: list[tuple[int, int]] = []
+    record, samples = evaluate_held_out(
+        run, split="val", limit=3, batch_size=2, progress=lambda d, t: seen.append((d, t))
+    )
+    assert record["n"] == 3 == len(samples) and seen[-1] == (6, 6)
+    assert 0.0 <= record["accuracy"] <= 1.0 and record["accuracy_no_calculator"] is not None
+    assert {"generated_no_calculator", "correct_no_calculator"} <= samples[0].keys()
+    written = json.loads((run / "eval" / f"val-step{record['step']}.json").read_text())
+    assert written == record and (run / record["samples"]).is_file()
+    (run / "eval" / "broken.json").write_text("{not json")
+    assert latest_eval(run) == record and read_eval_records(run) == [record]

@@ -33,8 +33,8 @@ async def test_runs_tab_lists_sweep_runs_marks_them_and_opens_the_compare_view(
 
     from tests.fakes import fake_backend
     from trm_tui.app import TrmApp
+    from trm_tui.panes.runs import RunsPane
     from trm_tui.screens.compare import CompareScreen
-    from trm_tui.screens.runs import RunsPane
 
     _, runs = swept
     (tmp_path / "profiles").mkdir()
@@ -93,7 +93,7 @@ async def test_the_app_runs_a_sweep_as_a_queue_in_its_worker(tmp_path: Path) -> 
     from tests.fakes import fake_backend
     from trm_core.experiments.manifest import read_manifest
     from trm_tui.app import TrmApp
-    from trm_tui.screens.runs import RunsPane
+    from trm_tui.panes.runs import RunsPane
 
     profiles, runs = tmp_path / "profiles", tmp_path / "runs"
     (profiles / "sweeps").mkdir(parents=True)

@@ -113,6 +113,20 @@ def test_seeded_sampling_is_reproducible_and_seeds_differ(gen: Generator) -> Non
     assert gen.generate("abc", seed=2, **kw) != first
 
 
+def test_unseeded_sampling_draws_a_fresh_seed_that_reproduces(gen: Generator) -> None:
+    """Issue 15.5: no seed (the profile default) gives a new answer each time and tells its seed."""
+    kw = {"max_tokens": 16, "temperature": 1.5}
+    texts, seeds = [], []
+    for _ in range(3):
+        texts.append(gen.generate("abc", **kw))
+        seeds.append(gen.last_seed)
+    assert len(set(seeds)) == 3 and all(isinstance(s, int) and s >= 0 for s in seeds)
+    assert len(set(texts)) > 1
+    assert gen.generate("abc", seed=seeds[1], **kw) == texts[1]  # the shown seed reproduces it
+    gen.generate("abc", max_tokens=4, temperature=0.0)
+    assert gen.last_seed is None  # greedy: no seed involved
+
+
 def test_top_k_one_equals_greedy(gen: Generator) -> None:
     greedy = gen.generate(PROMPTS[0], max_tokens=12)
     assert gen.generate(PROMPTS[0], max_tokens=12, temperature=1.5, top_k=1, seed=3) == greedy

@@ -14,7 +14,7 @@ def test_linear_axis_never_goes_below_zero_for_a_loss() -> None:
     train = [(float(i), 5.9 * 0.93**i + 0.06) for i in range(0, 600, 5)]
     val = [(float(i), 5.9 * 0.93**i + 0.08) for i in range(50, 601, 50)]
     labels = _axis_labels(render_chart(train, val, 48, 14).plain)
-    assert len(labels) == 3
+    assert len(labels) >= 4  # issue 15.11: at least 4 labelled y ticks
     assert labels == sorted(labels, reverse=True)
     assert 0.0 <= labels[-1] < 0.5 and labels[0] > 5.5
 
@@ -23,3 +23,14 @@ def test_negative_values_keep_their_margin() -> None:
     pts = [(0.0, -1.0), (1.0, 1.0)]
     labels = _axis_labels(render_chart(pts, [], 48, 14).plain)
     assert labels[-1] < -0.9
+
+
+def test_step_axis_has_labelled_ticks() -> None:
+    """Issue 15.11: the x axis labels round step numbers between the ends, never a repeated one."""
+    train = [(float(i), 1.0 / i) for i in range(1, 601)]
+    axis = render_chart(train, [], 48, 14).plain.splitlines()[-1]
+    numbers = [int(w) for w in axis.replace("└", " ").replace("─", " ").replace("step", " ").split()]
+    assert numbers[0] == 1 and numbers[-1] == 600 and len(numbers) >= 4
+    assert numbers == sorted(set(numbers))
+    short = render_chart(train[:3], [], 70, 6).plain.splitlines()[-1]
+    assert short.count("2") == 1

@@ -13,10 +13,12 @@ import pytest
 from tests.fakes import BASE_TIME, FakeGeneratorFactory, FakeTrainerFactory, TrainerScript, fake_backend
 from tests.test_app import TINY, train_once, wait_for
 from trm_tui.app import TrmApp
+from trm_tui.panes.repl import ReplPane
+from trm_tui.panes.runs import RunsPane
+from trm_tui.panes.train import TrainPane
+from trm_tui.screens.evaluation import EvalScreen
 from trm_tui.screens.mismatch import MismatchModal
-from trm_tui.screens.repl import ReplPane
-from trm_tui.screens.runs import RunsPane
-from trm_tui.screens.train import TrainPane
+from trm_tui.screens.modals import ChoiceModal
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -65,7 +67,9 @@ def test_train_mid_run(snap_compare, dirs, size):
     async def mid_run(pilot):
         await pilot.press("f2", "f5")
         pane = pilot.app.query_one(TrainPane)
-        await wait_for(pilot, lambda: pane.last_step is not None and pane.last_step.step == 30)
+        await wait_for(
+            pilot, lambda: pane.history.last_step is not None and pane.history.last_step.step == 30
+        )
         await pilot.pause(0.4)  # one coalesced redraw
 
     assert snap_compare(_app(dirs, trainer), terminal_size=size, run_before=mid_run)
@@ -118,3 +122,35 @@ def test_runs(snap_compare, dirs, size):
         await pilot.pause(0.2)
 
     assert snap_compare(_app(dirs), terminal_size=size, run_before=listed)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_unsaved_changes_dialog(snap_compare, dirs, size):
+    async def dialog(pilot):
+        editor = pilot.app.query_one("ProfileEditor")
+        editor.text_area.text = TINY.replace("hidden_size = 32", "hidden_size = 64")
+        await pilot.pause(0.5)
+        await pilot.press("f2", "f5")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ChoiceModal))
+        await pilot.pause(0.1)
+
+    assert snap_compare(_app(dirs), terminal_size=size, run_before=dialog)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_evaluation_screen(snap_compare, dirs, size):
+    train_once(dirs, TrainerScript(total_steps=10))
+
+    async def evaluated(pilot):
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: len(pilot.app.query_one(RunsPane).runs) == 1)
+        await pilot.press("ctrl+e")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, EvalScreen))
+        await pilot.press("f5")
+        screen = pilot.app.screen
+        await wait_for(pilot, lambda: screen.record is not None)
+        detail = screen.query_one("#eval-detail")
+        await wait_for(pilot, lambda: "Mia has 3 boxes" in str(detail.content))
+        await pilot.pause(0.5)  # the table's highlight and the toast settle
+
+    assert snap_compare(_app(dirs), terminal_size=size, run_before=evaluated)

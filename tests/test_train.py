@@ -319,3 +319,26 @@ def test_sigint_saves_a_resumable_checkpoint(tmp_path):
     loaded = load_for_inference(run, "latest", device="cpu")
     assert loaded.step == state["step"]
     assert isinstance(next(loaded.model.parameters()), torch.Tensor)
+
+
+def test_noop_resume_leaves_the_run_byte_for_byte_unchanged(tmp_path):
+    """Issue 15.3: resuming a run that already reached its step budget trains nothing and writes nothing."""
+    from tests.cli_harness import snapshot
+
+    prof = tmp_path / "tiny.toml"
+    prof.write_text(tiny_text(train__max_steps=3))
+    code, out = cli("tiny.toml", cwd=tmp_path)
+    assert code == 0, out
+    run = tmp_path / "runs" / "tiny"
+    before = snapshot(run)
+    mtime = (run / "metrics.jsonl").stat().st_mtime_ns
+    code, out = cli("tiny.toml", "--max-steps", "2", cwd=tmp_path)
+    assert code == 0, out
+    assert "already finished at step 3; nothing to train" in out and "N > 3" in out
+    assert snapshot(run) == before and (run / "metrics.jsonl").stat().st_mtime_ns == mtime
+    events: list = []
+    done = Trainer(tiny_profile(train__max_steps=3), run, on_event=events.append).run()
+    assert (
+        done.reason == "nothing-to-train" and done.step == 3 and {e.kind for e in events} <= {"log", "done"}
+    )
+    assert snapshot(run) == before

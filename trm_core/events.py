@@ -131,7 +131,11 @@ class PhaseEvent(Event):
 
 @dataclass(frozen=True)
 class DoneEvent(Event):
-    """Training ended. reason: "finished" | "early-stopped" | "stopped" | "error"."""
+    """Training ended. reason: "finished" | "early-stopped" | "stopped" | "error" | "nothing-to-train".
+
+    "nothing-to-train" (a resume of a run that already reached its step budget) is never written
+    to metrics.jsonl: such a resume leaves the run directory untouched.
+    """
 
     kind: ClassVar[str] = "done"
     reason: str

@@ -136,7 +136,7 @@ class GenerateConfig:
     top_k: int = 0  # 0 = off
     top_p: float = 1.0
     max_tokens: int = 256
-    seed: int = 0
+    seed: int = -1  # negative = a fresh seed per sampled answer (shown, so it can be reproduced)
     calculator: bool = True
     kv_cache: bool = True
     halt_threshold: float = 0.5  # ACT: a token halts when sigmoid(q_halt) exceeds this

@@ -19,11 +19,11 @@ from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from .backend import Backend
+from .panes.profiles import ProfilesPane
+from .panes.repl import ReplPane
+from .panes.runs import RunsPane
+from .panes.train import TrainPane
 from .screens.modals import ConfirmModal
-from .screens.profiles import ProfilesPane
-from .screens.repl import ReplPane
-from .screens.runs import RunsPane
-from .screens.train import TrainPane
 
 TABS = {  # tab id -> (label, pane class, key)
     "profiles": ("Profiles", ProfilesPane, "f1"),
@@ -92,6 +92,10 @@ class TrmApp(App[None]):
     def train_pane(self) -> TrainPane:
         return self.query_one(TrainPane)
 
+    @property
+    def profiles_pane(self) -> ProfilesPane:
+        return self.query_one(ProfilesPane)
+
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = f"tab-{tab}"
         self._focus_tab(tab)
@@ -119,6 +123,15 @@ class TrmApp(App[None]):
     def open_repl(self, run_dir: Path) -> None:
         self.action_show_tab("repl")
         self.query_one(ReplPane).refresh_runs(select=str(run_dir))
+
+    def open_evaluation(self, run_dir: Path) -> None:
+        """The evaluation screen of one run (F9 on Train, F8 on Runs)."""
+        from .screens.evaluation import EvalScreen
+
+        def closed(_: object) -> None:
+            self.query_one(RunsPane).action_refresh()  # the Runs table shows the new accuracy
+
+        self.push_screen(EvalScreen(run_dir), closed)
 
     # ------------------------------------------------------------------ palette
 

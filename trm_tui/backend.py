@@ -72,6 +72,25 @@ def _real_format_prompt(question: str) -> str:
     return format_prompt(question)
 
 
+EXAMPLES = 64  # validation problems the REPL draws its example questions from
+
+
+def _real_examples(run_dir: Path) -> list[tuple[str, str]]:
+    """(question, answer) pairs from the run's validation slice: problems it never trained on."""
+    from trm_core.evaluation.held_out import held_out_examples
+    from trm_core.runs.read import saved_profile
+
+    return [(e.question, e.answer) for e in held_out_examples(saved_profile(run_dir), "val", EXAMPLES)]
+
+
+def _real_evaluate_run(
+    run_dir: Path, *, which: str, split: str, limit: int | None, progress: Callable[[int, int], None]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from trm_core.evaluation.held_out import evaluate_held_out
+
+    return evaluate_held_out(run_dir, which=which, split=split, limit=limit, progress=progress)
+
+
 @dataclass
 class Backend:
     trainer_factory: TrainerFactory = _real_trainer
@@ -80,6 +99,8 @@ class Backend:
     propose_fresh_run_dir: Callable[[Path], Path] = _real_propose_fresh_run_dir
     count_parameters: Callable[[Profile], int] = _real_count_parameters
     format_prompt: Callable[[str], str] = _real_format_prompt
+    examples: Callable[[Path], list[tuple[str, str]]] = _real_examples
+    evaluate_run: Callable[..., tuple[dict[str, Any], list[dict[str, Any]]]] = _real_evaluate_run
     clock: Callable[[], float] = field(default=time.time)  # injectable for deterministic snapshots
 
 

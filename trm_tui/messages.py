@@ -1,12 +1,14 @@
 """Textual messages the app's workers post: trm_core events and worker results, made UI-safe.
 
 Workers run in threads and only ever call `post_message` with one of these; the widgets change
-in the handlers, on the app's thread.
+in the handlers, on the app's thread. Declared as dataclasses (Textual calls `__post_init__`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from textual.message import Message
 
@@ -15,69 +17,78 @@ from trm_core.profile import Mismatch, Profile
 from trm_core.runs.listing import RunInfo
 
 
+@dataclass
 class TrainEvent(Message):
     """One event from the Trainer (step, eval, early stop, checkpoint, log, start, done)."""
 
-    def __init__(self, event: Event) -> None:
-        super().__init__()
-        self.event = event
+    event: Event
 
 
+@dataclass
 class TrainPrepared(Message):
     """The safety check before training: the profile, its run dir and the graded differences."""
 
-    def __init__(
-        self,
-        profile: Profile | None,
-        run_dir: Path,
-        mismatches: list[Mismatch] | None,
-        fresh_dir: Path | None = None,
-        error: str = "",
-        busy_pid: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.profile = profile
-        self.run_dir = run_dir
-        self.mismatches = mismatches
-        self.fresh_dir = fresh_dir
-        self.error = error
-        self.busy_pid = busy_pid
+    profile: Profile | None
+    run_dir: Path
+    mismatches: list[Mismatch] | None
+    fresh_dir: Path | None = None
+    error: str = ""
+    busy_pid: int | None = None
 
 
+@dataclass
 class ParamsCounted(Message):
-    def __init__(self, path: Path, params: int | None, error: str = "") -> None:
-        super().__init__()
-        self.path = path
-        self.params = params
-        self.error = error
+    path: Path
+    params: int | None
+    error: str = ""
+    live: bool = False  # counted from the editor's unsaved text
 
 
+@dataclass
 class RunsListed(Message):
-    def __init__(self, runs: list[RunInfo]) -> None:
-        super().__init__()
-        self.runs = runs
+    runs: list[RunInfo]
+    evals: dict[str, dict[str, Any]]  # run name -> its newest evaluation record
 
 
+@dataclass
 class GenerationStatus(Message):
     """A line for the REPL's status bar (model loading, loaded)."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+    text: str
 
 
+@dataclass
 class GenerationDone(Message):
-    def __init__(
-        self,
-        pieces: int,
-        seconds: float,
-        error: str = "",
-        cancelled: bool = False,
-        depth: dict[str, float] | None = None,
-    ) -> None:
-        super().__init__()
-        self.pieces = pieces
-        self.seconds = seconds
-        self.error = error
-        self.cancelled = cancelled
-        self.depth = depth or {}  # mean_depth, net_calls_per_token, steps (from the generator)
+    tokens: int
+    seconds: float
+    error: str = ""
+    cancelled: bool = False
+    seed: int | None = None  # the seed a sampled answer used (None: greedy)
+    depth: dict[str, float] = field(default_factory=dict)  # mean_depth, net_calls_per_token, steps
+
+
+@dataclass
+class EvalProgress(Message):
+    """How far an evaluation in the app has come."""
+
+    done: int
+    total: int
+
+
+@dataclass
+class EvalFinished(Message):
+    """An evaluation ended: its record (as written to the run's eval/ folder) and samples, or an error."""
+
+    run_dir: Path
+    record: dict[str, Any] | None
+    samples: list[dict[str, Any]]
+    error: str = ""
+
+
+@dataclass
+class ExamplesLoaded(Message):
+    """Problems from a run's validation slice, for the REPL's example questions."""
+
+    run_dir: Path
+    examples: list[tuple[str, str]]  # (question, answer)
+    error: str = ""

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from trm_core.errors import UserError
 from trm_core.generation.batched import DecodeRow, decode
-from trm_core.generation.sampling import SamplingOptions
+from trm_core.generation.sampling import SamplingOptions, resolve_seed
 from trm_core.generation.sessions import CachedSession, RecomputeSession, StepGraph
 from trm_core.generation.textstream import Piece, clean_prompt
 from trm_core.limits import MAX_SEED
@@ -102,6 +102,7 @@ class Generator:
         self.defaults = defaults or SamplingOptions()
         self.last_dropped = 0  # prompt tokens dropped from the left by the last request (for a note)
         self.last_stats: dict[str, float] = {}
+        self.last_seed: int | None = None  # the seed the last sampled request used (None: greedy)
         self._graph_key: tuple[int, int] | None = None
         self._graph: StepGraph | None = None
         self._graph_cache: Any = None
@@ -301,10 +302,12 @@ class Generator:
             session = RecomputeSession(
                 self.model, self.supervision_steps, cycles=self.cycles, halt_threshold=self.halt_threshold
             )
+        seed = resolve_seed(opts.seed)  # no seed: a fresh one, kept so the answer can be reproduced
+        self.last_seed = seed if opts.temperature > 0 else None
         row = DecodeRow.start(prep.ids, prompt, self.tokenizer, opts.stop)
         for _, piece in decode(
             session, [row], opts, tokenizer=self.tokenizer, budget=prep.max_tokens,
-            rng=self._torch_generator(opts.seed), device=self.device, act=self if self.act else None,
+            rng=self._torch_generator(seed), device=self.device, act=self if self.act else None,
         ):  # fmt: skip
             yield piece
         elapsed = time.perf_counter() - t0
@@ -313,6 +316,7 @@ class Generator:
             "seconds": elapsed,
             "tokens_per_s": row.new_tokens / max(elapsed, 1e-9),
             "calculator_spans": row.text.calculator_spans,  # corrections, with calculator_mode "verify"
+            "seed": self.last_seed,
             **self.depth_stats([row]),
         }
         self.last_token_depths = [row.text.token_depths]

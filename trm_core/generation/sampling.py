@@ -6,13 +6,19 @@ from with the request's own `torch.Generator`, so a seed reproduces a continuati
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["SamplingOptions", "filter_logits", "sample_next"]
+__all__ = ["SamplingOptions", "filter_logits", "sample_next", "resolve_seed"]
+
+
+def resolve_seed(seed: int | None) -> int:
+    """`seed` itself, or for None / a negative seed a fresh one (shown, so it can be reproduced)."""
+    return int(seed) if seed is not None and seed >= 0 else secrets.randbelow(2**31)
 
 
 @dataclass

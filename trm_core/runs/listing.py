@@ -8,22 +8,15 @@ with nothing trained yet is `new`. The app's Runs tab shows it; no Textual here.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from trm_core.events import DoneEvent, EarlyStopEvent, EvalEvent, StartEvent, StepEvent, read_events
+from trm_core.runs.history import RunHistory
 from trm_core.runs.lock import lock_holder
 
 __all__ = ["RunInfo", "STATUSES", "list_runs", "run_info", "lock_pid"]
 
 STATUSES = ("running", "finished", "early-stopped", "stopped", "failed", "interrupted", "new")
-_DONE_STATUS = {
-    "finished": "finished",
-    "early-stopped": "early-stopped",
-    "stopped": "stopped",
-    "error": "failed",
-}
 
 
 @dataclass(frozen=True)
@@ -38,6 +31,8 @@ class RunInfo:
     profile: str = ""  # profile name from the last StartEvent
     message: str = ""  # the last DoneEvent's message (errors)
     pid: int | None = None  # the live trainer's pid when running
+    wall_s: float | None = None  # training time so far
+    tokens_per_s: float | None = None  # mean training tokens/s over the logged steps
 
 
 def lock_pid(run_dir: Path) -> int | None:
@@ -58,50 +53,22 @@ def _last_change(run_dir: Path) -> float:
 def run_info(run_dir: str | Path) -> RunInfo:
     """Status and headline numbers of one run directory."""
     run_dir = Path(run_dir)
-    events, _ = read_events(run_dir / "metrics.jsonl", 0)
-    step = total = 0
-    best: float | None = None
-    profile = message = ""
-    ended: str | None = None  # status from the last DoneEvent after the last StartEvent
-    started = False
-    for ev in events:
-        if isinstance(ev, StartEvent):
-            started, ended = True, None
-            total, profile, step = ev.total_steps, ev.profile, max(step, ev.step)
-        elif isinstance(ev, StepEvent):
-            step, total = ev.step, ev.total_steps or total
-        elif isinstance(ev, EvalEvent):
-            if math.isfinite(ev.val_loss) and (best is None or ev.val_loss < best):
-                best = ev.val_loss
-        elif isinstance(ev, EarlyStopEvent):
-            if math.isfinite(ev.best_val_loss) and (best is None or ev.best_val_loss < best):
-                best = ev.best_val_loss
-        elif isinstance(ev, DoneEvent):
-            ended = _DONE_STATUS.get(ev.reason, "failed")
-            message = ev.message
-            step = max(step, ev.step)
+    h = RunHistory.read(run_dir, points=False)
     pid = lock_pid(run_dir)
-    if pid is not None:
-        status = "running"
-    elif ended is not None:
-        status = ended
-    elif started:
-        status = "interrupted"
-    else:
-        status, pid = "new", None
-    if status != "running":
-        pid = None
+    status = "running" if pid is not None else h.status
     return RunInfo(
         name=run_dir.name,
         path=run_dir,
         status=status,
-        step=step,
-        total_steps=total,
-        best_val_loss=best,
+        step=h.step,
+        total_steps=h.total_steps,
+        best_val_loss=h.best_val_loss,
         last_change=_last_change(run_dir),
-        profile=profile,
-        message=message,
-        pid=pid,
+        profile=h.profile,
+        message=h.message,
+        pid=pid if status == "running" else None,
+        wall_s=h.wall_s,
+        tokens_per_s=h.mean_tokens_per_s,
     )
 
 

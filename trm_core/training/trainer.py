@@ -79,12 +79,8 @@ class Trainer:
         self.total_steps = 0
         self.model: nn.Module | None = None
         self.ema: EMA | None = None
-        self.stopper = EarlyStopper(
-            profile.early_stopping.enabled,
-            profile.early_stopping.patience,
-            profile.early_stopping.min_delta,
-            profile.early_stopping.stop_below,
-        )
+        es = profile.early_stopping
+        self.stopper = EarlyStopper(es.enabled, es.patience, es.min_delta, es.stop_below)
         self.dist = D.DistInfo()
         self.files = RunFiles(self.run_dir, profile)  # the lock, metrics.jsonl, checkpoints
 
@@ -149,16 +145,11 @@ class Trainer:
 
         self.pos, self._carry0, self._elapsed0 = Position(), None, 0.0
         self._last_eval_step, self._saved_step = -1, -1
-        r = self.files.resume(
-            allowed=self.resume,
-            model=model,
-            ema=self.ema,
-            optimizer=self.optimizer,
-            stopper=self.stopper,
-            dist=self.dist,
-            log=self._log,
-        )
+        r = self.files.resume(allowed=self.resume, model=model, ema=self.ema, optimizer=self.optimizer,
+                              stopper=self.stopper, dist=self.dist, log=self._log)  # fmt: skip
         resumed = r is not None
+        if r is not None and r.step >= self.total_steps:
+            return self._nothing_to_train(r.step)
         if r is not None:
             self.step, self.pos, self._carry0 = r.step, r.pos, r.carry
             self._last_eval_step, self._elapsed0, self._saved_step = r.last_eval_step, r.elapsed_s, r.step
@@ -174,14 +165,14 @@ class Trainer:
                 "warning",
             )
         self.accel = s.accel
-        if s.accel.reason:
-            self._log(s.accel.reason)
         self.fwd: nn.Module = D.wrap_ddp(model, self.dist, dev)
 
         params = sum(q.numel() for q in model.parameters())
         self._emit(
             StartEvent(str(self.run_dir), p.name, self.step, self.total_steps, resumed, str(dev), params)
         )
+        if s.accel.reason:
+            self._log(s.accel.reason)
         if s.accel.compile:  # its own phase (events), every graph built before the first step
             model_, fwd = model, self.fwd
             compile_for_run(model, self.data, s.accel, lambda ids: model_.loss(fwd(ids)[0], ids), self.step,
@@ -196,6 +187,15 @@ class Trainer:
             val_loss, acc = self._evaluate()
             self._emit(EvalEvent(0, val_loss, acc))
         return self._loop()
+
+    def _nothing_to_train(self, step: int) -> DoneEvent:
+        """The checkpoint already reached the step budget (loaded, so a damaged one is still
+        reported): said to `on_event` only; metrics.jsonl was never opened, the run stays byte for byte."""
+        self.step, msg = step, f"{self.run_dir} already finished at step {step}; nothing to train"
+        done = DoneEvent("nothing-to-train", step, msg)
+        if self.on_event is not None and self.dist.is_main:
+            self.on_event(done)
+        return done
 
     # ------------------------------------------------------------------ the loop
 

@@ -199,7 +199,6 @@ def _row(gen: Any, results: list[Any]) -> dict[str, Any]:
 
 def _write_json(path: str, rows: list[dict[str, Any]]) -> None:
     from trm_core.atomic import write_text_atomic
-
     from trm_core.errors import UserError
 
     try:

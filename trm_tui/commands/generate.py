@@ -140,7 +140,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=finite_float, default=None, metavar="T", help="0 = greedy")
     p.add_argument("--top-k", type=count_int, default=None, metavar="K", help="0 = off")
     p.add_argument("--top-p", type=finite_float, default=None, metavar="P", help="nucleus mass, 1 = off")
-    p.add_argument("--seed", type=seed_int, default=None, metavar="S", help="negative = a fresh random seed")
+    p.add_argument(
+        "--seed",
+        type=seed_int,
+        default=None,
+        metavar="S",
+        help="reproduce a sampled answer (default: the profile's; negative = a fresh seed, printed)",
+    )
     p.add_argument("--no-kv-cache", action="store_true", help="recompute the whole sequence per token")
     p.add_argument("--no-cuda-graph", action="store_true", help="decode eagerly on CUDA (for comparisons)")
     p.set_defaults(run=run)
@@ -218,6 +224,8 @@ def stream_to(
         out.flush()
     out.write("\n")
     out.flush()
+    if getattr(gen, "last_seed", None) is not None:
+        print(f"(seed {gen.last_seed}: --seed {gen.last_seed} reproduces this answer)", file=sys.stderr)
     if gen.last_dropped:
         print(
             f"note: the first {gen.last_dropped} prompt tokens did not fit the context and were dropped",

@@ -209,6 +209,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+    if done.reason == "nothing-to-train":
+        console.print(f"{done.message} — use --max-steps N with N > {done.step} to continue, or --fresh")
+        return 0
     if done.reason == "error":
         if rank0:
             from trm_core.printable import printable

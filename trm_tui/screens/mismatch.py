@@ -6,12 +6,12 @@ from pathlib import Path
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Static
 
 from trm_core.profile import Mismatch, worst
+
+from .modals import Dialog
 
 SEVERITY_STYLES = {"incompatible": "bold red", "changes-training": "yellow", "harmless": "green"}
 
@@ -21,10 +21,8 @@ def _short(value: object, width: int = 22) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
-class MismatchModal(ModalScreen[str | None]):
+class MismatchModal(Dialog[str | None]):
     """Dismisses with "resume", "fresh" or None (cancel)."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="mismatch.cancel")]
 
     def __init__(self, mismatches: list[Mismatch], run_dir: Path, fresh_dir: Path) -> None:
         super().__init__()
@@ -62,6 +60,3 @@ class MismatchModal(ModalScreen[str | None]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(None if event.button.id == "cancel" else event.button.id)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

@@ -167,7 +167,7 @@ def render_chart(
         y = y1 - (row * 4 + 1.5) / (dots_h - 1) * (y1 - y0)
         return _fmt(10**y if log_scale else y)
 
-    label_rows = {0, plot_h - 1, (plot_h - 1) // 2}
+    label_rows = tick_rows(plot_h)
     lines = [legend]
     for r in range(plot_h):
         line = Text()
@@ -180,10 +180,45 @@ def render_chart(
             else:
                 line.append(" ")
         lines.append(line)
-    left, right = f"{x0:.0f}", f"step {x1:.0f}"
-    axis = " " * (LABEL_WIDTH - 1) + "└" + left + right.rjust(max(0, plot_w - len(left)))
-    lines.append(Text(axis[:width], style=AXIS_STYLE))
+    lines.append(Text(x_axis(x0, x1, plot_w)[:width], style=AXIS_STYLE))
     return Text("\n").join(lines)
+
+
+def tick_rows(plot_h: int, count: int = 5) -> set[int]:
+    """Rows that carry a y label: top, bottom and evenly between (at least 4 when there is room)."""
+    if plot_h <= 2:
+        return set(range(plot_h))
+    n = max(2, min(count, (plot_h + 1) // 2))  # never two labels on adjacent rows
+    return {round(i * (plot_h - 1) / (n - 1)) for i in range(n)}
+
+
+def nice_step(span: float, n: int) -> float:
+    """A round tick spacing (1, 2 or 5 × 10^k) giving about `n` ticks over `span`."""
+    raw = max(span, 1e-9) / max(n, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    return next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+
+
+def x_axis(x0: float, x1: float, plot_w: int) -> str:
+    """The step axis: '└', round step numbers where they fall, and 'step N' at the right end."""
+    chars = [" "] * (LABEL_WIDTH - 1) + ["└"] + ["─"] * plot_w
+    end = f"step {x1:.0f}"
+    end_at = LABEL_WIDTH + max(0, plot_w - len(end))
+    chars[end_at : end_at + len(end)] = list(end)
+    span = x1 - x0
+    step = max(1.0, nice_step(span, max(1, plot_w // 12)))  # steps are whole numbers
+    first = f"{x0:.0f}"
+    chars[LABEL_WIDTH : LABEL_WIDTH + len(first)] = list(first)
+    free = LABEL_WIDTH + len(first) + 2  # first column the next label may use
+    v = math.ceil(x0 / step) * step
+    while v < x1:
+        col = LABEL_WIDTH + (round((v - x0) / span * (plot_w - 1)) if span > 0 else 0)
+        label = f"{v:.0f}"
+        if col >= free and col + len(label) < end_at:
+            chars[col : col + len(label)] = list(label)
+            free = col + len(label) + 2
+        v += step
+    return "".join(chars)
 
 
 def _legend(train: Sequence[Point], val: Sequence[Point], log_scale: bool) -> Text:

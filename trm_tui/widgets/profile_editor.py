@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.timer import Timer
@@ -85,6 +86,8 @@ class ProfileEditor(Vertical):
     ProfileEditor > #validation { height: auto; max-height: 3; padding: 0 1; }
     """
 
+    BINDINGS = [Binding("ctrl+t", "indent", "Indent", id="editor.indent", show=False)]
+
     class Validated(Message):
         def __init__(self, editor: ProfileEditor, result: Validation) -> None:
             super().__init__()
@@ -99,7 +102,10 @@ class ProfileEditor(Vertical):
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        yield TextArea.code_editor("", language="toml", id="editor-text", soft_wrap=False)
+        # Tab moves the focus as everywhere else; ctrl+t indents (TOML rarely needs it)
+        yield TextArea.code_editor(
+            "", language="toml", id="editor-text", soft_wrap=False, tab_behavior="focus"
+        )
         yield Static(id="validation")
 
     @property
@@ -135,6 +141,10 @@ class ProfileEditor(Vertical):
         self._show()
         self.post_message(self.Validated(self, self.result))
         return self.result
+
+    def action_indent(self) -> None:
+        ta = self.text_area
+        ta.insert(" " * ta.indent_width)
 
     def goto_problem(self) -> None:
         if self.result.line is not None:

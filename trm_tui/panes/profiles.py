@@ -7,13 +7,12 @@ is shown; the list opens instantly with "… params" and fills in.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -22,12 +21,10 @@ from trm_core.printable import printable
 from trm_core.profile import Profile, ProfileError, load_profile, save_profile_text, set_value
 
 from ..messages import ParamsCounted
+from ..screens.modals import ConfirmModal, NameModal
 from ..widgets.profile_editor import ProfileEditor
-from .modals import ConfirmModal, NameModal
+from .base import Pane
 from .profile_template import TEMPLATE
-
-if TYPE_CHECKING:
-    from ..app import TrmApp
 
 
 def fmt_params(params: int | None) -> str:
@@ -47,7 +44,7 @@ def facts(profile: Profile | None, error: str = "") -> str:
     return f"{profile.tokenizer.name} · {src} · {t.supervision}×{t.supervision_steps}"
 
 
-class ProfilesPane(Horizontal):
+class ProfilesPane(Pane):
     # priority: the editor's TextArea binds f6/f7 (select line/all) itself
     BINDINGS = [
         Binding(
@@ -81,11 +78,8 @@ class ProfilesPane(Horizontal):
         self.errors: dict[Path, str] = {}
         self.params: dict[Path, int | None] = {}
         self.current: Path | None = None
+        self.live_params: int | None = None  # of the editor's unsaved text
         self._restoring = False
-
-    @property
-    def tapp(self) -> TrmApp:
-        return self.app  # type: ignore[return-value]
 
     @property
     def editor(self) -> ProfileEditor:
@@ -165,6 +159,11 @@ class ProfilesPane(Horizontal):
 
     @on(ParamsCounted)
     def _on_params(self, msg: ParamsCounted) -> None:
+        if msg.live:
+            if msg.path == self.current and self.editor.dirty:
+                self.live_params = msg.params
+                self._title()
+            return
         self.params[msg.path] = msg.params if msg.params is not None else -1
         if msg.path in self.paths:
             self.query_one("#profile-list", OptionList).replace_option_prompt(
@@ -203,7 +202,7 @@ class ProfilesPane(Horizontal):
         self.editor.text_area.focus()
 
     def _open(self, path: Path | None) -> None:
-        self.current = path
+        self.current, self.live_params = path, None
         if path is None:
             self.editor.load("", "<none>")
             self.tapp.profile_path = None
@@ -221,24 +220,39 @@ class ProfilesPane(Horizontal):
             return
         t = Text(printable(self.current.name), style="bold")
         params = self.params.get(self.current)
-        if params is not None and params >= 0:
+        if self.live_params is not None and self.editor.dirty:
+            t.append(f"  {self.live_params:,} params (as edited)", style="yellow")
+        elif params is not None and params >= 0:
             t.append(f"  {params:,} params", style="dim")
         t.append("  F2 trains it", style="dim")
         self.query_one("#profile-title", Static).update(t)
 
     @on(ProfileEditor.Validated)
     def _on_validated(self, event: ProfileEditor.Validated) -> None:
-        pass  # the editor shows the result itself; kept as the hook for future live facts
+        """While typing: the parameter count of what the editor holds (a valid profile only)."""
+        if event.result.ok and self.current is not None and self.editor.dirty:
+            self._count_live(self.current, event.result.profile)
+        elif self.live_params is not None:
+            self.live_params = None
+            self._title()
+
+    @work(thread=True, exclusive=True, group="live-params", exit_on_error=False)
+    def _count_live(self, path: Path, profile: Profile) -> None:
+        try:
+            self.post_message(ParamsCounted(path, self.tapp.backend.count_parameters(profile), live=True))
+        except Exception as e:  # noqa: BLE001 — e.g. hf: tokenizer offline; shown, not fatal
+            self.post_message(ParamsCounted(path, None, str(e), live=True))
 
     # ------------------------------------------------------------------ actions
 
     def action_goto_problem(self) -> None:
         self.editor.goto_problem()
 
-    def action_save(self) -> None:
+    def action_save(self) -> bool:
+        """Save the editor's text (refused while invalid); True when saved."""
         if self.current is None:
             self.app.notify("No profile open.", severity="warning")
-            return
+            return False
         result = self.editor.validate_now()
         if not result.ok:
             where = f"line {result.line + 1}: " if result.line is not None else ""
@@ -248,17 +262,18 @@ class ProfilesPane(Horizontal):
                 severity="error",
                 markup=False,
             )
-            return
+            return False
         try:
             save_profile_text(self.current, self.editor.text)
         except (ProfileError, OSError) as e:
             self.app.notify(printable(f"Not saved: {e}"), severity="error", markup=False)
-            return
+            return False
         self.editor.mark_saved()
         self.params.pop(self.current, None)
         self.app.notify(printable(f"Saved {self.current.name}"), markup=False)
         self.reload(select=self.current)
         self.tapp.profile_path = self.current  # always_update: the Train tab reloads the saved file
+        return True
 
     def _taken(self) -> set[str]:
         return {p.stem for p in self.paths}
@@ -276,11 +291,22 @@ class ProfilesPane(Horizontal):
         self.editor.text_area.focus()
 
     def action_new(self) -> None:
-        def named(name: str | None) -> None:
-            if name:
-                self._write_new(name, TEMPLATE)
+        templates = [("defaults only (commented)", "")] + [(p.stem, str(p)) for p in self.paths]
+        modal = NameModal("New profile name", "my-profile", self._taken(), templates=templates)
 
-        self.app.push_screen(NameModal("New profile name", "my-profile", self._taken()), named)
+        def named(name: str | None) -> None:
+            if not name:
+                return
+            text = TEMPLATE
+            if modal.template:
+                try:
+                    text = Path(modal.template).read_text(encoding="utf-8")
+                except OSError as e:
+                    self.app.notify(f"Cannot read {modal.template}: {e.strerror}", severity="error")
+                    return
+            self._write_new(name, text)
+
+        self.app.push_screen(modal, named)
 
     def action_duplicate(self) -> None:
         if self.current is None:

@@ -15,8 +15,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Static
 
-from .modals import ConfirmModal
-from .sweep_start import BUILD, SweepBuildModal, SweepPickModal, sweep_files
+from ..screens.modals import ConfirmModal
+from ..screens.sweep_start import BUILD, SweepBuildModal, SweepPickModal, sweep_files
 
 SWEEP_BINDINGS = [
     Binding("f9", "sweep", "Sweep", id="runs.sweep", tooltip="Run a sweep (grid × seeds) as a queue"),

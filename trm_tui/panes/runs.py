@@ -7,76 +7,46 @@ in another terminal shows up live.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from trm_core.events import DoneEvent, EarlyStopEvent, EvalEvent, StartEvent, StepEvent, read_events
+from trm_core.evaluation.record import latest_eval
 from trm_core.printable import printable
+from trm_core.runs.history import RunHistory
 from trm_core.runs.listing import RunInfo, list_runs
 
 from ..messages import RunsListed
 from ..widgets.loss_chart import LossChart
+from .base import Pane
 from .run_marks import MARK_BINDINGS, RunMarks
+from .runs_table import COLUMNS, STATUS_STYLES, RunRow
 from .sweep_worker import SWEEP_BINDINGS, SweepRunner
-
-if TYPE_CHECKING:
-    from ..app import TrmApp
 
 TAIL_S = 1.0
 LIST_S = 5.0
-STATUS_STYLES = {
-    "running": "bold green",
-    "finished": "green",
-    "early-stopped": "cyan",
-    "stopped": "yellow",
-    "failed": "bold red",
-    "interrupted": "red",
-    "new": "dim",
-}
 
 
-def fmt_age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s ago"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m ago"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f}h ago"
-    return f"{seconds / 86400:.0f}d ago"
-
-
-class RunsPane(SweepRunner, RunMarks, Vertical):
+class RunsPane(SweepRunner, RunMarks, Pane):
     BINDINGS = [
         Binding("f5", "refresh", "Refresh", id="runs.refresh", tooltip="Re-read the runs directory"),
         Binding("f6", "open_repl", "Open in REPL", id="runs.open_repl", tooltip="Talk to this run's model"),
         Binding("f7", "toggle_log", "Log scale", id="runs.log_scale", tooltip="Toggle log-scale loss axis"),
         *MARK_BINDINGS,
         *SWEEP_BINDINGS,
+        Binding("ctrl+e", "evaluate", "Evaluate", id="runs.evaluate", tooltip="Evaluate the selected run"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.runs: list[RunInfo] = []
+        self.evals: dict[str, dict] = {}
         self.opened: Path | None = None
-        self._offset = 0
-        self.train_pts: list[tuple[float, float]] = []
-        self.val_pts: list[tuple[float, float]] = []
-        self.tail_step = 0
-        self.tail_total = 0
-        self.tail_state = ""
-
-    @property
-    def tapp(self) -> TrmApp:
-        return self.app  # type: ignore[return-value]
+        self.history = RunHistory()
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
@@ -85,7 +55,7 @@ class RunsPane(SweepRunner, RunMarks, Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)
-        table.add_columns("run", "status", "steps", "best val", "changed")
+        table.add_columns(*(c.title for c in COLUMNS))
         self.query_one("#runs-chart", LossChart).empty_message = "select a run (enter)"
         self.set_interval(TAIL_S, self._tail)
         self.set_interval(LIST_S, self.action_refresh)
@@ -100,26 +70,22 @@ class RunsPane(SweepRunner, RunMarks, Vertical):
     def _list(self, runs_dir: Path) -> None:
         from trm_core.experiments.manifest import sweep_runs
 
-        self.post_message(RunsListed(list_runs(runs_dir) + sweep_runs(runs_dir)))
+        runs = list_runs(runs_dir) + sweep_runs(runs_dir)
+        evals = {r.name: e for r in runs if (e := latest_eval(r.path)) is not None}
+        self.post_message(RunsListed(runs, evals))
 
     @on(RunsListed)
     def _on_listed(self, msg: RunsListed) -> None:
-        self.runs = msg.runs
+        self.runs, self.evals = msg.runs, msg.evals
         table = self.query_one("#runs-table", DataTable)
         selected = self._cursor_name()
         now = self.tapp.backend.clock()
         table.clear()
         for r in self.runs:
-            steps = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
-            best = f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "–"
-            table.add_row(
-                self.mark_label(r.name),
-                Text(r.status, style=STATUS_STYLES.get(r.status, "")),
-                steps,
-                best,
-                fmt_age(now - r.last_change),
-                key=r.name,
-            )
+            row = RunRow(r, self.evals.get(r.name), now)
+            cells = [c.cell(row) for c in COLUMNS]
+            cells[0] = self.mark_label(r.name)  # the name, escaped, marked for comparison
+            table.add_row(*cells, key=r.name)
         names = [r.name for r in self.runs]
         if selected in names:
             table.move_cursor(row=names.index(selected), animate=False)
@@ -155,46 +121,35 @@ class RunsPane(SweepRunner, RunMarks, Vertical):
 
     def open_run(self, path: Path) -> None:
         self.opened = path
-        self._offset = 0
-        self.train_pts, self.val_pts = [], []
-        self.tail_step = self.tail_total = 0
-        self.tail_state = ""
+        self.history = RunHistory()
         self._tail()
 
     def _tail(self) -> None:
         if self.opened is None:
             return
-        events, self._offset = read_events(self.opened / "metrics.jsonl", self._offset)
-        for ev in events:
-            if isinstance(ev, StepEvent):
-                self.train_pts.append((ev.step, ev.loss))
-                self.tail_step, self.tail_total = ev.step, ev.total_steps
-            elif isinstance(ev, EvalEvent):
-                self.val_pts.append((ev.step, ev.val_loss))
-            elif isinstance(ev, StartEvent):
-                self.tail_state, self.tail_total = "training", ev.total_steps
-            elif isinstance(ev, EarlyStopEvent):
-                self.tail_state = f"training, early stopping {ev.label}"
-            elif isinstance(ev, DoneEvent):
-                self.tail_state = ev.reason + (f": {ev.message}" if ev.message else "")
-                self.tail_step = max(self.tail_step, ev.step)
-        if events or not self.train_pts:
-            self.query_one("#runs-chart", LossChart).set_series(self.train_pts, self.val_pts)
+        events = self.history.follow(self.opened / "metrics.jsonl")
+        if events or not self.history.train:
+            self.query_one("#runs-chart", LossChart).set_series(self.history.train, self.history.val)
         self._detail()
 
     def _detail(self) -> None:
         if self.opened is None:
             return
+        h = self.history
         info = next((r for r in self.runs if r.path == self.opened), None)
         t = Text(printable(self.opened.name), style="bold")
-        status = info.status if info else "?"
+        status = info.status if info else h.status
         t.append(f"  {status}", style=STATUS_STYLES.get(status, ""))
         if info and info.pid:
             t.append(f" (pid {info.pid}, live)", style="green")
-        t.append(f"  step {self.tail_step}/{self.tail_total or '?'}")
-        best = min((v for _, v in self.val_pts if math.isfinite(v)), default=None)
-        if best is not None:
-            t.append(f"  best val {best:.4f}")
+        elif status == "running" and h.last_es is not None:
+            t.append(f", early stopping {h.last_es.label}")
+        t.append(f"  step {h.step}/{h.total_steps or '?'}")
+        if h.best_val_loss is not None:
+            t.append(f"  best val {h.best_val_loss:.4f}")
+        record = self.evals.get(self.opened.name)
+        if record:
+            t.append(f"  acc {record['accuracy']:.1%} ({record.get('split', '?')})")
         if info and info.message and info.status == "failed":
             t.append(f"  {printable(info.message)}", style="red")
         self.query_one("#runs-detail", Static).update(t)
@@ -202,6 +157,12 @@ class RunsPane(SweepRunner, RunMarks, Vertical):
     def action_toggle_log(self) -> None:
         chart = self.query_one("#runs-chart", LossChart)
         chart.log_scale = not chart.log_scale
+
+    def action_evaluate(self) -> None:
+        if self.opened is None or not (self.opened / "checkpoints").is_dir():
+            self.app.notify("Select a run with a checkpoint first.", severity="warning")
+            return
+        self.tapp.open_evaluation(self.opened)
 
     def action_open_repl(self) -> None:
         if self.opened is None:

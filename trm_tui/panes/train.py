@@ -1,30 +1,30 @@
-"""The Train tab: start, stop and resume the selected profile in a background worker.
+"""The Train tab: start, stop and resume the selected profile's runs in a background worker.
 
+The header names the run F5 writes: a picker of the runs made from the selected profile (newest
+first, with status and step). The tab shows that run's history, read from its metrics.jsonl and
+continued by the live events of a training; both go through one fold (`trm_core.runs.history`).
 The worker thread constructs the Trainer and runs it; its `on_event` callback only posts
-`TrainEvent` messages. Handlers append to plain lists (cheap) and mark the view dirty; a timer
-redraws the chart, progress and panels at most four times a second.
+`TrainEvent` messages. Handlers fold the events (cheap) and mark the view dirty; a timer redraws
+the chart, progress and panels at most four times a second.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import ProgressBar, RichLog, Static
+from textual.widgets import ProgressBar, RichLog, Select, Static
 from textual.worker import Worker, WorkerState
 
 from trm_core.events import (
     CheckpointEvent,
     DoneEvent,
     EarlyStopEvent,
-    EvalEvent,
     LogEvent,
     PhaseEvent,
     StartEvent,
@@ -32,75 +32,42 @@ from trm_core.events import (
 )
 from trm_core.printable import printable
 from trm_core.profile import Profile, ProfileError, load_profile
-from trm_core.runs.listing import run_info
+from trm_core.runs.history import RunHistory
+from trm_core.runs.listing import list_runs, run_info
 
-from ..formatting import fmt_duration, fmt_rate
 from ..messages import TrainEvent, TrainPrepared
+from ..screens.mismatch import MismatchModal
 from ..widgets.early_stop import EarlyStopPanel
 from ..widgets.loss_chart import LossChart
-from .mismatch import MismatchModal
-
-if TYPE_CHECKING:
-    from ..app import TrmApp
+from .base import Pane
+from .train_dialogs import TrainDialogs
+from .train_view import fmt_duration, now_table, progress_text, run_label, short, state_text
 
 REDRAW_S = 0.25
-STATE_STYLES = {
-    "idle": "dim",
-    "checking": "yellow",
-    "starting": "yellow",
-    "compiling": "bold yellow",
-    "training": "bold green",
-    "stopping": "bold yellow",
-    "finished": "green",
-    "early-stopped": "green",
-    "stopped": "yellow",
-    "error": "bold red",
-}
 
 
-def run_dir_for(runs_dir: Path, profile: Profile) -> Path:
-    return runs_dir / profile.name
-
-
-def short(run_dir: Path) -> str:
-    """runs/quickstart rather than a long absolute path."""
-    return f"{run_dir.parent.name}/{run_dir.name}"
-
-
-class TrainPane(Vertical):
+class TrainPane(TrainDialogs, Pane):
     BINDINGS = [
-        Binding("f5", "start", "Start/resume", id="train.start", tooltip="Train the selected profile"),
+        Binding("f5", "start", "Start/resume", id="train.start", tooltip="Train the selected run"),
         Binding("f6", "stop", "Stop", id="train.stop", tooltip="Stop training; a checkpoint is saved"),
         Binding("f7", "toggle_log", "Log scale", id="train.log_scale", tooltip="Toggle log-scale loss axis"),
         Binding("f8", "start_fresh", "Fresh run", id="train.fresh", tooltip="Train into a new run directory"),
+        Binding("f9", "evaluate", "Evaluate", id="train.evaluate", tooltip="Evaluate the selected run"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.state = "idle"
+        self.message = ""
         self.profile: Profile | None = None
-        self.run_dir: Path | None = None
+        self.run_dir: Path | None = None  # the run F5 writes (the picker's choice)
+        self.history = RunHistory()
         self._trainer = None
         self._stop_requested = False
         self._quit_after = False
         self._log_new = False
-        self._reset_data()
-
-    @property
-    def tapp(self) -> TrmApp:
-        return self.app  # type: ignore[return-value]
-
-    def _reset_data(self) -> None:
-        self.train_pts: list[tuple[float, float]] = []
-        self.val_pts: list[tuple[float, float]] = []
-        self.last_step: StepEvent | None = None
-        self.last_eval: EvalEvent | None = None
-        self.last_es: EarlyStopEvent | None = None
-        self.start_event: StartEvent | None = None
-        self.done: DoneEvent | None = None
-        self.compiling_since: float | None = None  # wall clock of the "compiling" PhaseEvent
-        self.message = ""
         self._dirty = True
+        self.compiling_since: float | None = None  # wall clock of the "compiling" PhaseEvent
 
     @property
     def training(self) -> bool:
@@ -109,7 +76,11 @@ class TrainPane(Vertical):
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        yield Static(id="train-head")
+        with Horizontal(id="train-head"):
+            yield Static(id="train-profile")
+            # allow_blank: set_options then always re-renders the chosen run's (changed) label
+            yield Select[str]([], id="train-run", prompt="choose a run", compact=True)
+            yield Static(id="train-state")
         with Horizontal(id="train-progress-row"):
             yield ProgressBar(id="train-progress", show_eta=False)
             yield Static(id="train-progress-text")
@@ -134,6 +105,42 @@ class TrainPane(Vertical):
             self.profile = load_profile(path)
         except ProfileError:
             self.profile = None
+        self.refresh_runs()
+
+    # ------------------------------------------------------------------ the run picker
+
+    def refresh_runs(self, select: Path | None = None) -> None:
+        """The runs made from the profile, newest first; `select` (or the current one) stays chosen."""
+        sel = self.query_one("#train-run", Select)
+        if self.profile is None:
+            sel.set_options([])
+            self.run_dir = None
+            return
+        name, runs_dir = self.profile.name, self.tapp.runs_dir
+        runs = [r for r in list_runs(runs_dir) if r.profile == name or (not r.profile and r.name == name)]
+        options = [(run_label(r), str(r.path)) for r in runs]
+        paths = [r.path for r in runs]
+        for extra in (runs_dir / name, select):
+            if extra is not None and extra not in paths:
+                options.append((f"{extra.name} · new run", str(extra)))
+                paths.append(extra)
+        target = select or (self.run_dir if self.run_dir in paths else None) or paths[0]
+        sel.set_options(options)
+        sel.value = str(target)
+        self._target_changed(target)
+
+    @on(Select.Changed, "#train-run")
+    def _run_picked(self, event: Select.Changed) -> None:
+        if isinstance(event.value, str) and event.value:
+            self._target_changed(Path(event.value))
+
+    def _target_changed(self, run_dir: Path) -> None:
+        if self.training or run_dir == self.run_dir:
+            return
+        self.run_dir = run_dir
+        self.history = RunHistory.read(run_dir)  # what the run did so far, as it was drawn then
+        self.state, self.message = "idle", ""
+        self._dirty = True
 
     # ------------------------------------------------------------------ actions
 
@@ -145,8 +152,13 @@ class TrainPane(Vertical):
         if path is None:
             self.app.notify("Pick a profile first (F1).", severity="warning")
             return
+        profiles = self.tapp.profiles_pane
+        editor = profiles.editor
+        if profiles.current == path and editor.dirty:
+            self._ask_unsaved(Path(path), fresh)
+            return
         self._set_state("checking")
-        self._prepare(Path(path), fresh)
+        self._prepare(Path(path), self.run_dir, fresh)
 
     def action_start_fresh(self) -> None:
         self.action_start(fresh=True)
@@ -168,10 +180,16 @@ class TrainPane(Vertical):
         chart.log_scale = not chart.log_scale
         self._dirty = True
 
+    def action_evaluate(self) -> None:
+        if self.run_dir is None or not (self.run_dir / "checkpoints").is_dir():
+            self.app.notify("This run has no checkpoint to evaluate yet.", severity="warning")
+            return
+        self.tapp.open_evaluation(self.run_dir)
+
     # ------------------------------------------------------------------ safety check, then train
 
     @work(thread=True, exclusive=True, group="train-check", exit_on_error=False)
-    def _prepare(self, path: Path, fresh: bool) -> None:
+    def _prepare(self, path: Path, target: Path | None, fresh: bool) -> None:
         backend = self.tapp.backend
         runs_dir = self.tapp.runs_dir
         try:
@@ -179,10 +197,11 @@ class TrainPane(Vertical):
         except ProfileError as e:
             self.post_message(TrainPrepared(None, runs_dir, None, error=e.problems[0]))
             return
-        run_dir = run_dir_for(runs_dir, profile)
+        base = runs_dir / profile.name
+        run_dir = target if target is not None and target.parent == runs_dir else base
         try:
-            if fresh and run_dir.exists():
-                run_dir = backend.propose_fresh_run_dir(run_dir)
+            if fresh:
+                run_dir = backend.propose_fresh_run_dir(base) if base.exists() else base
             info = run_info(run_dir)
             if info.status == "running":
                 self.post_message(TrainPrepared(profile, run_dir, None, busy_pid=info.pid))
@@ -204,10 +223,12 @@ class TrainPane(Vertical):
             )
             return
         if msg.busy_pid is not None:
-            text = f"{printable(msg.run_dir.name)} is being trained by another process (pid {msg.busy_pid})"
+            text = f"{msg.run_dir.name} is being trained by another process (pid {msg.busy_pid})"
             self._set_state("idle")
             self.log_line(text, "yellow")
-            self.app.notify(text + "; open it in Runs (F4) to watch.", severity="warning", markup=False)
+            self.app.notify(
+                printable(text + "; open it in Runs (F4) to watch."), severity="warning", markup=False
+            )
             return
         profile, run_dir = msg.profile, msg.run_dir
         if msg.mismatches is None:
@@ -233,12 +254,12 @@ class TrainPane(Vertical):
             self.app.push_screen(MismatchModal(msg.mismatches, run_dir, fresh_dir), chosen)
 
     def _launch(self, profile: Profile, run_dir: Path, *, resume: bool, note: str) -> None:
-        self._reset_data()
-        self.profile, self.run_dir = profile, run_dir
-        self._stop_requested = False
-        self._trainer = None
+        self.profile, self._stop_requested, self._trainer = profile, False, None
+        self.run_dir = None
+        self._target_changed(run_dir)  # its history so far: a resume continues the curve
         self.log_line(note, "cyan")
         self._set_state("starting")
+        self.refresh_runs(select=run_dir)
         self._train(profile, run_dir, resume)
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
@@ -258,49 +279,30 @@ class TrainPane(Vertical):
     def _on_train_event(self, msg: TrainEvent) -> None:
         ev = msg.event
         self._dirty = True
-        if isinstance(ev, StepEvent):
-            self.last_step = ev
-            self.train_pts.append((ev.step, ev.loss))
-            if self.state == "starting":
-                self._set_state("training")
-        elif isinstance(ev, EvalEvent):
-            self.last_eval = ev
-            self.val_pts.append((ev.step, ev.val_loss))
-        elif isinstance(ev, EarlyStopEvent):
-            self.last_es = ev
-            if ev.state == "stopped":
-                self.log_line(
-                    f"early stopping at step {ev.step}: best {ev.best_val_loss:.4f} @ {ev.best_step}"
-                )
+        if not (isinstance(ev, DoneEvent) and ev.reason == "nothing-to-train"):
+            self.history.update(ev)
+        if isinstance(ev, StepEvent | StartEvent) and self.state == "starting":
+            self._set_state("training")
+        if isinstance(ev, EarlyStopEvent) and ev.state == "stopped":
+            self.log_line(f"early stopping at step {ev.step}: best {ev.best_val_loss:.4f} @ {ev.best_step}")
         elif isinstance(ev, StartEvent):
-            self.start_event = ev
             what = f"resumed at step {ev.step}" if ev.resumed else "started"
             self.log_line(
                 f"{what}: {ev.profile} on {ev.device}, {ev.params / 1e6:.2f}M params, {ev.total_steps} steps"
             )
-            if self.state == "starting":
-                self._set_state("training")
+            self.refresh_runs(select=self.run_dir)
+        elif isinstance(ev, CheckpointEvent):
+            best = ", best" if ev.is_best and ev.reason != "best" else ""
+            self.log_line(f"checkpoint step {ev.step} ({ev.reason}{best})", "dim")
         elif isinstance(ev, PhaseEvent):  # compiling: its own state, an animated bar and a clock
             self.compiling_since = ev.time if ev.phase == "compiling" else None
             self.log_line(ev.detail, "dim")
             if self.state in ("starting", "compiling", "training"):
                 self._set_state("compiling" if ev.phase == "compiling" else "training")
-        elif isinstance(ev, CheckpointEvent):
-            best = ", best" if ev.is_best and ev.reason != "best" else ""
-            self.log_line(f"checkpoint step {ev.step} ({ev.reason}{best})", "dim")
         elif isinstance(ev, LogEvent):
-            style = {"warning": "yellow", "error": "red"}.get(ev.level, "")
-            self.log_line(ev.message, style)
+            self.log_line(ev.message, {"warning": "yellow", "error": "red"}.get(ev.level, ""))
         elif isinstance(ev, DoneEvent):
-            self.done = ev
-            text = f"done: {ev.reason} at step {ev.step}"
-            if ev.best_val_loss is not None:
-                text += f", best val {ev.best_val_loss:.4f}"
-            if ev.message:
-                text += f" — {ev.message}"
-            self.log_line(text, "red" if ev.reason == "error" else "green")
-            self._set_state(ev.reason if ev.reason != "error" else "error", ev.message)
-            self._redraw()
+            self._on_done(ev)
 
     def on_unmount(self) -> None:
         if (
@@ -319,7 +321,7 @@ class TrainPane(Vertical):
             self.app.notify(
                 printable(text), title="Training crashed", severity="error", timeout=10, markup=False
             )
-        elif event.state == WorkerState.SUCCESS and self.done is None:
+        elif event.state == WorkerState.SUCCESS and self.training:
             result = event.worker.result
             if isinstance(result, DoneEvent):
                 self._on_train_event(TrainEvent(result))
@@ -327,79 +329,55 @@ class TrainPane(Vertical):
             self._trainer.request_stop()  # the app is exiting: the thread must end (and save) on its own
         if event.state in (WorkerState.ERROR, WorkerState.SUCCESS, WorkerState.CANCELLED):
             self._trainer = None
-            if self.state in ("starting", "training", "stopping"):
+            if self.training:
                 self._set_state("stopped")
             self._redraw()
             if self._quit_after:
                 self.app.exit()
+            elif self.is_mounted:
+                self.refresh_runs(select=self.run_dir)
 
     # ------------------------------------------------------------------ view
 
     def log_line(self, text: str, style: str = "") -> None:
         log = self.query_one("#train-log", RichLog)
-        log.write(Text(printable(text), style=style))  # names, paths and messages never drive the terminal
+        log.write(Text(printable(text), style=style))
         self._dirty = self._log_new = True  # the redraw scrolls the log: RichLog's auto-scroll lags bursts
 
     def _set_state(self, state: str, message: str = "") -> None:
         self.state, self.message = state, message
+        self.query_one("#train-run", Select).disabled = self.training or state == "checking"
         self._dirty = True
         self._redraw()
 
     def _redraw(self) -> None:
-        if not (self._dirty or self.state == "compiling") or not self.is_mounted:
+        if self.state == "compiling":
+            self._dirty = True  # the clock moves
+        if not self._dirty or not self.is_mounted:
             return
         self._dirty = False
-        self._draw_head()
-        self._draw_progress()
-        self.query_one("#train-chart", LossChart).set_series(self.train_pts, self.val_pts)
-        self._draw_stats()
-        if self._log_new:
-            self._log_new = False
-            self.query_one("#train-log", RichLog).scroll_end(animate=False)
-        es = self.profile.early_stopping if self.profile else None
-        self.query_one("#train-early-stop", EarlyStopPanel).show(self.last_es, es)
-
-    def _draw_head(self) -> None:
-        head = Text()
+        h = self.history
         name = self.profile.name if self.profile else "no profile"
-        head.append(printable(name), style="bold")
-        if self.run_dir is not None:
-            head.append(f" → {printable(short(self.run_dir))}", style="dim")
-        head.append("  ")
-        head.append(f"● {self.state}", style=STATE_STYLES.get(self.state, ""))
-        if self.message and self.state == "error":
-            head.append(f" {printable(self.message)}", style="red")
-        self.query_one("#train-head", Static).update(head)
-
-    def _draw_progress(self) -> None:
+        self.query_one("#train-profile", Static).update(
+            Text.assemble((printable(name), "bold"), (" → run", "dim"))
+        )
+        self.query_one("#train-state", Static).update(state_text(self.state, h, self.message))
+        step, total, text = progress_text(h, self.training)
         bar = self.query_one("#train-progress", ProgressBar)
-        text = self.query_one("#train-progress-text", Static)
-        ev = self.last_step
-        total = ev.total_steps if ev else (self.start_event.total_steps if self.start_event else 0)
-        step = ev.step if ev else (self.start_event.step if self.start_event else 0)
-        if self.done is not None:
-            step = self.done.step
         if self.state == "compiling" and self.compiling_since is not None:
             bar.update(total=None, progress=0)  # animated: compiling is not stepping
-            text.update(f"compiling… {fmt_duration(time.time() - self.compiling_since)}")
-            return
-        if total:
+            text = f"compiling… {fmt_duration(time.time() - self.compiling_since)}"
+        elif total:
             bar.update(total=total, progress=step)
         elif self.state == "starting":  # building data / model: an indeterminate (animated) bar
             bar.update(total=None, progress=0)
         else:
             bar.update(total=1, progress=0)
-        eta = fmt_duration(ev.eta_s) if ev is not None and self.training else "--:--"
-        text.update(f"step {step}/{total or '?'}  ETA {eta}")
-
-    def _draw_stats(self) -> None:
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(style="dim", no_wrap=True)
-        grid.add_column(no_wrap=True)
-        ev = self.last_step
-        grid.add_row("loss", f"{ev.loss:.4f}" if ev else "–")
-        grid.add_row("val", f"{self.last_eval.val_loss:.4f}" if self.last_eval else "–")
-        grid.add_row("lr", f"{ev.lr:.2e}" if ev else "–")
-        grid.add_row("tok/s", fmt_rate(ev.tokens_per_s) if ev else "–")
-        grid.add_row("elapsed", fmt_duration(ev.elapsed_s) if ev else "–")
-        self.query_one("#train-stats", Static).update(grid)
+        self.query_one("#train-progress-text", Static).update(text)
+        self.query_one("#train-chart", LossChart).set_series(h.train, h.val)
+        self.query_one("#train-stats", Static).update(now_table(h))
+        if self._log_new:
+            self._log_new = False
+            self.query_one("#train-log", RichLog).scroll_end(animate=False)
+        es = self.profile.early_stopping if self.profile else None
+        self.query_one("#train-early-stop", EarlyStopPanel).show(h.last_es, es)

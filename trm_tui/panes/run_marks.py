@@ -12,7 +12,7 @@ from textual.widgets import DataTable
 
 from trm_core.printable import printable
 
-from .compare import CompareScreen
+from ..screens.compare import CompareScreen
 
 MARK = "● "
 MARK_BINDINGS = [

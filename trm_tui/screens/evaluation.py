@@ -1,0 +1,257 @@
+"""Evaluation in the app: score a run on held-out problems, then browse the answers.
+
+A worker runs `Backend.evaluate_run` (greedy, with and without the calculator; the record and
+samples land in run_dir/eval/) and posts progress; the screen shows both accuracies and a table
+of samples (✓/✗, gold, predicted, question) that F6 filters to the wrong ones. The last record
+of the run is shown when the screen opens.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Input, Label, ProgressBar, Select, Static
+from textual.worker import get_current_worker
+
+from trm_core.evaluation.record import latest_eval
+
+from ..messages import EvalFinished, EvalProgress
+
+MAX_SAMPLES_BYTES = 16 << 20  # a samples file bigger than this is not shown
+
+
+class EvalCancelled(Exception):
+    """Raised from the progress callback to end an evaluation nobody waits for."""
+
+
+def read_samples(run_dir: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The samples a record points at (bounded; unreadable lines skipped)."""
+    rel = record.get("samples")
+    if not isinstance(rel, str):
+        return []
+    path = run_dir / rel
+    try:
+        if path.stat().st_size > MAX_SAMPLES_BYTES:
+            return []
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    out = []
+    for line in lines:
+        try:
+            s = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(s, dict):
+            out.append(s)
+    return out
+
+
+def summary(record: dict[str, Any]) -> Text:
+    t = Text()
+    t.append(f"{record['accuracy']:.1%}", style="bold green")
+    t.append(" with calculator")
+    off = record.get("accuracy_no_calculator")
+    if off is not None:
+        t.append(" · ")
+        t.append(f"{off:.1%}", style="bold")
+        t.append(" without")
+    t.append(
+        f" · {record.get('n', '?')} {record.get('split', '')} problems, step {record.get('step', '?')}"
+        f" · {record.get('seconds', 0):.1f} s · {record.get('tokens_per_second', 0):.0f} tok/s",
+        style="dim",
+    )
+    return t
+
+
+class EvalScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "close", "Close", id="eval.close"),
+        Binding("f5", "start", "Evaluate", id="eval.start", tooltip="Evaluate with these settings"),
+        Binding("f6", "toggle_wrong", "Wrong only", id="eval.wrong_only", tooltip="Show only wrong answers"),
+    ]
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.samples: list[dict[str, Any]] = []
+        self.record: dict[str, Any] | None = None
+        self.wrong_only = False
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(f"Evaluate {self.run_dir.name}", style="bold"), id="eval-title")
+        with Horizontal(id="eval-controls"):
+            yield Select(
+                [("best", "best"), ("latest", "latest")],
+                value="best",
+                id="eval-which",
+                allow_blank=False,
+                compact=True,
+            )
+            yield Select(
+                [("held-out val", "val"), ("test split", "test")],
+                value="val",
+                id="eval-split",
+                allow_blank=False,
+                compact=True,
+            )
+            yield Label("limit", classes="eval-label")
+            yield Input("100", id="eval-limit", type="integer", compact=True)
+            yield Button("Evaluate", id="eval-start", variant="primary", compact=True)
+        with Horizontal(id="eval-progress-row"):
+            yield ProgressBar(id="eval-progress", show_eta=False)
+        yield Static(
+            Text("F5 evaluates: greedy answers, with and without the calculator", style="dim"),
+            id="eval-summary",
+        )
+        yield DataTable(id="eval-samples", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll(id="eval-detail-box"):
+            yield Static(id="eval-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#eval-samples", DataTable)
+        table.add_columns("#", "ok", "gold", "answer", "question")
+        self.query_one("#eval-progress", ProgressBar).update(total=1, progress=0)
+        record = latest_eval(self.run_dir)
+        if record is not None:
+            self._show(record, read_samples(self.run_dir, record))
+        self.query_one("#eval-start", Button).focus()
+
+    # ------------------------------------------------------------------ actions
+
+    def action_close(self) -> None:
+        if self.running:
+            for w in self.workers:
+                w.cancel()
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#eval-start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    def action_start(self) -> None:
+        if self.running:
+            self.app.notify("Already evaluating.", severity="warning")
+            return
+        text = self.query_one("#eval-limit", Input).value.strip()
+        try:
+            limit = int(text) if text else None
+        except ValueError:
+            limit = -1
+        if limit is not None and limit < 1:
+            self.app.notify("limit must be a whole number ≥ 1 (empty = all problems).", severity="error")
+            return
+        which = str(self.query_one("#eval-which", Select).value)
+        split = str(self.query_one("#eval-split", Select).value)
+        self.running = True
+        self.query_one("#eval-progress", ProgressBar).update(total=None, progress=0)
+        self.query_one("#eval-summary", Static).update(
+            Text(f"loading {which} and the {split} problems…", style="yellow")
+        )
+        self._evaluate(which, split, limit)
+
+    def action_toggle_wrong(self) -> None:
+        self.wrong_only = not self.wrong_only
+        self._fill()
+
+    # ------------------------------------------------------------------ worker
+
+    @work(thread=True, exclusive=True, group="evaluate", exit_on_error=False)
+    def _evaluate(self, which: str, split: str, limit: int | None) -> None:
+        post = self.post_message
+        worker = get_current_worker()
+
+        def progress(done: int, total: int) -> None:
+            if worker.is_cancelled:  # the screen closed or the app quits: stop after this batch
+                raise EvalCancelled
+            post(EvalProgress(done, total))
+
+        try:
+            record, samples = self.app.backend.evaluate_run(  # type: ignore[attr-defined]
+                self.run_dir, which=which, split=split, limit=limit, progress=progress
+            )
+        except EvalCancelled:
+            return
+        except Exception as e:  # noqa: BLE001 — shown on the screen; the app stays up
+            post(EvalFinished(self.run_dir, None, [], error=f"{type(e).__name__}: {e}"))
+            return
+        post(EvalFinished(self.run_dir, record, samples))
+
+    @on(EvalProgress)
+    def _on_progress(self, msg: EvalProgress) -> None:
+        self.query_one("#eval-progress", ProgressBar).update(total=msg.total, progress=msg.done)
+        half = msg.total // 2
+        what = "with calculator" if msg.done < half or not half else "without calculator"
+        self.query_one("#eval-summary", Static).update(
+            Text(f"evaluating {what}: {msg.done}/{msg.total} answers", style="yellow")
+        )
+
+    @on(EvalFinished)
+    def _on_finished(self, msg: EvalFinished) -> None:
+        self.running = False
+        if msg.error or msg.record is None:
+            self.query_one("#eval-summary", Static).update(
+                Text(f"evaluation failed: {msg.error}", style="bold red")
+            )
+            return
+        self._show(msg.record, msg.samples)
+        self.app.notify(f"{self.run_dir.name}: {msg.record['accuracy']:.1%} on {msg.record['n']} problems")
+
+    # ------------------------------------------------------------------ view
+
+    def _show(self, record: dict[str, Any], samples: list[dict[str, Any]]) -> None:
+        self.record, self.samples = record, samples
+        bar = self.query_one("#eval-progress", ProgressBar)
+        bar.update(total=1, progress=1)
+        self.query_one("#eval-summary", Static).update(summary(record))
+        self._fill()
+
+    def shown(self) -> list[dict[str, Any]]:
+        return [s for s in self.samples if not (self.wrong_only and s.get("correct"))]
+
+    def _fill(self) -> None:
+        table = self.query_one("#eval-samples", DataTable)
+        table.clear()
+        for s in self.shown():
+            ok = Text("✓", style="green") if s.get("correct") else Text("✗", style="bold red")
+            table.add_row(
+                str(s.get("index", "")),
+                ok,
+                str(s.get("expected") or "–"),
+                str(s.get("predicted") or "–"),
+                str(s.get("question", "")).replace("\n", " ")[:200],
+                key=str(s.get("index", id(s))),
+            )
+        title = f"{'wrong answers' if self.wrong_only else 'all answers'} ({len(self.shown())}) · F6 toggles"
+        table.border_title = title
+        self._detail(self.shown()[0] if self.shown() else None)
+
+    @on(DataTable.RowHighlighted, "#eval-samples")
+    def _on_row(self, event: DataTable.RowHighlighted) -> None:
+        key = event.row_key.value
+        sample = next((s for s in self.shown() if str(s.get("index", id(s))) == key), None)
+        self._detail(sample)
+
+    def _detail(self, s: dict[str, Any] | None) -> None:
+        box = self.query_one("#eval-detail", Static)
+        if s is None:
+            box.update("")
+            return
+        t = Text()
+        t.append("Question: ", style="bold")
+        t.append(str(s.get("question", "")) + "\n")
+        t.append("Gold: ", style="bold")
+        t.append(f"{s.get('expected')}   ")
+        t.append("Generated: ", style="bold")
+        t.append(str(s.get("generated", "")).strip())
+        box.update(t)
