@@ -152,7 +152,7 @@ def test_eval_with_best_in_another_run_writes_only_its_own_run(
     proc = cli_server.run(["eval", str(run), "--limit", "2", "--split", "train"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
     assert snapshot(other) == before, "eval wrote into the run that `best` pointed at"
-    written = list(run.glob("eval-train-*.jsonl"))
+    written = list(run.glob("eval/train-step*.jsonl"))
     assert len(written) == 1 and all(
         "strict_match" in json.loads(line) for line in written[0].read_text().splitlines()
     )
