@@ -101,7 +101,10 @@ class ReplPane(Pane):
     # ------------------------------------------------------------------ runs
 
     def refresh_runs(self, select: str | None = None) -> None:
-        runs = [r for r in list_runs(self.tapp.runs_dir) if (r.path / "checkpoints").is_dir()]
+        from trm_core.experiments.manifest import sweep_runs
+
+        listed = list_runs(self.tapp.runs_dir) + sweep_runs(self.tapp.runs_dir)  # sweeps' as <sweep>/<run>
+        runs = [r for r in listed if (r.path / "checkpoints").is_dir()]
         sel = self.query_one("#repl-run", Select)
         current = select or (sel.value if isinstance(sel.value, str) else None)
         # the name alone: at 80 columns the select is narrow, and the step shown after loading

@@ -113,7 +113,7 @@ class Transcript(VerticalScroll):
         self._update()
 
     def add_note(self, note: str, style: str = "dim") -> None:
-        self.content.append(f"\n[{printable(note)}]", style=style)
+        self.content.append(f"\n[{printable(note, keep_lines=True)}]", style=style)
         self._update()
 
     def clear(self) -> None:
