@@ -246,8 +246,8 @@ def test_evaluate_run_writes_a_record_the_runs_tab_reads(tmp_path: Path, trained
     """Issue 15.9 in the core: a real tiny run scored on its validation slice, with and without
     the calculator; the record and samples land in run/eval/, read back newest first."""
     from tests.cli_harness import copy_run
-    from trm_core.evaluation.held_out import evaluate_held_out
     from trm_core.evaluation.record import latest_eval, read_eval_records
+    from trm_core.evaluation.run_eval import evaluate_held_out
 
     run = copy_run(trained_run, tmp_path / "run")
     seen: list[tuple[int, int]] = []

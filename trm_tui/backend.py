@@ -77,7 +77,7 @@ EXAMPLES = 64  # validation problems the REPL draws its example questions from
 
 def _real_examples(run_dir: Path) -> list[tuple[str, str]]:
     """(question, answer) pairs from the run's validation slice: problems it never trained on."""
-    from trm_core.evaluation.held_out import held_out_examples
+    from trm_core.evaluation.run_eval import held_out_examples
     from trm_core.runs.read import saved_profile
 
     return [(e.question, e.answer) for e in held_out_examples(saved_profile(run_dir), "val", EXAMPLES)]
@@ -86,7 +86,7 @@ def _real_examples(run_dir: Path) -> list[tuple[str, str]]:
 def _real_evaluate_run(
     run_dir: Path, *, which: str, split: str, limit: int | None, progress: Callable[[int, int], None]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from trm_core.evaluation.held_out import evaluate_held_out
+    from trm_core.evaluation.run_eval import evaluate_held_out
 
     return evaluate_held_out(run_dir, which=which, split=split, limit=limit, progress=progress)
 

@@ -8,11 +8,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from trm_core.data.batches import split_train_val
+from trm_core.data.sources import Example, load_examples
 from trm_core.errors import UserError
 from trm_core.evaluation.evaluate import EvalResult, evaluate, write_samples
 from trm_core.evaluation.record import EVAL_DIR, record_name, write_eval_record
 
-__all__ = ["EvalSettings", "resolve_source", "run_dir_of", "evaluate_generator", "evaluate_run"]
+__all__ = [
+    "EvalSettings",
+    "resolve_source",
+    "run_dir_of",
+    "held_out_examples",
+    "evaluate_generator",
+    "evaluate_run",
+    "evaluate_held_out",
+]
 
 # (calculator on?, problems done, problems in all, correct so far)
 Progress = Callable[[bool, int, int, int], None]
@@ -71,6 +81,26 @@ class EvalSettings(dict):
         )
 
 
+def held_out_examples(
+    profile: Any, split: str, limit: int | None = None, *, source: str | None = None
+) -> list[Example]:
+    """The first `limit` problems of the run's validation slice ("val": carved from its training
+    data, never trained on) or of `source`'s (default: the profile's) "train"/"test" split."""
+    d = profile.data
+    source = source or d.source
+    kw = {
+        "synthetic_size": d.synthetic_size,
+        "min_steps": d.synthetic_min_steps,
+        "max_steps": d.synthetic_max_steps,
+        "seed": d.seed,
+    }
+    if split == "val":
+        examples = split_train_val(load_examples(source, "train", **kw), d.val_size, d.seed)[1]
+    else:
+        examples = load_examples(source, split, **kw)
+    return examples[:limit] if limit else examples
+
+
 def _generated_tokens(gen: Any, result: EvalResult) -> int:
     try:
         return sum(len(gen.tokenizer.encode(s["generated"])) for s in result.samples)
@@ -91,21 +121,9 @@ def evaluate_generator(
 
     Returns (the record written, the results: the primary score first, then the other way if `both`).
     """
-    from trm_core.data.sources import load_examples
-
     profile = gen.profile
-    d = profile.data
-    source = resolve_source(settings["data"] or d.source)
-    examples = load_examples(
-        source,
-        settings["split"],
-        synthetic_size=d.synthetic_size,
-        min_steps=d.synthetic_min_steps,
-        max_steps=d.synthetic_max_steps,
-        seed=d.seed,
-    )
-    if settings["limit"] is not None:
-        examples = examples[: settings["limit"]]
+    source = resolve_source(settings["data"] or profile.data.source)
+    examples = held_out_examples(profile, settings["split"], settings["limit"], source=source)
     calculator = gen.defaults.calculator if settings["calculator"] is None else bool(settings["calculator"])
     max_tokens = settings["max_tokens"] or gen.defaults.max_tokens
     modes = [calculator, not calculator] if settings["both"] else [calculator]
@@ -125,6 +143,9 @@ def evaluate_generator(
                 progress=cb,
             )
         )
+    if len(results) == 2 and not results[1].calculator:  # both ways: each answer beside the other
+        for s, off in zip(results[0].samples, results[1].samples, strict=True):
+            s["generated_no_calculator"], s["correct_no_calculator"] = off["generated"], off["correct"]
     run_dir = run_dir_of(Path(gen.path))
     stem = record_name(settings["split"], gen.step)
     samples_path = output or run_dir / EVAL_DIR / f"{stem}.jsonl"
@@ -179,3 +200,32 @@ def evaluate_run(
     gen = Generator.from_checkpoint(run_dir, settings["which"], ema=ema, device=device)
     record, _ = evaluate_generator(gen, settings, progress=progress)
     return record
+
+
+def evaluate_held_out(
+    run_dir: str | Path,
+    *,
+    which: str = "best",
+    split: str = "val",
+    limit: int | None = None,
+    batch_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    generator: Any = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The app's evaluation: greedy answers with and without the calculator, recorded in the run;
+    `progress(done, total)` counts both passes. Returns (record, samples of the calculator pass,
+    each with the no-calculator answer beside it)."""
+    if generator is None:
+        from trm_core.generation.generator import Generator
+
+        generator = Generator.from_checkpoint(run_dir, which)
+    settings = EvalSettings.make(
+        which=which, split=split, limit=limit, calculator=True, both=True, batch_size=batch_size
+    )
+
+    def report(calculator: bool, done: int, total: int, correct: int) -> None:
+        if progress is not None:
+            progress(done if calculator else total + done, 2 * total)
+
+    record, results = evaluate_generator(generator, settings, progress=report)
+    return record, results[0].samples
