@@ -65,7 +65,7 @@ def test_a_stem_without_name_becomes_a_safe_name(tmp_path: Path) -> None:
 def test_memory_estimate_is_small_for_quickstart_and_refuses_the_absurd(repo: Path) -> None:
     quick = load_profile(repo / "profiles" / "quickstart.toml")
     est = estimate_memory(quick)
-    assert 240_000 < est.params < 260_000  # 246,016 measured by the trainer
+    assert 450_000 < est.params < 470_000  # 459,008 measured by the trainer
     assert est.total < 2**30
     check_fits(quick)  # fits
     huge = parse_profile(tiny_text(train__batch_size=1_000_000))

@@ -73,7 +73,9 @@ def wrap_ddp(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Modul
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    # every parameter gets a gradient each step (no_grad cycles only skip graph building)
+    # every parameter gets a gradient in every backward (no_grad cycles only skip graph building);
+    # ACT's Q-head and the LM head run on the forward's output, outside DDP's forward, and DDP's
+    # per-parameter gradient hooks all-reduce their gradients all the same (tests/test_ddp_act.py)
     return DDP(
         model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
     )

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from trm_core.training.act import act_pass
 
-__all__ = ["Pass", "StepResult", "supervision_step"]
+__all__ = ["Pass", "StepResult", "pass_loss", "supervision_step"]
 
 Mode = Literal["deep", "accumulate", "eval"]
 
@@ -50,6 +50,17 @@ class StepResult:
     total: Tensor | None = None  # accumulate: the detached sum of the pass losses
     hidden: Tensor | None = None  # the last pass's hidden states [B, T, D]
     carry: Any = None  # the last pass's carry
+
+
+def pass_loss(
+    model: Any, forward: Callable[..., tuple[Tensor, Any]], input_ids: Tensor, labels: Tensor
+) -> Tensor:
+    """The training loss of one pass from no carry (compile's warm-up): the LM loss, and under ACT
+    also the halting loss, so that every parameter gets a gradient. DDP (`find_unused_parameters`
+    off) needs that in every backward, and the Q-head runs outside the DDP-wrapped `forward`."""
+    if getattr(model, "q_head", None) is not None:
+        return act_pass(model, input_ids, labels, None, 0, 1, forward=forward).loss
+    return model.loss(forward(input_ids)[0], labels)
 
 
 def supervision_step(

@@ -42,7 +42,7 @@ from trm_core.training.run_files import RunFiles
 from trm_core.training.schedule import EarlyStopper
 from trm_core.training.setup import build_train_setup
 from trm_core.training.state import Position, carry_state, carry_tensors, checkpoint_state, validation_metrics
-from trm_core.training.step import Pass, supervision_step
+from trm_core.training.step import Pass, pass_loss, supervision_step
 from trm_core.training.update import apply_update, clip_and_check
 
 __all__ = ["Trainer"]
@@ -175,7 +175,7 @@ class Trainer:
             self._log(s.accel.reason)
         if s.accel.compile:  # its own phase (events), every graph built before the first step
             model_, fwd = model, self.fwd
-            compile_for_run(model, self.data, s.accel, lambda ids: model_.loss(fwd(ids)[0], ids), self.step,
+            compile_for_run(model, self.data, s.accel, lambda ids: pass_loss(model_, fwd, ids, ids), self.step,
                             self._emit, ema=self.ema)  # fmt: skip
         if len(self.data.val_ds) == 0:
             self._log(

@@ -1,5 +1,6 @@
 """`trm-tui compare PATH…`: runs grouped by what differs, mean ± std and a t-based 95 % interval across
-seeds per metric, differences marked resolved only where intervals do not overlap."""
+seeds per metric, differences marked resolved only where intervals do not overlap. With `--depth NAME`:
+accuracy against depth from each run's `eval --json` file (see `compare_depth.py`)."""
 
 from __future__ import annotations
 
@@ -27,14 +28,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--plot", action="store_true", help="overlaid mean validation curves in the terminal")
     p.add_argument("--log", action="store_true", help="with --plot: log10 of the loss")
+    p.add_argument(
+        "--depth",
+        metavar="NAME",
+        default=None,
+        help="accuracy against depth: read RUN/NAME (an `eval --json` file) in every run",
+    )
     p.set_defaults(run=run)
 
 
 def fmt(metric: str, v: float | None) -> str:
     if v is None:
         return "—"
-    if metric.startswith("exact"):
+    if metric.startswith(("exact", "accuracy")):
         return f"{100 * v:.1f}%"
+    if metric == "mean_depth":
+        return f"{v:.2f}"
     if metric == "best_val_loss":
         return f"{v:.4f}"
     if metric in ("params", "flops_per_token"):
@@ -133,27 +142,42 @@ def rich_table(result: dict[str, Any]) -> Any:
     return table
 
 
+def write_json(path: str, result: dict[str, Any]) -> None:
+    """The result as JSON to `path` ('-' = stdout); an unwritable path is one sentence."""
+    from trm_core.errors import UserError
+
+    text = json.dumps(result, indent=1)
+    if path == "-":
+        print(text)
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from trm_core.errors import UserError
     from trm_core.experiments.compare import METRICS, compare, find_runs, summarize_run
 
+    if args.depth is not None:
+        if args.plot or args.metric:
+            raise UserError(
+                "--depth makes its own table of accuracy against depth; leave out --plot and --metric"
+            )
+        from trm_tui.commands.compare_depth import run_depth
+
+        return run_depth(args)
     metrics = args.metric or DEFAULT_METRICS
     if metrics == ["all"]:
         metrics = list(METRICS)
     runs = [summarize_run(p) for p in find_runs(args.paths)]
     result = compare(runs, by=args.by, metrics=metrics)
     if args.json:
-        text = json.dumps(result, indent=1)
-        if args.json == "-":
-            print(text)
-        else:
-            try:
-                with open(args.json, "w", encoding="utf-8") as f:
-                    f.write(text + "\n")
-            except OSError as e:
-                raise UserError(f"cannot write {args.json}: {e.strerror or e}") from None
+        write_json(args.json, result)
     if args.markdown:
         print(markdown(result), end="")
     elif args.json != "-":
