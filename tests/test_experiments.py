@@ -348,3 +348,23 @@ def test_child_queue_runs_train_then_eval_and_labels_each_step(
         labels = [m for s, m in seen if s == "running"]
         assert labels == ["training", "evaluating"][: len(expected)]
         assert seen[-1] == ("done", "")
+
+
+def test_shipped_sweep_files_expand_to_valid_profiles() -> None:
+    """Every sweep in profiles/sweeps/ parses, finds its base and expands to valid profiles (the
+    README's tables are made from them); the comparison sweeps share the pinned pre-#17 base."""
+    from trm_core.experiments.sweep import expand, load_sweep
+
+    repo = Path(__file__).resolve().parents[1]
+    files = sorted((repo / "profiles" / "sweeps").glob("*.toml"))
+    assert len(files) >= 8
+    for path in files:
+        sweep = load_sweep(path, repo / "profiles")
+        problems: list[str] = []
+        runs = expand(sweep, problems)
+        assert not problems, (path.name, problems)
+        assert len(runs) == len(sweep.seeds) * max(1, len(sweep.variants)) * math.prod(
+            len(v) for v in sweep.grid.values()
+        ), path.name
+        if path.stem.startswith(("arch", "cycles", "supervision")):
+            assert sweep.base_path.name == "quickstart-1block.toml", path.name
