@@ -8,6 +8,7 @@ import argparse
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from typing import Any
 
 DEFAULT_METRICS = ["best_val_loss", "exact_calculator", "exact_no_calculator", "wall_seconds"]
@@ -157,8 +158,30 @@ def write_json(path: str, result: dict[str, Any]) -> None:
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
 
 
-def run(args: argparse.Namespace) -> int:
+def emit(
+    args: argparse.Namespace,
+    result: dict[str, Any],
+    to_markdown: Callable[[dict[str, Any]], str],
+    to_table: Callable[[dict[str, Any]], Any],
+    to_lines: Callable[[dict[str, Any]], list[str]],
+    best: str,
+) -> None:
+    """--json, then --markdown or the rich table with the interval note and the verdict lines."""
     from rich.console import Console
+
+    if args.json:
+        write_json(args.json, result)
+    if args.markdown:
+        print(to_markdown(result), end="")
+    elif args.json != "-":
+        console = Console(highlight=False)
+        console.print(to_table(result))
+        console.print(f"[dim]{result['interval']}; * = {best}.[/dim]")
+        for line in to_lines(result):
+            console.print(line)
+
+
+def run(args: argparse.Namespace) -> int:
 
     from trm_core.errors import UserError
     from trm_core.experiments.compare import METRICS, compare, find_runs, summarize_run
@@ -176,16 +199,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = list(METRICS)
     runs = [summarize_run(p) for p in find_runs(args.paths)]
     result = compare(runs, by=args.by, metrics=metrics)
-    if args.json:
-        write_json(args.json, result)
-    if args.markdown:
-        print(markdown(result), end="")
-    elif args.json != "-":
-        console = Console(highlight=False)
-        console.print(rich_table(result))
-        console.print(f"[dim]{result['interval']}; * = resolved best.[/dim]")
-        for line in verdicts(result):
-            console.print(line)
+    emit(args, result, markdown, rich_table, verdicts, "resolved best")
     if args.plot:
         from trm_tui.curves import render_curves
 

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Any
 
-from trm_tui.commands.compare import cell, write_json
+from trm_tui.commands.compare import cell, emit
 
 COLUMNS = [
     "group",
@@ -126,8 +126,6 @@ def rich_depth(result: dict[str, Any]) -> Any:
 
 
 def run_depth(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from trm_core.experiments.depth_compare import depth_compare
     from trm_core.printable import printable
 
@@ -139,14 +137,5 @@ def run_depth(args: argparse.Namespace) -> int:
             f"trm-tui: skipped {n} run{'s' * (n > 1)} without {printable(args.depth)}: {names}",
             file=sys.stderr,
         )
-    if args.json:
-        write_json(args.json, result)
-    if args.markdown:
-        print(markdown_depth(result), end="")
-    elif args.json != "-":
-        console = Console(highlight=False)
-        console.print(rich_depth(result))
-        console.print(f"[dim]{result['interval']}; * = resolved best in its group.[/dim]")
-        for line in depth_verdicts(result):
-            console.print(line)
+    emit(args, result, markdown_depth, rich_depth, depth_verdicts, "resolved best in its group")
     return 0
