@@ -76,6 +76,18 @@ def best_resolved(result: dict[str, Any], metric: str) -> int | None:
     return next((g for g, w in wins.items() if w == n - 1 and n > 1), None)
 
 
+def verdict(label: str, count: int, with_ci: int, said: list[str], what: str) -> str:
+    """One sentence: `said` (the resolved pairs, e.g. "a > b") among `count` groups or combinations
+    of which `with_ci` have an interval, or that nothing can be or was resolved."""
+    if with_ci < 2:
+        return f"{label}: fewer than two {what} with ≥ 2 runs, nothing can be resolved."
+    if not said:
+        return f"{label}: all 95% intervals overlap — nothing resolved."
+    total = count * (count - 1) // 2
+    rest = f"; the other {total - len(said)} pairs overlap" if total > len(said) else ""
+    return f"{label}: resolved {', '.join(said)}{rest}."
+
+
 def verdicts(result: dict[str, Any]) -> list[str]:
     """One sentence per metric: which pairs are resolved, or that the intervals all overlap."""
     from trm_tui.curves import group_label
@@ -87,19 +99,12 @@ def verdicts(result: dict[str, Any]) -> list[str]:
         with_ci = sum(1 for g in groups if g["metrics"][m]["ci95"] is not None)
         if len(groups) < 2:
             continue
-        if with_ci < 2:
-            out.append(f"{info['label']}: fewer than two groups with ≥ 2 runs, nothing can be resolved.")
-        elif not pairs:
-            out.append(f"{info['label']}: all 95% intervals overlap — nothing resolved.")
-        else:
-            said = []
-            for r in pairs:
-                a, b = (r["a"], r["b"]) if r["better"] == r["a"] else (r["b"], r["a"])
-                op = "<" if info["better"] == "lower" else ">"
-                said.append(f"{group_label(groups[a]['key'])} {op} {group_label(groups[b]['key'])}")
-            total = len(groups) * (len(groups) - 1) // 2
-            rest = f"; the other {total - len(pairs)} pairs overlap" if total > len(pairs) else ""
-            out.append(f"{info['label']}: resolved {', '.join(said)}{rest}.")
+        said = []
+        for r in pairs:
+            a, b = (r["a"], r["b"]) if r["better"] == r["a"] else (r["b"], r["a"])
+            op = "<" if info["better"] == "lower" else ">"
+            said.append(f"{group_label(groups[a]['key'])} {op} {group_label(groups[b]['key'])}")
+        out.append(verdict(info["label"], len(groups), with_ci, said, "groups"))
     return out
 
 

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Any
 
-from trm_tui.commands.compare import cell, emit
+from trm_tui.commands.compare import cell, emit, verdict
 
 COLUMNS = [
     "group",
@@ -61,18 +61,11 @@ def depth_verdicts(result: dict[str, Any]) -> list[str]:
             label = f"{name} · {result['metrics'][m]['label']}"
             pairs = [r for r in result["resolved"] if r["metric"] == m and r["group"] == g]
             with_ci = sum(1 for i in members if rows[i]["metrics"][m]["ci95"] is not None)
-            if with_ci < 2:
-                out.append(f"{label}: fewer than two combinations with ≥ 2 runs, nothing can be resolved.")
-            elif not pairs:
-                out.append(f"{label}: all 95% intervals overlap — nothing resolved.")
-            else:
-                said = []
-                for r in pairs:
-                    worse = r["b"] if r["better"] == r["a"] else r["a"]
-                    said.append(f"{rows[r['better']]['label']} > {rows[worse]['label']}")
-                total = len(members) * (len(members) - 1) // 2
-                rest = f"; the other {total - len(pairs)} pairs overlap" if total > len(pairs) else ""
-                out.append(f"{label}: resolved {', '.join(said)}{rest}.")
+            said = []
+            for r in pairs:
+                worse = r["b"] if r["better"] == r["a"] else r["a"]
+                said.append(f"{rows[r['better']]['label']} > {rows[worse]['label']}")
+            out.append(verdict(label, len(members), with_ci, said, "combinations"))
     return out
 
 
