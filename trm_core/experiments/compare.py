@@ -31,6 +31,8 @@ __all__ = [
     "compare",
     "differing_keys",
     "find_runs",
+    "group_keys",
+    "resolved_pairs",
     "summarize",
     "summarize_run",
     "t_critical",
@@ -186,6 +188,29 @@ def _disjoint(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a["ci95"][1] < b["ci95"][0] or b["ci95"][1] < a["ci95"][0]
 
 
+def resolved_pairs(
+    stats: Sequence[dict[str, Any]], indices: Sequence[int], better: str
+) -> list[tuple[int, int, int]]:
+    """(a, b, the better of the two) for every pair of `indices` whose `stats` (summarize()'s dicts)
+    have disjoint 95 % intervals; `better` is "lower" or "higher"."""
+    sign = -1 if better == "lower" else 1
+    out = []
+    for n, i in enumerate(indices):
+        for j in indices[n + 1 :]:
+            if _disjoint(stats[i], stats[j]):
+                out.append((i, j, i if sign * (stats[i]["mean"] - stats[j]["mean"]) > 0 else j))
+    return out
+
+
+def group_keys(runs: Sequence[RunSummary], by: Sequence[str] | None) -> list[str]:
+    """The profile keys runs are grouped by: `by` (each must be a key of these runs) or those that differ."""
+    known = {k for r in runs for k in r.config}
+    for k in by or []:
+        if k not in known:
+            raise UserError(f"--by {k!r} is not a profile key of these runs (dotted, e.g. 'model.arch')")
+    return list(by) if by else differing_keys(runs)
+
+
 def compare(
     runs: Sequence[RunSummary], by: Sequence[str] | None = None, metrics: Sequence[str] | None = None
 ) -> dict[str, Any]:
@@ -194,11 +219,7 @@ def compare(
     for m in metrics:
         if m not in METRICS:
             raise UserError(f"unknown metric {m!r}; known: {', '.join(METRICS)}")
-    known = {k for r in runs for k in r.config}
-    for k in by or []:
-        if k not in known:
-            raise UserError(f"--by {k!r} is not a profile key of these runs (dotted, e.g. 'model.arch')")
-    keys = list(by) if by else differing_keys(runs)
+    keys = group_keys(runs, by)
     groups: dict[str, dict[str, Any]] = {}
     for r in runs:
         key = {k: r.config.get(k) for k in keys}
@@ -216,13 +237,9 @@ def compare(
         out_groups.append(g)
     resolved = []
     for m in metrics:
-        sign = -1 if METRICS[m][1] == "lower" else 1
-        for i, a in enumerate(out_groups):
-            for j in range(i + 1, len(out_groups)):
-                sa, sb = a["metrics"][m], out_groups[j]["metrics"][m]
-                if _disjoint(sa, sb):
-                    better = i if sign * (sa["mean"] - sb["mean"]) > 0 else j
-                    resolved.append({"metric": m, "a": i, "b": j, "better": better})
+        stats = [g["metrics"][m] for g in out_groups]
+        for a, b, better in resolved_pairs(stats, range(len(out_groups)), METRICS[m][1]):
+            resolved.append({"metric": m, "a": a, "b": b, "better": better})
     return {
         "groups": out_groups,
         "by": keys,

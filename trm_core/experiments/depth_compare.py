@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from trm_core.errors import UserError
-from trm_core.experiments.compare import INTERVAL, RunSummary, differing_keys, find_runs, summarize
+from trm_core.experiments.compare import (
+    INTERVAL,
+    RunSummary,
+    find_runs,
+    group_keys,
+    resolved_pairs,
+    summarize,
+)
 
 __all__ = [
     "DEPTH_KEYS",
@@ -151,11 +158,7 @@ def depth_compare(paths: Iterable[str | Path], name: str, by: Sequence[str] | No
         where = "the run" if len(found) == 1 else f"any of the {len(found)} runs"
         raise UserError(f"{name} is not in {where}; write it with `trm-tui eval RUN … --json RUN/{name}`")
     summaries = [r for r, _ in runs]
-    known = {k for r in summaries for k in r.config}
-    for k in by or []:
-        if k not in known:
-            raise UserError(f"--by {k!r} is not a profile key of these runs (dotted, e.g. 'model.arch')")
-    keys = list(by) if by else differing_keys(summaries)
+    keys = group_keys(summaries, by)
 
     groups: dict[str, tuple[dict[str, Any], dict[tuple[Any, ...], dict[str, Any]]]] = {}
     for summary, rows in runs:
@@ -200,13 +203,7 @@ def _resolved(rows: list[dict[str, Any]], members: range, group: int) -> list[di
     """Pairs of combinations in one group whose intervals on an accuracy do not overlap."""
     out = []
     for m in RESOLVED_METRICS:
-        sign = -1 if DEPTH_METRICS[m][1] == "lower" else 1
-        for i in members:
-            for j in range(i + 1, members.stop):
-                a, b = rows[i]["metrics"][m], rows[j]["metrics"][m]
-                if a["ci95"] is None or b["ci95"] is None:
-                    continue
-                if a["ci95"][1] < b["ci95"][0] or b["ci95"][1] < a["ci95"][0]:
-                    better = i if sign * (a["mean"] - b["mean"]) > 0 else j
-                    out.append({"metric": m, "group": group, "a": i, "b": j, "better": better})
+        stats = [r["metrics"][m] for r in rows]
+        for a, b, better in resolved_pairs(stats, members, DEPTH_METRICS[m][1]):
+            out.append({"metric": m, "group": group, "a": a, "b": b, "better": better})
     return out
