@@ -90,3 +90,25 @@ def test_packed_batches_are_full_and_shifted() -> None:
         assert b.input_ids.shape == b.labels.shape == (2, 64) and b.num_tokens == 128
         assert (b.labels != IGNORE_INDEX).all()
         assert torch.equal(b.input_ids[:, 1:], b.labels[:, :-1])
+
+
+def test_train_section_runs_act_models_with_halting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An ACT profile's train timing goes through `act_pass` (halting loss and decisions) on every
+    pass of every timed batch, not through the fixed-depth forward."""
+    import trm_core.training.step as step
+
+    calls: list[int] = []
+    real = step.act_pass
+
+    def spy(*args, **kwargs):
+        calls.append(args[4])  # the pass index
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(step, "act_pass", spy)
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--quick", "--device", "cpu", "--profile", "quickstart-act", "--sections", "train"]
+    assert main([*argv, "--skip-baseline", "--repeats", "1", "--json", str(out)]) == 0
+    train = json.loads(out.read_text())["train"]
+    assert train["supervision_steps"] == 2
+    assert calls and set(calls) == {0, 1}
+    assert calls.count(0) == calls.count(1)
