@@ -194,6 +194,19 @@ def build_swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         "hidden_size-32_seed1": "queued",
     }
     done_before = (runs / "tiny" / "hidden_size-16_seed0" / "metrics.jsonl").read_bytes()
+    from trm_core.experiments.compare import compare, find_runs, summarize_run
+    from trm_tui.commands.compare import verdicts
+
+    partial = compare([summarize_run(p) for p in find_runs([runs / "tiny"])])  # mid-sweep
+    stopped = str(runs / "tiny" / "hidden_size-32_seed0")
+    assert [(g["unfinished"], g["unevaluated"]) for g in partial["groups"]] == [
+        ([], []),
+        ([stopped], [stopped]),
+    ]
+    assert verdicts(partial)[:2] == [
+        "1 run has not finished training (its numbers are partial): hidden_size-32_seed0.",
+        "1 run has no eval record (no accuracy): hidden_size-32_seed0.",
+    ]
 
     assert cli("sweep", file, "--runs-dir", runs) == 0
     root = runs / "tiny"
@@ -241,6 +254,7 @@ def test_sweep_interrupt_resume_and_compare_json_is_the_mean_of_the_runs(
             "best_val_loss", "exact_calculator", "exact_no_calculator", "wall_seconds",
             "tokens_per_second", "params", "flops_per_token",
         }  # fmt: skip
+        assert g["unfinished"] == [] and g["unevaluated"] == []  # resumed to the end and evaluated
     # bigger width: more parameters and FLOPs, resolved (deterministic, zero spread)
     assert {"metric": "params", "a": 0, "b": 1, "better": 0} in result["resolved"]
 

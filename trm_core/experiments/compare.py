@@ -8,7 +8,8 @@ nothing.
 
 The JSON (`compare --json`, read by the app and the tests):
     {"groups": [{"key": {"model.arch": "trm", …}, "n": 3, "runs": ["runs/s/…", …],
-                 "metrics": {"best_val_loss": {"mean": …, "std": …, "ci95": [lo, hi], "values": […]}, …}}],
+                 "metrics": {"best_val_loss": {"mean": …, "std": …, "ci95": [lo, hi], "values": […]}, …},
+                 "unfinished": [runs whose training has not ended], "unevaluated": [runs without an eval record]}],
      "metrics": {name: {"label": …, "better": "lower"|"higher"}}, "by": [...], "interval": "…",
      "resolved": [{"metric": …, "a": i, "b": j, "better": i|j}]}
 """
@@ -48,6 +49,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "params": ("params", "lower"),
     "flops_per_token": ("fwd FLOPs/token", "lower"),
 }
+FINISHED = {"finished", "early-stopped"}  # DoneEvent reasons of a run whose training is complete
 IGNORED_KEYS = {"name", "description", "train.seed"}  # seeds are what a group pools over
 INTERVAL = "95% t-interval across seeds: mean ± t(0.975, n-1)·std/√n; resolved = intervals do not overlap"
 
@@ -78,6 +80,8 @@ class RunSummary:
     config: dict[str, Any]  # the profile, flat
     metrics: dict[str, float | None]
     curve: list[tuple[int, float]] = field(default_factory=list)  # (step, validation loss)
+    finished: bool = True  # training ended (its budget or early stopping) after its last start
+    evaluated: bool = True  # an eval record is in the run directory
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -126,7 +130,7 @@ def _vocab_size(name: str) -> int | None:
 def summarize_run(run_dir: str | Path) -> RunSummary:
     """The metrics of one run, from its metrics.jsonl, saved profile and eval record."""
     from trm_core.evaluation.record import latest_eval
-    from trm_core.events import EvalEvent, StartEvent, StepEvent, read_events
+    from trm_core.events import DoneEvent, EvalEvent, StartEvent, StepEvent, read_events
     from trm_core.runs.read import saved_profile
 
     run_dir = Path(run_dir)
@@ -135,9 +139,13 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
     curve: dict[int, float] = {}
     params = wall = None
     speeds: list[float] = []
+    finished = False
     for ev in events:
         if isinstance(ev, StartEvent):
             params = ev.params
+            finished = False  # a resume: the run is unfinished until it says otherwise
+        elif isinstance(ev, DoneEvent):
+            finished = ev.reason in FINISHED
         elif isinstance(ev, StepEvent):
             wall = ev.elapsed_s
             if ev.tokens_per_s > 0:
@@ -160,7 +168,7 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
         "params": float(params) if params is not None else None,
         "flops_per_token": _forward_flops_per_token(profile, vocab) if vocab else None,
     }
-    return RunSummary(run_dir, profile.flat(), metrics, sorted(curve.items()))
+    return RunSummary(run_dir, profile.flat(), metrics, sorted(curve.items()), finished, record is not None)
 
 
 def differing_keys(runs: Sequence[RunSummary]) -> list[str]:
@@ -234,6 +242,8 @@ def compare(
             m: summarize([r.metrics[m] for r in members if r.metrics.get(m) is not None]) for m in metrics
         }
         g["curve"] = _mean_curve([r.curve for r in members])
+        g["unfinished"] = [str(r.path) for r in members if not r.finished]
+        g["unevaluated"] = [str(r.path) for r in members if not r.evaluated]
         out_groups.append(g)
     resolved = []
     for m in metrics:

@@ -9,6 +9,7 @@ import json
 import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 DEFAULT_METRICS = ["best_val_loss", "exact_calculator", "exact_no_calculator", "wall_seconds"]
@@ -88,12 +89,32 @@ def verdict(label: str, count: int, with_ci: int, said: list[str], what: str) ->
     return f"{label}: resolved {', '.join(said)}{rest}."
 
 
+def caveats(result: dict[str, Any]) -> list[str]:
+    """A sentence each for runs whose training has not ended (their numbers are partial: a sweep
+    still running, or stopped) and runs without an eval record (no accuracy)."""
+    out = []
+    for field, one, many in (
+        ("unfinished", "has not finished training (its numbers are partial)", "have not finished training (their numbers are partial)"),
+        ("unevaluated", "has no eval record (no accuracy)", "have no eval record (no accuracy)"),
+    ):  # fmt: skip
+        paths = [p for g in result["groups"] for p in g.get(field, [])]
+        if paths:
+            names = ", ".join(Path(p).name for p in paths[:4]) + (", …" if len(paths) > 4 else "")
+            out.append(
+                f"{len(paths)} run {one}: {names}."
+                if len(paths) == 1
+                else f"{len(paths)} runs {many}: {names}."
+            )
+    return out
+
+
 def verdicts(result: dict[str, Any]) -> list[str]:
-    """One sentence per metric: which pairs are resolved, or that the intervals all overlap."""
+    """One sentence per metric: which pairs are resolved, or that the intervals all overlap; the
+    caveats first."""
     from trm_tui.curves import group_label
 
     groups = result["groups"]
-    out = []
+    out = caveats(result)
     for m, info in result["metrics"].items():
         pairs = [r for r in result["resolved"] if r["metric"] == m]
         with_ci = sum(1 for g in groups if g["metrics"][m]["ci95"] is not None)
