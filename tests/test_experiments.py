@@ -203,10 +203,8 @@ def build_swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         ([], []),
         ([stopped], [stopped]),
     ]
-    assert verdicts(partial)[:2] == [
-        "1 run has not finished training (its numbers are partial): hidden_size-32_seed0.",
-        "1 run has no eval record (no accuracy): hidden_size-32_seed0.",
-    ]
+    assert verdicts(partial)[0] == "1 run not finished training (numbers partial): hidden_size-32_seed0."
+    assert "no eval record" not in verdicts(partial)[1]  # said once for a run that is both
 
     assert cli("sweep", file, "--runs-dir", runs) == 0
     root = runs / "tiny"
@@ -382,3 +380,23 @@ def test_shipped_sweep_files_expand_to_valid_profiles() -> None:
         ), path.name
         if path.stem.startswith(("arch", "cycles", "supervision")):
             assert sweep.base_path.name == "quickstart-1block.toml", path.name
+
+
+def test_compare_names_partial_runs_once_each() -> None:
+    """A run still training is named as partial (not again for its missing eval); a finished run
+    without an eval record is named for that; complete runs are not named."""
+    from trm_core.experiments.compare import RunSummary, compare
+    from trm_tui.commands.compare import caveats
+
+    def run(name: str, width: int, *, finished: bool = True, evaluated: bool = True) -> RunSummary:
+        metrics = {"best_val_loss": 1.0, "exact_calculator": 0.5 if evaluated else None}
+        return RunSummary(Path(name), {"model.hidden_size": width}, metrics, [], finished, evaluated)
+
+    runs = [run("a0", 16), run("a1", 16, evaluated=False), run("b0", 32, finished=False, evaluated=False)]
+    result = compare(runs, metrics=["best_val_loss", "exact_calculator"])
+    assert [(g["unfinished"], g["unevaluated"]) for g in result["groups"]] == [([], ["a1"]), (["b0"], ["b0"])]
+    assert caveats(result) == [
+        "1 run not finished training (numbers partial): b0.",
+        "1 run no eval record (no accuracy): a1.",
+    ]
+    assert caveats(compare(runs[:1] + [run("c0", 32)])) == []

@@ -91,20 +91,17 @@ def verdict(label: str, count: int, with_ci: int, said: list[str], what: str) ->
 
 def caveats(result: dict[str, Any]) -> list[str]:
     """A sentence each for runs whose training has not ended (their numbers are partial: a sweep
-    still running, or stopped) and runs without an eval record (no accuracy)."""
+    still running, or stopped) and finished runs without an eval record (no accuracy)."""
+    unfinished = [p for g in result["groups"] for p in g.get("unfinished", [])]
+    unevaluated = [p for g in result["groups"] for p in g.get("unevaluated", []) if p not in unfinished]
     out = []
-    for field, one, many in (
-        ("unfinished", "has not finished training (its numbers are partial)", "have not finished training (their numbers are partial)"),
-        ("unevaluated", "has no eval record (no accuracy)", "have no eval record (no accuracy)"),
-    ):  # fmt: skip
-        paths = [p for g in result["groups"] for p in g.get(field, [])]
+    for paths, what in (
+        (unfinished, "not finished training (numbers partial)"),
+        (unevaluated, "no eval record (no accuracy)"),
+    ):
         if paths:
             names = ", ".join(Path(p).name for p in paths[:4]) + (", …" if len(paths) > 4 else "")
-            out.append(
-                f"{len(paths)} run {one}: {names}."
-                if len(paths) == 1
-                else f"{len(paths)} runs {many}: {names}."
-            )
+            out.append(f"{len(paths)} run{'s' if len(paths) > 1 else ''} {what}: {names}.")
     return out
 
 

@@ -47,7 +47,7 @@ class CompareScreen(Screen[None]):
     DEFAULT_CSS = """
     CompareScreen #compare-title { height: 1; color: $text-muted; }
     CompareScreen #compare-table { height: auto; max-height: 8; }
-    CompareScreen #compare-verdict { height: auto; max-height: 3; color: $text-muted; }
+    CompareScreen #compare-verdict { height: auto; max-height: 4; color: $text-muted; }
     CompareScreen #compare-plot { height: 1fr; }
     """
     BINDINGS = [
@@ -84,7 +84,7 @@ class CompareScreen(Screen[None]):
 
     @on(CompareReady)
     def _on_ready(self, msg: CompareReady) -> None:
-        from ..commands.compare import best_resolved, verdicts
+        from ..commands.compare import best_resolved, caveats, verdicts
 
         title = self.query_one("#compare-title", Static)
         if msg.result is None:
@@ -102,10 +102,11 @@ class CompareScreen(Screen[None]):
         for i, g in enumerate(r["groups"]):
             cells = [half_width_cell(m, g["metrics"][m], best[m] == i) for m, _ in COLUMNS]
             table.add_row(group_label(g["key"]), str(g["n"]), *cells)
-        said = [v for v in verdicts(r) if "nothing" not in v] or [
-            "all 95% intervals overlap: nothing resolved"
-        ]
-        self.query_one("#compare-verdict", Static).update(Text("; ".join(said), overflow="ellipsis"))
+        warned = caveats(r)
+        lines = verdicts(r)[len(warned) :]
+        said = [v for v in lines if "nothing" not in v]  # the resolved pairs, else why nothing is
+        said = said or [f"every metric: {t}" for t in dict.fromkeys(v.split(": ", 1)[1] for v in lines)]
+        self.query_one("#compare-verdict", Static).update(Text(" ".join(warned + said), overflow="ellipsis"))
         self.call_after_refresh(self._draw)  # once the table has taken its rows, the plot knows its height
 
     def on_resize(self) -> None:
