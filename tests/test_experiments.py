@@ -400,3 +400,26 @@ def test_compare_names_partial_runs_once_each() -> None:
         "1 run no eval record (no accuracy): a1.",
     ]
     assert caveats(compare(runs[:1] + [run("c0", 32)])) == []
+
+
+def test_gsm8k_sweep_variants_are_the_shipped_gsm8k_profiles() -> None:
+    """profiles/sweeps/gsm8k.toml says its variants are gsm8k.toml, gsm8k-baseline.toml and
+    gsm8k-accumulate.toml: each expanded run differs from its profile in the name, description and
+    seed only."""
+    from trm_core.experiments.sweep import expand, load_sweep
+    from trm_core.profile import diff, load_profile
+
+    repo = Path(__file__).resolve().parents[1]
+    sweep = load_sweep(repo / "profiles" / "sweeps" / "gsm8k.toml", repo / "profiles")
+    problems: list[str] = []
+    runs = {r.name: r.profile for r in expand(sweep, problems)}
+    assert not problems
+    for label, file in (
+        ("trm-deep", "gsm8k"),
+        ("transformer", "gsm8k-baseline"),
+        ("trm-accumulate", "gsm8k-accumulate"),
+    ):
+        shipped = load_profile(repo / "profiles" / f"{file}.toml")
+        for seed in (0, 1, 2):
+            keys = {m.key for m in diff(shipped, runs[f"{label}_seed{seed}"])}
+            assert keys <= {"name", "description", "train.seed"}, (label, keys)
