@@ -423,3 +423,34 @@ def test_gsm8k_sweep_variants_are_the_shipped_gsm8k_profiles() -> None:
         for seed in (0, 1, 2):
             keys = {m.key for m in diff(shipped, runs[f"{label}_seed{seed}"])}
             assert keys <= {"name", "description", "train.seed"}, (label, keys)
+
+
+def test_compare_says_when_accuracies_were_measured_differently(
+    swept: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A later `eval` with other settings replaces a sweep run's record (one per split and step);
+    compare then names the runs measured differently instead of averaging them silently."""
+    import shutil
+
+    _, runs = swept
+    copy = tmp_path / "tiny"
+    shutil.copytree(runs / "tiny", copy)
+    out = tmp_path / "same.json"
+    assert cli("compare", copy, "--json", out) == 0
+    assert json.loads(out.read_text())["eval_mismatch"] == []
+    odd = copy / "hidden_size-16_seed1"
+    assert cli("eval", odd, "--split", "test", "--limit", "3", "--max-tokens", "4", "--calculator") == 0
+    capsys.readouterr()
+    assert cli("compare", copy, "--json", out) == 0
+    assert json.loads(out.read_text())["eval_mismatch"] == [
+        {"settings": {"n": 3}, "runs": [str(odd)]},
+        {
+            "settings": {"n": 2},
+            "runs": [str(copy / f"hidden_size-{w}_seed{i}") for w, i in ((16, 0), (32, 0), (32, 1))],
+        },
+    ]
+    assert cli("compare", copy, "--markdown") == 0
+    assert (
+        "- Accuracies measured with different eval settings, not comparable: n=3 (hidden_size-16_seed1); n=2 (3 runs)."
+        in capsys.readouterr().out
+    )

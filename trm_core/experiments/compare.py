@@ -10,6 +10,7 @@ The JSON (`compare --json`, read by the app and the tests):
     {"groups": [{"key": {"model.arch": "trm", …}, "n": 3, "runs": ["runs/s/…", …],
                  "metrics": {"best_val_loss": {"mean": …, "std": …, "ci95": [lo, hi], "values": […]}, …},
                  "unfinished": [runs whose training has not ended], "unevaluated": [runs without an eval record]}],
+     "eval_mismatch": [{"settings": {differing eval keys}, "runs": [...]}, …] (empty when they agree),
      "metrics": {name: {"label": …, "better": "lower"|"higher"}}, "by": [...], "interval": "…",
      "resolved": [{"metric": …, "a": i, "b": j, "better": i|j}]}
 """
@@ -31,6 +32,7 @@ __all__ = [
     "RunSummary",
     "compare",
     "differing_keys",
+    "eval_mismatch",
     "find_runs",
     "group_keys",
     "resolved_pairs",
@@ -50,6 +52,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "flops_per_token": ("fwd FLOPs/token", "lower"),
 }
 FINISHED = {"finished", "early-stopped"}  # DoneEvent reasons of a run whose training is complete
+# what makes two runs' accuracies comparable: the same problems, checkpoint choice and decoding
+EVAL_KEYS = ("split", "data", "n", "checkpoint", "calculator", "calculator_mode", "max_tokens")
 IGNORED_KEYS = {"name", "description", "train.seed"}  # seeds are what a group pools over
 INTERVAL = "95% t-interval across seeds: mean ± t(0.975, n-1)·std/√n; resolved = intervals do not overlap"
 
@@ -82,6 +86,7 @@ class RunSummary:
     curve: list[tuple[int, float]] = field(default_factory=list)  # (step, validation loss)
     finished: bool = True  # training ended (its budget or early stopping) after its last start
     evaluated: bool = True  # an eval record is in the run directory
+    eval_settings: dict[str, Any] | None = None  # what the accuracies were measured on (EVAL_KEYS)
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -168,7 +173,14 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
         "params": float(params) if params is not None else None,
         "flops_per_token": _forward_flops_per_token(profile, vocab) if vocab else None,
     }
-    return RunSummary(run_dir, profile.flat(), metrics, sorted(curve.items()), finished, record is not None)
+    settings = None
+    if record is not None:
+        given = {**(record.get("settings") or {}), **record}
+        given["checkpoint"] = (record.get("settings") or {}).get("which", record.get("checkpoint"))
+        settings = {k: given.get(k) for k in EVAL_KEYS}
+    return RunSummary(
+        run_dir, profile.flat(), metrics, sorted(curve.items()), finished, record is not None, settings
+    )
 
 
 def differing_keys(runs: Sequence[RunSummary]) -> list[str]:
@@ -252,11 +264,27 @@ def compare(
             resolved.append({"metric": m, "a": a, "b": b, "better": better})
     return {
         "groups": out_groups,
+        "eval_mismatch": eval_mismatch(runs),
         "by": keys,
         "metrics": {m: {"label": METRICS[m][0], "better": METRICS[m][1]} for m in metrics},
         "interval": INTERVAL,
         "resolved": resolved,
     }
+
+
+def eval_mismatch(runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
+    """When the runs' accuracies were measured with different settings (another problem count,
+    split, checkpoint, calculator or token budget): one entry per distinct setting, with only the
+    keys that differ and the runs measured so; [] when they all agree."""
+    measured = [r for r in runs if r.eval_settings is not None]
+    differ = [k for k in EVAL_KEYS if len({repr(r.eval_settings.get(k)) for r in measured}) > 1]  # type: ignore[union-attr]
+    if not differ:
+        return []
+    out: dict[str, dict[str, Any]] = {}
+    for r in measured:
+        key = {k: r.eval_settings.get(k) for k in differ}  # type: ignore[union-attr]
+        out.setdefault(repr(key), {"settings": key, "runs": []})["runs"].append(str(r.path))
+    return sorted(out.values(), key=lambda e: len(e["runs"]))
 
 
 def _mean_curve(curves: Sequence[list[tuple[int, float]]]) -> list[list[float]]:

@@ -85,13 +85,15 @@ def verdict(label: str, count: int, with_ci: int, said: list[str], what: str) ->
     if not said:
         return f"{label}: all 95% intervals overlap — nothing resolved."
     total = count * (count - 1) // 2
-    rest = f"; the other {total - len(said)} pairs overlap" if total > len(said) else ""
+    left = total - len(said)
+    rest = "; the other pair overlaps" if left == 1 else f"; the other {left} pairs overlap" if left else ""
     return f"{label}: resolved {', '.join(said)}{rest}."
 
 
 def caveats(result: dict[str, Any]) -> list[str]:
     """A sentence each for runs whose training has not ended (their numbers are partial: a sweep
-    still running, or stopped) and finished runs without an eval record (no accuracy)."""
+    still running, or stopped), finished runs without an eval record (no accuracy), and runs whose
+    latest eval record was measured differently from the others' (another `eval` overwrote it)."""
     unfinished = [p for g in result["groups"] for p in g.get("unfinished", [])]
     unevaluated = [p for g in result["groups"] for p in g.get("unevaluated", []) if p not in unfinished]
     out = []
@@ -102,6 +104,13 @@ def caveats(result: dict[str, Any]) -> list[str]:
         if paths:
             names = ", ".join(Path(p).name for p in paths[:4]) + (", …" if len(paths) > 4 else "")
             out.append(f"{len(paths)} run{'s' if len(paths) > 1 else ''} {what}: {names}.")
+    if result.get("eval_mismatch"):
+        parts = []
+        for e in result["eval_mismatch"]:
+            said = ", ".join(f"{k}={v}" for k, v in e["settings"].items())
+            who = Path(e["runs"][0]).name if len(e["runs"]) == 1 else f"{len(e['runs'])} runs"
+            parts.append(f"{said} ({who})")
+        out.append(f"Accuracies measured with different eval settings, not comparable: {'; '.join(parts)}.")
     return out
 
 
