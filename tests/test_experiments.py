@@ -390,7 +390,8 @@ def test_compare_names_partial_runs_once_each() -> None:
 
     def run(name: str, width: int, *, finished: bool = True, evaluated: bool = True) -> RunSummary:
         metrics = {"best_val_loss": 1.0, "exact_calculator": 0.5 if evaluated else None}
-        return RunSummary(Path(name), {"model.hidden_size": width}, metrics, [], finished, evaluated)
+        settings = {"n": 200} if evaluated else None
+        return RunSummary(Path(name), {"model.hidden_size": width}, metrics, [], finished, settings)
 
     runs = [run("a0", 16), run("a1", 16, evaluated=False), run("b0", 32, finished=False, evaluated=False)]
     result = compare(runs, metrics=["best_val_loss", "exact_calculator"])

@@ -85,8 +85,12 @@ class RunSummary:
     metrics: dict[str, float | None]
     curve: list[tuple[int, float]] = field(default_factory=list)  # (step, validation loss)
     finished: bool = True  # training ended (its budget or early stopping) after its last start
-    evaluated: bool = True  # an eval record is in the run directory
     eval_settings: dict[str, Any] | None = None  # what the accuracies were measured on (EVAL_KEYS)
+
+    @property
+    def evaluated(self) -> bool:
+        """An eval record is in the run directory."""
+        return self.eval_settings is not None
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -174,13 +178,10 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
         "flops_per_token": _forward_flops_per_token(profile, vocab) if vocab else None,
     }
     settings = None
-    if record is not None:
+    if record is not None:  # the record's own fields (data, n, checkpoint) over the settings asked for
         given = {**(record.get("settings") or {}), **record}
-        given["checkpoint"] = (record.get("settings") or {}).get("which", record.get("checkpoint"))
         settings = {k: given.get(k) for k in EVAL_KEYS}
-    return RunSummary(
-        run_dir, profile.flat(), metrics, sorted(curve.items()), finished, record is not None, settings
-    )
+    return RunSummary(run_dir, profile.flat(), metrics, sorted(curve.items()), finished, settings)
 
 
 def differing_keys(runs: Sequence[RunSummary]) -> list[str]:

@@ -115,12 +115,16 @@ def caveats(result: dict[str, Any]) -> list[str]:
 
 
 def verdicts(result: dict[str, Any]) -> list[str]:
-    """One sentence per metric: which pairs are resolved, or that the intervals all overlap; the
-    caveats first."""
+    """The caveats, then one sentence per metric (`metric_verdicts`)."""
+    return caveats(result) + metric_verdicts(result)
+
+
+def metric_verdicts(result: dict[str, Any]) -> list[str]:
+    """One sentence per metric: which pairs are resolved, or that the intervals all overlap."""
     from trm_tui.curves import group_label
 
     groups = result["groups"]
-    out = caveats(result)
+    out = []
     for m, info in result["metrics"].items():
         pairs = [r for r in result["resolved"] if r["metric"] == m]
         with_ci = sum(1 for g in groups if g["metrics"][m]["ci95"] is not None)

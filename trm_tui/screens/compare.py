@@ -84,7 +84,7 @@ class CompareScreen(Screen[None]):
 
     @on(CompareReady)
     def _on_ready(self, msg: CompareReady) -> None:
-        from ..commands.compare import best_resolved, caveats, verdicts
+        from ..commands.compare import best_resolved, caveats, metric_verdicts
 
         title = self.query_one("#compare-title", Static)
         if msg.result is None:
@@ -102,8 +102,7 @@ class CompareScreen(Screen[None]):
         for i, g in enumerate(r["groups"]):
             cells = [half_width_cell(m, g["metrics"][m], best[m] == i) for m, _ in COLUMNS]
             table.add_row(group_label(g["key"]), str(g["n"]), *cells)
-        warned = caveats(r)
-        lines = verdicts(r)[len(warned) :]
+        warned, lines = caveats(r), metric_verdicts(r)
         said = [v for v in lines if "nothing" not in v]  # the resolved pairs, else why nothing is
         said = said or [f"every metric: {t}" for t in dict.fromkeys(v.split(": ", 1)[1] for v in lines)]
         self.query_one("#compare-verdict", Static).update(Text(" ".join(warned + said), overflow="ellipsis"))
