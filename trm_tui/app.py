@@ -7,6 +7,7 @@ and its chart keeps its data, whichever tab is shown.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
@@ -85,6 +86,10 @@ class TrmApp(App[None]):
                 f"No profile named {self.initial_profile} in {self.profiles_dir}.", severity="warning"
             )
         self._focus_tab("profiles")
+        if not self.is_headless:
+            from .hangup import watch_terminal
+
+            watch_terminal(self, self.hang_up)
 
     # ------------------------------------------------------------------ tabs
 
@@ -160,6 +165,29 @@ class TrmApp(App[None]):
         self.call_after_refresh(pane.run_action, action)
 
     # ------------------------------------------------------------------ quit
+
+    terminal_gone = False
+
+    def hang_up(self) -> None:
+        """The terminal is gone (trm_tui/hangup.py): stop what runs, saving its checkpoint, and exit
+        without asking, since nobody is there to answer."""
+        self.terminal_gone = True
+        runs = self.query_one(RunsPane)
+        if runs.sweep_running:
+            runs.stop_sweep(quit_after=True)
+        elif self.train_pane.training:
+            self.train_pane.action_stop(quit_after=True)
+        else:
+            self.query_one(ReplPane).action_stop()
+            self.exit()
+
+    def exit(self, *args, **kwargs) -> None:
+        if self.terminal_gone:
+            # Textual's shutdown restores the terminal's modes by writing to it; with the terminal
+            # gone that write can block forever (seen after a hang-up with its SIGHUP), holding the
+            # run's lock. What runs has stopped and its files are flushed, so leave at once.
+            os._exit(0)
+        super().exit(*args, **kwargs)
 
     async def action_quit(self) -> None:
         runs = self.query_one(RunsPane)
