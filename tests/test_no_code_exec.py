@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
@@ -141,14 +142,23 @@ sys.addaudithook(_audit)  # cannot be removed; it records only inside watched()
 
 
 def watched(expr: str) -> tuple[Any, float, list[str]]:
-    """safe_eval(expr), the CPU time it took (immune to the other processes on a busy machine), audit events."""
+    """safe_eval(expr), the CPU time it took (immune to the other processes on a busy machine), audit events.
+
+    The garbage collector is off while it runs. On a fresh-clone CI run (session 7) one call that
+    takes 0.0 s alone took 0.59 s of this thread's time once and never again; the likeliest cause is
+    a full collection of the test worker's heap, which any allocation can trigger (not confirmed)."""
     _AUDIT.events, _AUDIT.on = [], True
+    collecting = gc.isenabled()
+    gc.disable()
     start = time.thread_time()
     try:
         result = safe_eval(expr)
     finally:
+        elapsed = time.thread_time() - start
         _AUDIT.on = False
-    return result, time.thread_time() - start, _AUDIT.events
+        if collecting:
+            gc.enable()
+    return result, elapsed, _AUDIT.events
 
 
 # Fragments an attacker (or a confused model) would put between << and =.
