@@ -7,10 +7,10 @@ the loss covers the answer and EOS (or everything with `loss_on = "all"`), never
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trm_core.data.example import Example
 from trm_core.errors import DataError
 from trm_core.safe_read import FileProblem, read_bounded
 
@@ -22,12 +22,6 @@ SYNTHETIC_TEST_SIZE = 1000
 
 
 SYNTHETIC_TEST_SEED_OFFSET = 1_000_003  # the synthetic "test" split draws from its own seed
-
-
-@dataclass
-class Example:
-    question: str
-    answer: str  # GSM8K form: steps with <<a*b=c>> annotations, then "#### N"
 
 
 def format_prompt(question: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from trm_core.data.sources import Example
+from trm_core.data.example import Example
 
 NAMES_SHE = [
     "Mia", "Ava", "Lena", "Sofia", "Nora", "Priya", "Amara", "Hana", "Chloe", "Rosa", "Ines", "Yara",
