@@ -16,8 +16,6 @@ from typing import Any, Protocol
 
 from trm_core.errors import TokenizerError
 
-KNOWN_SPECS = ("gpt2", "byte", "hf:")
-
 # The SHA-256 tiktoken pins for GPT-2's files (tiktoken_ext/openai_public.py, `gpt2()`).
 GPT2_VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
 GPT2_ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
