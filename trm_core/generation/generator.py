@@ -86,7 +86,7 @@ class Generator:
         self.act = getattr(model, "q_head", None) is not None and cfg is not None and cfg.arch == "trm"
         self.last_token_depths: list[list[tuple[int, int]]] = []  # per row of the last request
         # the depth this generator started with (the checkpoint's), to go back to after overrides
-        self.trained_steps, self.trained_cycles = self.supervision_steps, cycles
+        self.trained_steps = self.supervision_steps
         self.trained_threshold = self.halt_threshold
         if device is None:
             device = next(iter(model.parameters())).device
