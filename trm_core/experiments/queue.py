@@ -68,7 +68,6 @@ class SweepQueue:
         self._stop = threading.Event()
         self._trainer: Any = None
         self._children: list[subprocess.Popen[bytes]] = []
-        self.started = time.monotonic()
 
     # ------------------------------------------------------------------ state
 
