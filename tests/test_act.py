@@ -39,7 +39,7 @@ def decode_cached(model: CausalLM, x: torch.Tensor, prompt: int, S: int, *, one:
         step = model.decode_one if one else model.forward_step
         out.append(step(x[:, t : t + 1], cache))
         if one:
-            cache.sync_pos()
+            cache.pos += 1  # decode_one advances pos_t only; the caller advances pos (sessions.py)
     return torch.cat(out, dim=1), cache.depths(0, T).clone()
 
 

@@ -206,7 +206,7 @@ class CachedDecoding:
         Only tensor indexing (index_copy_ at pos_t, a full-length mask built from pos_t), no
         host sync, no data-dependent shape, no Python state changed: it advances `pos_t` on the
         device only, so the whole step can be compiled (dynamo would specialise on a Python int
-        and recompile every token). The caller advances `cache.pos` (or calls `sync_pos()`).
+        and recompile every token). The caller advances `cache.pos`.
         """
         pos_t = cache.pos_t
         positions = cache.position_ids.index_select(1, pos_t)  # [B, 1]

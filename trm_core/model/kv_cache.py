@@ -17,8 +17,8 @@ class KVCache:
     """Static, preallocated K/V for every (supervision step, net call, layer) slot.
 
     `pos` (a Python int) is the number of positions already processed; `pos_t` mirrors it on the
-    device for `decode_one`, whose CUDA-graph replays advance only `pos_t` (call `sync_pos()`
-    before the next eager `forward_step` in that case). `pad_mask` [B, max_len] marks padding keys;
+    device for `decode_one`, whose CUDA-graph replays advance only `pos_t` (the caller advances
+    `pos` too, as `generation/sessions.py` does). `pad_mask` [B, max_len] marks padding keys;
     `position_ids` [B, max_len] holds each position's RoPE position (padding not counted).
     With `act`, `running` [S, B, max_len] marks the positions that ran each supervision step and
     `depth` [B, max_len] the number of steps each position ran; `halt_threshold` decides halting.
@@ -79,10 +79,6 @@ class KVCache:
             self.running.zero_()
         if self.depth is not None:
             self.depth.zero_()
-
-    def sync_pos(self) -> None:
-        """Set `pos` from `pos_t` (after CUDA-graph replays of `decode_one`; synchronises)."""
-        self.pos = int(self.pos_t.item())
 
     def set_pad_mask(self, pad_mask: Tensor) -> None:
         """Padding keys to ignore from now on; RoPE positions then skip the padding."""
