@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.trm-tui-installed
 ARGS   ?=
 
-.PHONY: run test lint format bench clean-venv
+.PHONY: run test lint format bench docs clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/trm-tui bench $(ARGS)
+
+# docs/profiles.md from the comments beside the fields of trm_core/profile.py
+docs: $(STAMP)
+	$(PY) -m trm_core.profile_doc
 
 clean-venv:
 	rm -rf $(VENV)

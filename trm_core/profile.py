@@ -53,20 +53,28 @@ class ProfileError(UserError):
 # --------------------------------------------------------------------------- sections
 
 
+# Every key's description is the comment beside its field (or on comment lines directly above
+# it): `python -m trm_core.profile_doc` turns them into docs/profiles.md, and a test fails when a
+# key has none or that file is out of date. A new key: its field, its comment, regenerate.
+
+
 @dataclass
 class ModelConfig:
+    # recursive TRM, or the baseline: the same blocks applied once, as a stack
     arch: Literal["trm", "transformer"] = "trm"
+    # width of the net and of the latent streams `z_H`, `z_L`; divisible by `num_heads`
     hidden_size: int = 128
-    num_heads: int = 4
+    num_heads: int = 4  # attention heads
     num_layers: int = 2  # blocks in the shared net (TRM) or the stack (transformer)
     expansion: float = 4.0  # SwiGLU hidden = expansion * hidden_size * 2/3, rounded
-    H_cycles: int = 3
-    L_cycles: int = 6
+    H_cycles: int = 3  # outer cycles per supervision pass: each updates `z_H` once
+    L_cycles: int = 6  # inner cycles per H-cycle: updates of `z_L` before the one of `z_H`
     grad_cycles: int = 1  # the last H-cycles that get gradients; the rest run under no_grad
-    rope_theta: float = 10000.0
-    norm_eps: float = 1e-5
-    tie_embeddings: bool = True
-    halting: Literal["none", "act"] = "none"  # "act": a Q-head halts each token after 1..S steps
+    rope_theta: float = 10000.0  # RoPE base
+    norm_eps: float = 1e-5  # RMSNorm epsilon
+    tie_embeddings: bool = True  # the LM head shares the embedding matrix
+    # "act": a Q-head on `z_H` halts each token after 1..`train.supervision_steps` steps (docs/design.md)
+    halting: Literal["none", "act"] = "none"
 
     def supervision_passes(self, requested: int) -> int:
         """The effective number of supervision passes: only TRM carries state from pass to pass,
@@ -76,76 +84,85 @@ class ModelConfig:
 
 @dataclass
 class TokenizerConfig:
-    name: str = "byte"  # "gpt2" | "byte" | "hf:<repo-or-dir>"
+    # `"byte"` (UTF-8 bytes), `"gpt2"` (offline, GPT-2's exact ids) or `"hf:<repo-or-dir>"` (AutoTokenizer)
+    name: str = "byte"
 
 
 @dataclass
 class DataConfig:
-    source: str = "synthetic"  # "hf:openai/gsm8k" | "jsonl:<file-or-dir>" | "synthetic"
+    # `"synthetic"` (our generator), `"jsonl:<file-or-dir>"` (GSM8K's schema, offline) or `"hf:openai/gsm8k"`
+    source: str = "synthetic"
     max_length: int = 512  # examples are truncated to this many tokens
     val_size: int = 256  # examples carved from *train* for early stopping
-    loss_on: Literal["answer", "all"] = "answer"
+    loss_on: Literal["answer", "all"] = "answer"  # "answer": the prompt is masked out of the loss (EOS kept)
     bucket_multiple: int = 64  # pad each batch's length up to a multiple of this
     synthetic_size: int = 20000  # training examples drawn from the synthetic generator
-    synthetic_min_steps: int = 1
-    synthetic_max_steps: int = 4
-    seed: int = 0
+    synthetic_min_steps: int = 1  # fewest calculation steps in a synthetic problem
+    synthetic_max_steps: int = 4  # most calculation steps in a synthetic problem (1..4)
+    seed: int = 0  # data order, the validation split and the synthetic problems
 
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 32
-    epochs: int = 10
-    max_steps: int = 0  # 0 = run `epochs` epochs
-    lr: float = 3e-4
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
+    batch_size: int = 32  # examples per batch (per rank under torchrun)
+    epochs: int = 10  # passes over the training data, unless `max_steps` is set
+    max_steps: int = 0  # optimizer steps to train; 0 = run `epochs` epochs
+    lr: float = 3e-4  # AdamW's peak learning rate, after the linear warm-up
+    min_lr_ratio: float = 0.1  # the cosine schedule decays to lr * min_lr_ratio
+    warmup_steps: int = 100  # optimizer steps of linear warm-up
+    weight_decay: float = 0.1  # AdamW weight decay
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.95  # AdamW beta2
+    grad_clip: float = 1.0  # gradient norm clip; 0 = off
+    # "deep": a step per supervision pass; "accumulate": one per batch
     supervision: Literal["deep", "accumulate"] = "deep"
-    supervision_steps: int = 1  # with model.halting = "act": the most steps a token may take
+    # deep-supervision passes per batch, each from the previous carry; with ACT: the most a token takes
+    supervision_steps: int = 1
     halt_exploration: float = 0.1  # ACT: chance a token must first run a random 2..S steps
-    detach_carry: bool = True
+    detach_carry: bool = True  # false = gradients through the carry (true BPTT; "accumulate" only)
+    # "auto": bf16 on CUDA, fp32 on CPU; "bf16": bf16 autocast, on a CPU only with AVX512-BF16 or AMX
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # "auto": torch.compile on CUDA; on CPU only for runs of >= 1500 steps (>= 400 with the kernels cached)
     compile: Literal["auto", "on", "off"] = "auto"
-    ema: bool = False
-    ema_decay: float = 0.999
-    eval_every: int = 200
-    checkpoint_every: int = 500
-    keep_last: int = 3
-    log_every: int = 10
+    ema: bool = False  # keep an exponential moving average of the weights (saved beside them)
+    ema_decay: float = 0.999  # the EMA's decay per optimizer step
+    eval_every: int = 200  # optimizer steps between validation evaluations
+    checkpoint_every: int = 500  # optimizer steps between checkpoints
+    keep_last: int = 3  # checkpoints kept (besides `best`)
+    log_every: int = 10  # optimizer steps between logged training losses
     max_bad_steps: int = 5  # NaN/inf losses in a row before training stops
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # "auto": CUDA when available
+    seed: int = 0  # model initialisation (and ACT's exploration)
 
 
 @dataclass
 class EarlyStoppingConfig:
-    enabled: bool = True
-    patience: int = 5  # evaluations without improvement
-    min_delta: float = 0.0
-    stop_below: float = 0.0  # validation loss target; 0 = no target
-    restore_best: bool = True
+    enabled: bool = True  # stop when the validation loss stops improving
+    patience: int = 5  # evaluations without improvement before stopping
+    min_delta: float = 0.0  # the smallest drop in validation loss that counts as an improvement
+    stop_below: float = 0.0  # stop once the validation loss is below this; 0 = no target
+    restore_best: bool = True  # end the run with the best weights, not the last
 
 
 @dataclass
 class GenerateConfig:
     temperature: float = 0.0  # 0 = greedy
     top_k: int = 0  # 0 = off
-    top_p: float = 1.0
-    max_tokens: int = 256
+    top_p: float = 1.0  # nucleus sampling; 1 = off
+    max_tokens: int = 256  # most new tokens per answer
     seed: int = -1  # negative = a fresh seed per sampled answer (shown, so it can be reproduced)
+    # check every `<<expr=result>>` while decoding: the model's result kept when right, corrected when wrong
     calculator: bool = True
-    kv_cache: bool = True
-    halt_threshold: float = 0.5  # ACT: a token halts when sigmoid(q_halt) exceeds this
+    kv_cache: bool = True  # exact KV-cached decoding (off: recompute the whole sequence per token)
+    # ACT: a token halts when sigmoid(q_halt) exceeds this (0: after 1 step, 1: never early)
+    halt_threshold: float = 0.5
 
 
 @dataclass
 class Profile:
+    # the run directory's name: 1-64 of A-Z a-z 0-9 . _ -, not starting with "."; default: the file's stem
     name: str = "unnamed"
-    description: str = ""
+    description: str = ""  # free text, shown beside the profile
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
