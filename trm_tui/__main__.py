@@ -13,14 +13,9 @@ import sys
 from collections.abc import MutableMapping
 from typing import NoReturn
 
-# libgomp (torch's CPU thread pool) spins 300,000 times before an idle thread sleeps. With two
-# torch processes on a small machine (the app training while a headless run trains or evaluates),
-# each process's spinning threads steal the cores the other needs: two quickstart trainings on 2
-# cores ran at 2.5k-6.9k tokens/s each (~20k alone), and at 7.1k-7.8k with 20,000 spins. Fewer
-# spins (or OMP_WAIT_POLICY=PASSIVE) made the one-token decode step 4x slower; 20,000 keeps its
-# short gaps between ops busy-waited, so a lone process is as fast as before.
-# libgomp reads it once, when torch loads, so it is set before anything imports torch.
-# Measured on 2 cores, see docs/perf-notes.md ("OpenMP spin"). A user's own setting wins.
+# Shorter OpenMP spin-waiting, so two torch processes on a small machine do not steal each other's
+# cores (measured: docs/performance.md, "OpenMP spin"). libgomp reads it once, when torch loads, so
+# it is set before anything imports torch. A user's own setting wins.
 GOMP_SPINCOUNT = "20000"
 
 COMMANDS = ["app", "check", "tokenize", "train", "generate", "eval", "bench", "sweep", "compare"]
