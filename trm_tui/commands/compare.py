@@ -16,7 +16,7 @@ DEFAULT_METRICS = ["best_val_loss", "exact_calculator", "exact_no_calculator", "
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="compare runs or sweeps: mean ± 95% interval across seeds per group")
+    p = sub.add_parser("compare", help="compare runs or sweeps: mean ± 95%% interval across seeds per group")
     p.add_argument("paths", nargs="+", metavar="PATH", help="run directories or folders of runs (a sweep)")
     p.add_argument("--by", nargs="+", metavar="KEY", default=None, help="group by these profile keys")
     p.add_argument(
