@@ -364,7 +364,7 @@ def test_child_queue_runs_train_then_eval_and_labels_each_step(
 
 def test_shipped_sweep_files_expand_to_valid_profiles() -> None:
     """Every sweep in profiles/sweeps/ parses, finds its base and expands to valid profiles (the
-    README's tables are made from them); the comparison sweeps share the pinned pre-#17 base."""
+    tables in docs/results.md are made from them); the comparison sweeps share the pinned pre-#17 base."""
     from trm_core.experiments.sweep import expand, load_sweep
 
     repo = Path(__file__).resolve().parents[1]

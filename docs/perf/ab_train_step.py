@@ -1,4 +1,4 @@
-"""Interleaved A/B of the quickstart training step (perf-notes, "CPU fast path").
+"""Interleaved A/B of the quickstart training step (docs/performance.md, "CPU fast path").
 
 usage: PYTHONPATH=. GOMP_SPINCOUNT=20000 R=4 N=3 python docs/perf/ab_train_step.py eager,regions_dyn,bf16
 Variants (comma list; the first is the baseline): eager, bf16, fused (AdamW fused=True),

@@ -1,6 +1,6 @@
 """Write a copy of a profile with dotted keys set: profile_set.py SRC DST section.key=value …
 
-Used by time_to_accuracy.sh for the recipe trials in docs/perf-notes.md ("CPU fast path, quiet").
+Used by time_to_accuracy.sh for the recipe trials in docs/performance.md ("CPU fast path, quiet").
 Values are read as int, float, true/false or a string; the copy's name is DST's file stem.
 """
 

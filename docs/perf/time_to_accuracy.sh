@@ -1,5 +1,5 @@
 #!/bin/bash
-# Time to accuracy of one profile and seed, from a fresh run directory (docs/perf-notes.md):
+# Time to accuracy of one profile and seed, from a fresh run directory (docs/performance.md):
 #   docs/perf/time_to_accuracy.sh LABEL PROFILE SEED [section.key=value …]
 # trains into /tmp/tta/r-LABEL, prints "LABEL | seed | wall s | how it ended | exact, calculator"
 # (500 held-out problems). Run from the repo root with the venv active; nothing else running.

@@ -67,7 +67,7 @@ def resolve_inference_dtype(dtype: Any, device: Any) -> Any:
     """The torch dtype to run inference in: "auto" (or None) = bf16 on CUDA, fp32 elsewhere.
 
     bf16 weights and KV cache read half the bytes per token: measured 2.9x faster GSM8K eval on an
-    H100 (docs/perf-notes.md). Greedy bf16 text can differ from fp32 text; pass "fp32" to compare.
+    H100 (docs/performance.md). Greedy bf16 text can differ from fp32 text; pass "fp32" to compare.
     """
     import torch
 

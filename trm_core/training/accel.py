@@ -4,7 +4,7 @@ Kept apart from the loop (`trainer.py`) and the step: the Trainer asks `choose_a
 its forward in `accel.autocast()`, and calls `compile_for_run` before the first step so that
 compiling is its own phase (with its own event) instead of a frozen first step.
 
-Why these rules (numbers in docs/perf-notes.md, "CPU fast path"):
+Why these rules (numbers in docs/performance.md, "CPU fast path"):
 - bf16 autocast only where the CPU has native bf16 dot products (AVX512-BF16 or AMX); elsewhere
   bf16 is emulated and slower than fp32.
 - `torch.compile` of the shared block only (regional: one graph whatever H x L), with dynamic
@@ -44,7 +44,7 @@ __all__ = [
     "enable_compile_cache",
 ]
 
-# Fewest optimizer steps for which compiling pays on CPU (perf-notes, "CPU fast path, measured on a
+# Fewest optimizer steps for which compiling pays on CPU (docs/performance.md, "CPU fast path, measured on a
 # quiet machine"): on the quickstart (2-layer net, bf16) a compiled step ran 12.5k against 11.9k
 # tokens/s eager (1.05x, ~0.02 s of ~0.45 s saved), and compiling cost 33.8 s cold, 7.8 s with the
 # kernels in the on-disk cache: break-even ~1500 steps cold, ~400 warm.
@@ -98,7 +98,7 @@ def choose_accel(
     """Resolve the profile's `precision` / `compile` ("auto" or explicit) for `device`.
 
     auto on CUDA: bf16 and compile. auto on CPU: fp32 (bf16's quickstart accuracy across seeds
-    is unverified, see perf-notes) and compile when a C++ compiler exists and the run has at
+    is unverified, see docs/performance.md) and compile when a C++ compiler exists and the run has at
     least CPU_COMPILE_MIN_STEPS steps if `cache_warm` (this model was compiled here before; by
     default judged from `model_cfg`'s compile_marker), else CPU_COMPILE_MIN_STEPS_COLD.
     An explicit "bf16" on a CPU without native bf16 falls back to fp32 with a reason.
