@@ -94,7 +94,7 @@ def test_eval_runs_every_depth_combination_and_writes_the_json(
 @pytest.mark.parametrize(
     "flags,message",
     [
-        (["--supervision-steps", "0"], "--supervision-steps must be at least 1"),
+        (["--supervision-steps", "0"], "--supervision-steps must be between 1 and 256"),
         (["--halt-threshold", "2"], "--halt-threshold must be between 0 and 1"),
         (["--H-cycles", "x"], "--H-cycles takes a number or a comma list"),
     ],

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trm_core.model.halting import exploration_min_depth, halt_decisions
+from trm_core.model.depth import Depth
+from trm_core.model.halting import exploration_min_depth, still_running
 from trm_core.model.lm import IGNORE_INDEX, Carry
 
 __all__ = ["ActCarry", "ActPass", "act_pass", "predictions_right", "HALT_LOSS_WEIGHT"]
@@ -74,10 +75,14 @@ def act_pass(
     forward=None,
     loss_fn=None,
     train: bool = True,
+    depth: Depth | None = None,
+    grad_cycles: int | None = None,
 ) -> ActPass:
     """Supervision pass `step` (0-based) of `steps` for an ACT model. `forward` runs the model (a
     DDP or compiled wrapper; the model itself when None), `loss_fn(hidden, labels)` is the LM loss
-    (`model.loss` when None). `train` False (validation): decisions only, no losses."""
+    (`model.loss` when None). `train` False (validation): decisions only, no losses. `depth` and
+    `grad_cycles` go to `forward` (a sampled training depth; the model's own when None). Who runs
+    the next pass is `halting.still_running`, the policy the decoders apply too."""
     forward = model if forward is None else forward
     loss_fn = model.loss if loss_fn is None else loss_fn
     B, T = input_ids.shape
@@ -88,10 +93,10 @@ def act_pass(
     else:
         running = carry.running
         min_depth = carry.min_depth if isinstance(carry, ActCarry) else None
-    hidden, new = forward(input_ids, carry, detach_carry=detach_carry)
+    hidden, new = forward(input_ids, carry, detach_carry=detach_carry, depth=depth, grad_cycles=grad_cycles)
     q = model.q_halt(hidden)
-    halt = halt_decisions(step, steps, q.detach(), running, may_halt=supervised, min_depth=min_depth)
-    out = ActCarry(new.z_H, new.z_L, running & ~halt, min_depth)
+    nxt = still_running(step, steps, q.detach(), running, may_halt=supervised, min_depth=min_depth)
+    out = ActCarry(new.z_H, new.z_L, nxt, min_depth)
     if not train:
         zero = q.new_zeros(())
         return ActPass(zero, zero, zero, hidden, out, zero)
