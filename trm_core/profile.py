@@ -67,6 +67,8 @@ class ModelConfig:
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
     halting: Literal["none", "act"] = "none"  # "act": a Q-head halts each token after 1..S steps
+    init_state: Literal["learned", "noise"] = "learned"  # z_H/z_L start: the model's fixed start vectors (TRM's), or Gaussian noise per sequence, seeded (Huginn)
+    halt_bias_init: float = -5.0  # ACT: the halting logit's bias at initialisation (sigmoid(-5): far from halting, the official TRM's; ~-3 per the router-initialisation study)
 
     def supervision_passes(self, requested: int) -> int:
         """The effective number of supervision passes: only TRM carries state from pass to pass,
@@ -107,6 +109,12 @@ class TrainConfig:
     supervision: Literal["deep", "accumulate"] = "deep"
     supervision_steps: int = 1  # with model.halting = "act": the most steps a token may take
     halt_exploration: float = 0.1  # ACT: chance a token must first run a random 2..S steps
+    depth_sampling: Literal["fixed", "poisson-lognormal", "uniform"] = "fixed"  # H-cycles per optimizer step: model.H_cycles, Huginn's 1 + Poisson(λ), λ ~ LogNormal(ln depth_mean - σ²/2, σ), or U{depth_min..depth_max}; clipped to [depth_min, depth_max]
+    depth_mean: float = 0.0  # poisson-lognormal: the mean of λ (the sampled depth averages about depth_mean + 1 before clipping, as in Huginn); 0 = model.H_cycles
+    depth_sigma: float = 0.5  # poisson-lognormal: σ of log λ (Huginn's 0.5)
+    depth_min: int = 1  # sampled H-cycles at least this
+    depth_max: int = 16  # sampled H-cycles at most this
+    backprop_depth: int = 0  # gradients through the last k H-cycles only, the earlier ones under no_grad; 0 = model.grad_cycles
     detach_carry: bool = True
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: Literal["auto", "on", "off"] = "auto"

@@ -40,14 +40,16 @@ class CachedDecoding:
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        init_seed: Tensor | int = 0,
     ) -> KVCache:
         """A static cache for a complete `depth` (S x H x L, and ACT's threshold), decoded with
-        that depth (pass dtype=torch.bfloat16 when decoding under bf16 autocast)."""
+        that depth (pass dtype=torch.bfloat16 when decoding under bf16 autocast). `init_seed` (one
+        per row, or one for all) seeds each row's noise start under model.init_state = "noise"."""
         assert depth.complete, "a cache is sized for a resolved Depth"
         weight = self.embed_tokens.weight
         # normal tensors even when called under inference_mode, so the cache works in both modes
         with torch.inference_mode(False):
-            return KVCache(
+            cache = KVCache(
                 batch_size=batch_size,
                 max_len=max_len,
                 supervision_steps=self.cfg.supervision_passes(depth.supervision_steps),
@@ -60,6 +62,8 @@ class CachedDecoding:
                 depth=depth,
                 act=self.q_head is not None and self.cfg.supervision_passes(2) > 1,  # TRM only
             )
+            cache.init_seed.copy_(torch.as_tensor(init_seed, dtype=torch.long).expand(batch_size))
+            return cache
 
     def _additive(self, mask: Tensor, device: torch.device) -> Tensor:
         """The boolean mask (True = attend) as an additive one, made once per step: SDPA would
@@ -72,17 +76,20 @@ class CachedDecoding:
         input_ids: Tensor,
         cache: KVCache,
         rope: RoPE,
+        positions: Tensor,
         index: int | Tensor,
         mask: Tensor | None,
         may_halt: Tensor | None = None,
     ) -> Tensor:
-        """All supervision steps for the new positions; each net call reads/writes its own slot."""
+        """All supervision steps for the new positions (RoPE `positions`, which the noise start is
+        a function of); each net call reads/writes its own slot."""
         x = self.embed(input_ids)
+        start = self.start_carry(x, positions, cache.init_seed)
         if cache.running is not None:
-            return self._cached_act_steps(x, cache, rope, index, mask, may_halt)
+            return self._cached_act_steps(x, cache, rope, index, mask, may_halt, start)
         if mask is not None:
             mask = self._additive(mask, x.device)
-        carry = None
+        carry = start
         hidden = x
         for step in range(cache.supervision_steps):
 
@@ -93,7 +100,14 @@ class CachedDecoding:
         return hidden
 
     def _cached_act_steps(
-        self, x: Tensor, cache: KVCache, rope: RoPE, index: int | Tensor, base: Tensor | None, may_halt
+        self,
+        x: Tensor,
+        cache: KVCache,
+        rope: RoPE,
+        index: int | Tensor,
+        base: Tensor | None,
+        may_halt: Tensor | None,
+        start: Any,
     ) -> Tensor:
         """ACT under the cache: the new positions run until they halt. Step s's keys are the
         positions that ran step s (`cache.running[s]`); when every new position has halted
@@ -111,7 +125,7 @@ class CachedDecoding:
             base = (keys[None, :] <= query_pos[:, None]).view(1, 1, n, L)
         running = torch.ones(B, n, dtype=torch.bool, device=x.device)
         ran = torch.zeros(B, n, dtype=torch.long, device=x.device)
-        carry: Any = None  # the model's Carry
+        carry: Any = start  # the model's Carry (None: the fixed start vectors)
         S = cache.supervision_steps
         if eager:
             cache.running[:, :, index : index + n] = False
@@ -190,7 +204,7 @@ class CachedDecoding:
                 mask = mask & (~cache.pad_mask[:, None, : pos + n] | (keys == query_pos))
             mask = mask.view(-1, 1, n, pos + n)
 
-        hidden = self._cached_steps(input_ids, cache, rope, pos, mask, may_halt)
+        hidden = self._cached_steps(input_ids, cache, rope, positions, pos, mask, may_halt)
         cache.pos += n
         cache.pos_t.fill_(cache.pos)
         return self.logits(hidden[:, -1:] if last_only else hidden)
@@ -209,6 +223,6 @@ class CachedDecoding:
         rope = self.rotary(positions)
         keys = cache.key_index
         mask = (keys <= pos_t) & (~cache.pad_mask | (keys == pos_t))  # [B, max_len]
-        hidden = self._cached_steps(input_ids, cache, rope, pos_t, mask[:, None, None, :])
+        hidden = self._cached_steps(input_ids, cache, rope, positions, pos_t, mask[:, None, None, :])
         pos_t.add_(1)
         return self.logits(hidden)

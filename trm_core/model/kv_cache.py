@@ -52,6 +52,7 @@ class KVCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.key_index = torch.arange(max_len, device=device)
         self.pad_mask = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
+        self.init_seed = torch.zeros(batch_size, dtype=torch.long, device=device)  # noise start, per row
         self.position_ids = self.key_index.expand(batch_size, max_len).clone()
         self.pos_t = torch.zeros(1, dtype=torch.long, device=device)
         self.pos = 0

@@ -81,10 +81,10 @@ class CausalLM(CachedDecoding, nn.Module):
             if isinstance(module, nn.Linear):
                 trunc_normal_(module.weight, std=module.in_features**-0.5)
         trunc_normal_(self.embed_tokens.weight, std=1.0 / self.embed_scale)
-        if self.q_head is not None:  # as the official TRM: start far from halting (sigmoid(-5))
+        if self.q_head is not None:  # by default as the official TRM: far from halting (sigmoid(-5))
             with torch.no_grad():
                 self.q_head.weight.zero_()
-                self.q_head.bias.fill_(-5.0)
+                self.q_head.bias.fill_(self.cfg.halt_bias_init)  # -5: the official TRM's
 
     # ------------------------------------------------------------------ the model proper
 
@@ -105,17 +105,20 @@ class CausalLM(CachedDecoding, nn.Module):
         detach_carry: bool = True,
         depth: Depth | None = None,
         grad_cycles: int | None = None,
+        init_seed: Tensor | None = None,
     ) -> tuple[Tensor, Carry | None]:
         """One supervision step at `depth`'s H/L (`trained_depth` when not given): (hidden [B,T,D]
         for the LM head, new carry or None). Only the last `grad_cycles` H-cycles (model.grad_cycles
-        when not given; training's train.backprop_depth) build a graph.
+        when not given; training's train.backprop_depth) build a graph. `init_seed` [B] seeds each
+        sequence's noise start under model.init_state = "noise" (0 when not given).
 
         Under ACT (`carry.running` given) only running positions are keys, and halted positions
         keep their state: hidden is then each position's z_H from the step where it halted.
         """
         T = input_ids.shape[1]
         x = self.embed(input_ids)
-        rope = self.rotary(torch.arange(T, device=input_ids.device))
+        positions = torch.arange(T, device=input_ids.device)
+        rope = self.rotary(positions)
         running = None if carry is None else carry.running
         mask = None
         if running is not None:
@@ -128,7 +131,8 @@ class CausalLM(CachedDecoding, nn.Module):
 
         depth = self.trained_depth if depth is None else depth
         grad_cycles = self.cfg.grad_cycles if grad_cycles is None else grad_cycles
-        hidden, new_carry = self._step(x, carry, run, depth, grad_cycles)
+        start = carry if carry is not None else self.start_carry(x, positions, init_seed)
+        hidden, new_carry = self._step(x, start, run, depth, grad_cycles)
         if new_carry is not None and carry is not None and running is not None:
             z_H = keep_halted(running, new_carry.z_H, carry.z_H)
             new_carry = Carry(z_H, keep_halted(running, new_carry.z_L, carry.z_L), running)
@@ -136,6 +140,19 @@ class CausalLM(CachedDecoding, nn.Module):
         if new_carry is not None and detach_carry:
             new_carry = Carry(new_carry.z_H.detach(), new_carry.z_L.detach(), new_carry.running)
         return hidden, new_carry
+
+    def start_carry(self, x: Tensor, positions: Tensor, init_seed: Tensor | None) -> Carry | None:
+        """The state a sequence starts from: None for the fixed start vectors (`_step` expands them)
+        or a model without a carry; under init_state = "noise" each sequence's noise (`init_state.py`)
+        at `positions` ([T] or [B, T], RoPE positions), seeded by `init_seed` [B] (0 when None)."""
+        if getattr(self.cfg, "init_state", "learned") != "noise" or self.cfg.arch != "trm":
+            return None
+        from trm_core.model.init_state import position_noise
+
+        seeds = torch.zeros(x.shape[0], dtype=torch.long) if init_seed is None else init_seed
+        z_H = position_noise(seeds, positions, x.shape[-1], 0).to(x.dtype).expand_as(x)
+        z_L = position_noise(seeds, positions, x.shape[-1], 1).to(x.dtype).expand_as(x)
+        return Carry(z_H, z_L)
 
     def q_halt(self, hidden: Tensor) -> Tensor:
         """ACT's halting logits [B,T] (fp32) from z_H; halt when sigmoid(q) > the threshold."""
@@ -188,6 +205,7 @@ class CausalLM(CachedDecoding, nn.Module):
         *,
         may_halt: Tensor | None = None,
         halt_steps: Tensor | None = None,
+        init_seed: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """(hidden [B,T,D], depth [B,T]): the parallel forward at a complete `depth`, halting per
         position under ACT (`halting.still_running`, with `depth.halt_threshold`).
@@ -202,7 +220,7 @@ class CausalLM(CachedDecoding, nn.Module):
         running = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
         ran = torch.zeros(B, T, dtype=torch.long, device=input_ids.device)
         for step in range(steps):
-            hidden, carry = self(input_ids, carry, depth=depth)
+            hidden, carry = self(input_ids, carry, depth=depth, init_seed=init_seed)
             ran += running
             if self.q_head is None or carry is None:
                 continue

@@ -17,12 +17,12 @@ position is labelled and may halt (the generator then lets prompt positions halt
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trm_core.model.depth import Depth
 from trm_core.model.halting import exploration_min_depth, still_running
 from trm_core.model.lm import IGNORE_INDEX, Carry
 
@@ -75,13 +75,12 @@ def act_pass(
     forward=None,
     loss_fn=None,
     train: bool = True,
-    depth: Depth | None = None,
-    grad_cycles: int | None = None,
+    forward_kw: dict[str, Any] | None = None,
 ) -> ActPass:
     """Supervision pass `step` (0-based) of `steps` for an ACT model. `forward` runs the model (a
     DDP or compiled wrapper; the model itself when None), `loss_fn(hidden, labels)` is the LM loss
-    (`model.loss` when None). `train` False (validation): decisions only, no losses. `depth` and
-    `grad_cycles` go to `forward` (a sampled training depth; the model's own when None). Who runs
+    (`model.loss` when None). `train` False (validation): decisions only, no losses. `forward_kw`
+    (depth, grad_cycles, init_seed: a sampled training depth) go to `forward`. Who runs
     the next pass is `halting.still_running`, the policy the decoders apply too."""
     forward = model if forward is None else forward
     loss_fn = model.loss if loss_fn is None else loss_fn
@@ -93,7 +92,7 @@ def act_pass(
     else:
         running = carry.running
         min_depth = carry.min_depth if isinstance(carry, ActCarry) else None
-    hidden, new = forward(input_ids, carry, detach_carry=detach_carry, depth=depth, grad_cycles=grad_cycles)
+    hidden, new = forward(input_ids, carry, detach_carry=detach_carry, **(forward_kw or {}))
     q = model.q_halt(hidden)
     nxt = still_running(step, steps, q.detach(), running, may_halt=supervised, min_depth=min_depth)
     out = ActCarry(new.z_H, new.z_L, nxt, min_depth)

@@ -81,14 +81,16 @@ def supervision_step(
     halt_exploration: float = 0.0,
     depth: Depth | None = None,
     grad_cycles: int | None = None,
+    init_seed: Tensor | None = None,
 ) -> StepResult:
     """Run passes `start_pass..S-1` of one batch from `carry`; see the module docstring for `mode`.
 
     `S` is the effective number of passes (`ModelConfig.supervision_passes`). `forward(input_ids,
-    carry, detach_carry=..., depth=..., grad_cycles=...)` defaults to `model`; `loss_fn(hidden,
+    carry, detach_carry=..., depth=..., grad_cycles=..., init_seed=...)` defaults to `model`; `loss_fn(hidden,
     labels)` to `model.loss`. `depth` (the H/L of every pass; the model's trained depth when None)
     and `grad_cycles` (the last H-cycles with gradients; model.grad_cycles when None) are what a
-    sampled training depth changes. In deep mode `after_pass` is called after each pass's backward
+    sampled training depth changes; `init_seed` [B] seeds each sequence's noise start
+    (model.init_state = "noise"). In deep mode `after_pass` is called after each pass's backward
     (it may raise to stop).
     """
     fwd = model if forward is None else forward
@@ -99,6 +101,7 @@ def supervision_step(
     total: Tensor | None = None
     hidden: Tensor | None = None
     act = getattr(model, "q_head", None) is not None
+    how = {"depth": depth, "grad_cycles": grad_cycles, "init_seed": init_seed}  # forward's keywords
     with torch.no_grad() if not train else contextlib.nullcontext():
         for index in range(start_pass, S):
             with autocast():
@@ -106,13 +109,11 @@ def supervision_step(
                     p = act_pass(
                         model, input_ids, labels, carry, index, S, forward=fwd, loss_fn=loss_of,
                         detach_carry=detach, exploration=halt_exploration if train else 0.0,
-                        train=train, depth=depth, grad_cycles=grad_cycles,
+                        train=train, forward_kw=how,
                     )  # fmt: skip
                     hidden, carry, loss, reported = p.hidden, p.carry, p.loss, p.lm_loss
                 else:
-                    hidden, carry = fwd(
-                        input_ids, carry, detach_carry=detach, depth=depth, grad_cycles=grad_cycles
-                    )
+                    hidden, carry = fwd(input_ids, carry, detach_carry=detach, **how)
                     if train:
                         loss = loss_of(hidden, labels)
                         reported = loss.detach()

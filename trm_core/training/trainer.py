@@ -164,7 +164,7 @@ class Trainer:
                 "in an optimizer step, so gradients cannot flow into the previous pass",
                 "warning",
             )
-        self.accel = s.accel
+        self.accel, self.depth = s.accel, s.depth  # depth: the sampled H-cycles of each step
         self.fwd: nn.Module = D.wrap_ddp(model, self.dist, dev)
 
         params = sum(q.numel() for q in model.parameters())
@@ -227,17 +227,17 @@ class Trainer:
 
                     start_pass = self.pos.pass_
                     carry = ActCarry(*(None if x is None else x.to(self.device) for x in self._carry0))
-                first = False
+                first, how = False, self.depth.forward_kw(self.step - start_pass, inp.shape[0], self.device)
                 if self.deep:
                     supervision_step(
                         model, inp, lab, carry, S=self.S, mode="deep", start_pass=start_pass,
                         forward=self.fwd, autocast=self.accel.autocast, halt_exploration=t.halt_exploration,
-                        after_pass=functools.partial(self._after_pass, epoch=epoch, batch=b, tokens=tokens),
+                        after_pass=functools.partial(self._after_pass, epoch=epoch, batch=b, tokens=tokens), **how,
                     )  # fmt: skip
                 else:
                     r = supervision_step(
                         model, inp, lab, None, S=self.S, mode="accumulate", detach_carry=t.detach_carry,
-                        forward=self.fwd, autocast=self.accel.autocast, halt_exploration=t.halt_exploration,
+                        forward=self.fwd, autocast=self.accel.autocast, halt_exploration=t.halt_exploration, **how,
                     )  # fmt: skip
                     assert r.total is not None
                     self._carry_now = None
