@@ -200,7 +200,7 @@ class ReplPane(Pane):
             self.app.notify("Need temp ≥ 0, 0 < top-p ≤ 1 and max > 0.", severity="error")
             return None
         try:
-            self._depth = self._depth_settings()
+            self._depth = self._depth_request()
         except ValueError as e:
             self.app.notify(str(e), severity="error")
             return None
@@ -213,7 +213,7 @@ class ReplPane(Pane):
             "stop": stop_strings(),
         }
 
-    def _depth_settings(self) -> Any:
+    def _depth_request(self) -> Any:
         """The `Depth` the second row asks for (empty = the checkpoint's own), checked;
         ValueError, one sentence."""
         from trm_core.errors import UserError
