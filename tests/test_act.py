@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.test_model import at
 from trm_core.model.halting import exploration_min_depth, halt_decisions, halt_logit
 from trm_core.model.lm import CausalLM, build_model
 from trm_core.profile import ModelConfig, Profile, ProfileError, diff, parse_profile
@@ -21,7 +22,7 @@ def make(*, seed: int = 0, halting: str = "act", **kw) -> CausalLM:
         with torch.no_grad():
             model.q_head.weight.normal_(0, 1.0)
             model.q_head.bias.zero_()
-            probe, _ = model.infer_depth(ids(2, 12, seed=9), 1)
+            probe, _ = model.infer_depth(ids(2, 12, seed=9), at(model, 1))
             model.q_head.bias.fill_(-model.q_halt(probe).median().item())
     return model
 
@@ -33,7 +34,7 @@ def ids(B: int, T: int, seed: int = 1) -> torch.Tensor:
 def decode_cached(model: CausalLM, x: torch.Tensor, prompt: int, S: int, *, one: bool = False, **kw):
     """Prefill `prompt` positions, then feed the rest one by one: (logits [B,T,V], depth [B,T])."""
     B, T = x.shape
-    cache = model.new_cache(B, T + 3, S, **kw)
+    cache = model.new_cache(B, T + 3, at(model, S, **kw))
     out = [model.forward_step(x[:, :prompt], cache)]
     for t in range(prompt, T):
         step = model.decode_one if one else model.forward_step
@@ -52,10 +53,10 @@ def test_cached_adaptive_decoding_equals_parallel_forward_with_the_same_halting(
     cached, depth = decode_cached(model, x, 4, S)
     assert depth.min() >= 1 and depth.max() <= S
     assert len(set(depth.flatten().tolist())) > 1, "the test needs positions of different depths"
-    parallel, _ = model.infer_depth(x, S, halt_steps=depth)
+    parallel, _ = model.infer_depth(x, at(model, S), halt_steps=depth)
     assert (cached - model.logits(parallel)).abs().max() <= 1e-4
     # the parallel forward's own Q-head decisions are the cached decoder's
-    hidden, own = model.infer_depth(x, S)
+    hidden, own = model.infer_depth(x, at(model, S))
     assert torch.equal(own, depth)
     # decode_one (the CUDA-graph step: every step computed, halted positions masked) agrees
     graphable, depth_one = decode_cached(model, x, 4, S, one=True)
@@ -72,8 +73,8 @@ def test_a_halted_position_is_not_a_key_of_later_steps() -> None:
     full = torch.full((1, 8), S)
     early = full.clone()
     early[0, 2] = 1
-    a = model.logits(model.infer_depth(x, S, halt_steps=full)[0])
-    b = model.logits(model.infer_depth(x, S, halt_steps=early)[0])
+    a = model.logits(model.infer_depth(x, at(model, S), halt_steps=full)[0])
+    b = model.logits(model.infer_depth(x, at(model, S), halt_steps=early)[0])
     assert torch.equal(a[:, :2], b[:, :2])  # causal: earlier positions untouched
     assert (a[:, 3:] - b[:, 3:]).abs().max() > 1e-3
 
@@ -88,22 +89,24 @@ def count_net_calls(model: CausalLM) -> list[int]:
 def test_a_token_that_halts_at_step_one_costs_one_step_of_net_calls(threshold: float, steps_run: int) -> None:
     model = make(H_cycles=2, L_cycles=3)
     S = 3
-    cache = model.new_cache(1, 16, S, halt_threshold=threshold)
+    cache = model.new_cache(1, 16, at(model, S, halt_threshold=threshold))
     model.forward_step(ids(1, 5), cache)
     calls = count_net_calls(model)
     model.forward_step(ids(1, 1, seed=2), cache)
     assert cache.depths(5, 6).item() == steps_run
-    assert calls[0] == steps_run * model.calls_for() == steps_run * 2 * (3 + 1)
+    assert calls[0] == steps_run * model.calls_for(model.trained_depth) == steps_run * 2 * (3 + 1)
 
 
 def test_positions_that_may_not_halt_run_every_step() -> None:
     model = make()
     S = 3
-    cache = model.new_cache(1, 16, S, halt_threshold=0.0)  # everything that may halt, halts at once
+    cache = model.new_cache(
+        1, 16, at(model, S, halt_threshold=0.0)
+    )  # everything that may halt, halts at once
     may_halt = torch.tensor([[False] * 5 + [True]])
     model.forward_step(ids(1, 6), cache, may_halt=may_halt)
     assert cache.depths(0, 6).tolist() == [[S] * 5 + [1]]
-    _, depth = model.infer_depth(ids(1, 6), S, halt_threshold=0.0, may_halt=may_halt)
+    _, depth = model.infer_depth(ids(1, 6), at(model, S, halt_threshold=0.0), may_halt=may_halt)
     assert depth.tolist() == [[S] * 5 + [1]]
 
 
@@ -111,7 +114,7 @@ def test_left_padded_adaptive_batch_equals_its_rows_alone() -> None:
     model = make()
     S = 3
     a, b = ids(1, 7, seed=3), ids(1, 4, seed=4)
-    cache = model.new_cache(2, 16, S)
+    cache = model.new_cache(2, 16, at(model, S))
     pad = torch.zeros(2, 16, dtype=torch.bool)
     pad[1, :3] = True
     batch = torch.cat([a, torch.cat([torch.zeros(1, 3, dtype=torch.long), b], 1)])
@@ -133,13 +136,13 @@ def test_any_depth_at_inference_is_cached_exactly(halting: str, S: int, cycles: 
     model = make(halting=halting, H_cycles=2, L_cycles=2)
     x = ids(2, 9)
     cached, depth = decode_cached(model, x, 3, S, cycles=cycles)
-    parallel, _ = model.infer_depth(x, S, cycles=cycles, halt_steps=depth)
+    parallel, _ = model.infer_depth(x, at(model, S, cycles=cycles), halt_steps=depth)
     assert (cached - model.logits(parallel)).abs().max() <= 1e-4
-    assert model.calls_for(cycles) == cycles[0] * (cycles[1] + 1)
+    assert model.calls_for(at(model, S, cycles=cycles)) == cycles[0] * (cycles[1] + 1)
     if halting == "none":
         assert torch.equal(depth, torch.full_like(depth, S))
         # a different depth is a different computation
-        trained = model.infer(x, S)
+        trained = model.infer(x, at(model, S))
         assert (trained - model.logits(parallel)).abs().max() > 1e-4 or cycles == (2, 2)
 
 
@@ -147,7 +150,7 @@ def test_halting_none_builds_the_same_model_as_before() -> None:
     a, b = make(halting="none"), build_model(ModelConfig(hidden_size=32, num_heads=4, num_layers=2), V)
     assert a.q_head is None and "q_head.weight" not in a.state_dict()
     assert set(a.state_dict()) == set(b.state_dict())
-    assert a.new_cache(1, 8, 2).running is None
+    assert a.new_cache(1, 8, at(a, 2)).running is None
 
 
 def test_act_q_head_starts_far_from_halting() -> None:

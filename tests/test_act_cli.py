@@ -94,7 +94,7 @@ def test_eval_runs_every_depth_combination_and_writes_the_json(
 @pytest.mark.parametrize(
     "flags,message",
     [
-        (["--supervision-steps", "0"], "--supervision-steps must be at least 1"),
+        (["--supervision-steps", "0"], "--supervision-steps must be between 1 and 256"),
         (["--halt-threshold", "2"], "--halt-threshold must be between 0 and 1"),
         (["--H-cycles", "x"], "--H-cycles takes a number or a comma list"),
     ],
@@ -150,3 +150,45 @@ async def test_transcript_shades_tokens_by_depth() -> None:
         assert t.show_depth and t.steps == 3
     assert depth_style(1, 3) != depth_style(3, 3)
     assert depth_legend(3).plain == "depth  1  2  3 "
+
+
+@pytest.mark.anyio
+async def test_the_repl_depth_row_is_resolved_against_the_checkpoint_and_checked(
+    act_run: Path, tmp_path: Path
+) -> None:
+    from textual.widgets import Input
+
+    from tests.test_app import SIZE, make_app, wait_for
+    from trm_core.generation.generator import Generator
+    from trm_core.model.depth import Depth
+    from trm_tui.panes.repl import ReplPane
+
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "tiny-act.toml").write_text(ACT_PROFILE, encoding="utf-8")
+    made: list[Generator] = []
+
+    def factory(run_dir: Path, which: str) -> Generator:
+        made.append(Generator.from_checkpoint(run_dir, which, device="cpu"))
+        return made[-1]
+
+    app = make_app((profiles, act_run.parent), generator=factory, profile="tiny-act")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        pane = app.query_one(ReplPane)
+
+        async def ask(steps: str, H: str) -> None:
+            app.query_one("#repl-steps", Input).value = steps
+            app.query_one("#repl-H", Input).value = H
+            app.query_one("#repl-prompt", Input).value = "2+2"
+            app.query_one("#repl-prompt", Input).focus()
+            await pilot.press("enter")
+            await pilot.pause(0.1)
+            await wait_for(pilot, lambda: not pane.generating, timeout=60)
+
+        await ask("1", "16")  # far beyond the trained H = 1; L and the threshold stay the checkpoint's
+        assert made and made[0].depth == Depth(1, 16, 1, 0.0)
+        await ask("", "")  # empty: back to the checkpoint's own depth
+        assert made[0].depth == made[0].trained == Depth(3, 1, 1, 0.0)
+        await ask("", "0")
+        assert made[0].depth == made[0].trained and len(made) == 1

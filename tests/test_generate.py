@@ -13,6 +13,7 @@ from trm_core.data.tokenizers import build_tokenizer
 from trm_core.generation.generator import Generator
 from trm_core.generation.sampling import filter_logits, sample_next
 from trm_core.generation.textstream import Piece, open_calculation
+from trm_core.model.depth import Depth
 from trm_core.model.lm import build_model
 from trm_core.profile import ModelConfig
 
@@ -59,7 +60,7 @@ def tiny_generator(arch: str = "trm", S: int = 1, seed: int = 0, **kw: Any) -> G
     with torch.no_grad():  # unit-scale embeddings and head: a random model then emits varied tokens
         model.embed_tokens.weight.normal_(0, 1.0)
         model.lm_head.weight.normal_(0, 1.0)
-    return Generator(model, tok, supervision_steps=S, **kw)
+    return Generator(model, tok, depth=Depth(S), **kw)
 
 
 CONFIGS = [("trm", 1), ("trm", 2), ("transformer", 1)]
@@ -358,9 +359,9 @@ def test_eos_ends_generation() -> None:
 def test_cuda_graph_equals_eager(arch: str, S: int) -> None:
     g = tiny_generator(arch, S)
     g.model.cuda()
-    eager = Generator(g.model, g.tokenizer, supervision_steps=S, device="cuda", cuda_graph=False)
+    eager = Generator(g.model, g.tokenizer, depth=Depth(S), device="cuda", cuda_graph=False)
     graph = Generator(
-        g.model, g.tokenizer, supervision_steps=S, device="cuda", cuda_graph=True, compile_step=False
+        g.model, g.tokenizer, depth=Depth(S), device="cuda", cuda_graph=True, compile_step=False
     )
     for prompt in PROMPTS:
         assert graph.generate(prompt, max_tokens=24) == eager.generate(prompt, max_tokens=24)
@@ -375,8 +376,8 @@ def test_cuda_graph_equals_eager(arch: str, S: int) -> None:
 def test_compiled_cuda_graph_equals_eager() -> None:
     g = tiny_generator("trm", 2)
     g.model.cuda()
-    eager = Generator(g.model, g.tokenizer, supervision_steps=2, device="cuda", cuda_graph=False)
-    compiled = Generator(g.model, g.tokenizer, supervision_steps=2, device="cuda", compile_step=True)
+    eager = Generator(g.model, g.tokenizer, depth=Depth(2), device="cuda", cuda_graph=False)
+    compiled = Generator(g.model, g.tokenizer, depth=Depth(2), device="cuda", compile_step=True)
     assert compiled.compile_step
     for prompt in PROMPTS:
         assert compiled.generate(prompt, max_tokens=24) == eager.generate(prompt, max_tokens=24)
@@ -478,7 +479,7 @@ def test_cli_generate_matches_the_library(run_dir: Any, capsys: pytest.CaptureFi
     assert cli("generate", run_dir, "--prompt", "What is 2+3?", "--device", "cpu") == 0
     out = capsys.readouterr().out
     g = Generator.from_checkpoint(run_dir, device="cpu")
-    assert g.supervision_steps == 2 and g.defaults.max_tokens == 6 and g.defaults.calculator
+    assert g.depth.supervision_steps == 2 and g.defaults.max_tokens == 6 and g.defaults.calculator
     from trm_tui.commands.generate import printable
 
     assert out == printable(g.generate("Question: What is 2+3?\nAnswer:")) + "\n"

@@ -9,11 +9,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from trm_core.model.depth import Depth
 from trm_core.model.layers import Rotary, swiglu_hidden_size
 from trm_core.model.lm import Carry, CausalLM, build_model, count_parameters
 from trm_core.profile import ModelConfig, Profile
 
 V = 37  # a fake vocabulary size
+
+
+def at(model, S: int, *, cycles=None, halt_threshold=None):  # noqa: ANN001, ANN201
+    """The resolved Depth of S supervision steps (cycles (H, L) and threshold: the model's own when None)."""
+    H, L = cycles or (None, None)
+    return Depth(S, H, L, halt_threshold).resolve(Depth.trained(model.cfg))
 
 
 def make(arch: str = "trm", *, seed: int = 0, **kw) -> CausalLM:
@@ -66,8 +73,8 @@ CACHE_SETTINGS = [
 def test_cached_decoding_equals_parallel_infer(arch: str, H: int, L: int, S: int, layers: int) -> None:
     model = make(arch, H_cycles=H, L_cycles=L, num_layers=layers).eval()
     x = ids(2, 14)
-    ref = model.infer(x, S)
-    cache = model.new_cache(2, 16, S)
+    ref = model.infer(x, at(model, S))
+    cache = model.new_cache(2, 16, at(model, S))
     for chunks in ([1] * 14, [5, 1, 3, 2, 1, 2]):
         cache.reset()
         out, start = [], 0
@@ -82,14 +89,14 @@ def test_cached_decoding_equals_parallel_infer(arch: str, H: int, L: int, S: int
 def test_decode_one_equals_forward_step(arch: str) -> None:
     model = make(arch).eval()
     x = ids(3, 10)
-    ref = model.infer(x, 2)
-    cache = model.new_cache(3, 12, 2)
+    ref = model.infer(x, at(model, 2))
+    cache = model.new_cache(3, 12, at(model, 2))
     model.forward_step(x[:, :4], cache)
     out = [model.decode_one(x[:, t : t + 1], cache) for t in range(4, 10)]
     assert cache.pos == 4 and int(cache.pos_t) == 10  # decode_one leaves the host pos to the caller
     cache.pos += len(out)  # as the caller does (generation/sessions.py)
     assert (torch.cat(out, 1) - ref[:, 4:]).abs().max() <= 1e-4
-    last = model.forward_step(x[:, :4], model.new_cache(3, 12, 2), last_only=True)
+    last = model.forward_step(x[:, :4], model.new_cache(3, 12, at(model, 2)), last_only=True)
     assert last.shape == (3, 1, V) and (last - ref[:, 3:4]).abs().max() <= 1e-4
 
 
@@ -106,11 +113,11 @@ def test_left_padded_batch_equals_unpadded_rows() -> None:
         pad_mask[r, : P - len(p)] = True
 
     for decode in ("forward_step", "decode_one"):
-        cache = model.new_cache(2, P + 4, S)
+        cache = model.new_cache(2, P + 4, at(model, S))
         prefill = model.forward_step(padded, cache, pad_mask)
         steps = [getattr(model, decode)(cont[:, t : t + 1], cache) for t in range(4)]
         for r, p in enumerate(prompts):
-            ref = model.infer(torch.cat([p, cont[r]])[None], S)[0]
+            ref = model.infer(torch.cat([p, cont[r]])[None], at(model, S))[0]
             got = torch.cat([prefill[r, P - len(p) :], torch.cat(steps, 1)[r]])
             assert (got - ref).abs().max() <= 1e-4, (decode, r)
 
@@ -118,15 +125,15 @@ def test_left_padded_batch_equals_unpadded_rows() -> None:
 def test_explicit_positions_match_derived_ones() -> None:
     model = make("trm").eval()
     x = ids(1, 5)
-    ref = model.infer(x, 1)
-    cache = model.new_cache(1, 8, 1)
+    ref = model.infer(x, at(model, 1))
+    cache = model.new_cache(1, 8, at(model, 1))
     out = model.forward_step(x, cache, positions=torch.arange(5)[None])
     assert (out - ref).abs().max() <= 1e-4
 
 
 def test_cache_overflow_raises() -> None:
     model = make("trm").eval()
-    cache = model.new_cache(1, 4, 1)
+    cache = model.new_cache(1, 4, at(model, 1))
     model.forward_step(ids(1, 3), cache)
     with pytest.raises(ValueError, match="KV cache full"):
         model.forward_step(ids(1, 2), cache)
@@ -139,10 +146,10 @@ def test_rope_far_positions() -> None:
     # a sequence longer than anything seen before, and cached decoding at position 3000
     model = make("transformer", hidden_size=16, num_heads=2, num_layers=1).eval()
     x = ids(1, 3001)
-    ref = model.infer(x, 1)
+    ref = model.infer(x, at(model, 1))
     assert torch.isfinite(ref).all()
-    assert (ref[:, :8] - model.infer(x[:, :8], 1)).abs().max() <= 1e-4
-    cache = model.new_cache(1, 3001, 1)
+    assert (ref[:, :8] - model.infer(x[:, :8], at(model, 1))).abs().max() <= 1e-4
+    cache = model.new_cache(1, 3001, at(model, 1))
     model.forward_step(x[:, :3000], cache)
     assert (model.decode_one(x[:, 3000:], cache) - ref[:, 3000:]).abs().max() <= 1e-4
 
@@ -172,8 +179,8 @@ def test_bf16_model_cached_decoding_matches_its_own_recompute() -> None:
     # a model cast to bf16 (the default on CUDA) takes the additive-mask path in bf16
     model = make("trm").eval().to(torch.bfloat16)
     x = ids(2, 8)
-    ref = model.infer(x, 2).float()
-    cache = model.new_cache(2, 8, 2)
+    ref = model.infer(x, at(model, 2)).float()
+    cache = model.new_cache(2, 8, at(model, 2))
     pad = torch.zeros(2, 8, dtype=torch.bool)
     out = [model.forward_step(x[:, :4], cache, pad)] + [
         model.decode_one(x[:, t : t + 1], cache) for t in range(4, 8)
@@ -256,7 +263,7 @@ def test_all_ignored_labels_give_zero_loss_with_grad() -> None:
 
 def test_random_init_is_stable_through_deep_recursion() -> None:
     model = make("trm", hidden_size=64, H_cycles=3, L_cycles=6).eval()
-    logits = model.infer(ids(2, 16), 2)
+    logits = model.infer(ids(2, 16), at(model, 2))
     assert torch.isfinite(logits).all()
     assert 0.2 < logits.std().item() < 5.0
 
@@ -306,8 +313,8 @@ def test_decode_one_traces_as_one_graph() -> None:
     """No graph break (no .item(), no data-dependent shape): what CUDA-graph capture needs."""
     model = make("trm").eval()
     x = ids(2, 8)
-    ref = model.infer(x, 2)
-    cache = model.new_cache(2, 8, 2)
+    ref = model.infer(x, at(model, 2))
+    cache = model.new_cache(2, 8, at(model, 2))
     model.forward_step(x[:, :5], cache)
     torch._dynamo.reset()
     compiled = torch.compile(model.decode_one, backend="eager", fullgraph=True)
@@ -326,8 +333,8 @@ def test_bf16_autocast_training_and_cached_decoding() -> None:
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     model.eval()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        ref = model.infer(x, 2).float()
-        cache = model.new_cache(2, 8, 2, dtype=torch.bfloat16)
+        ref = model.infer(x, at(model, 2)).float()
+        cache = model.new_cache(2, 8, at(model, 2), dtype=torch.bfloat16)
         out = [model.forward_step(x[:, :4], cache)] + [
             model.decode_one(x[:, t : t + 1], cache) for t in range(4, 8)
         ]
@@ -337,9 +344,9 @@ def test_bf16_autocast_training_and_cached_decoding() -> None:
 def test_cache_made_under_inference_mode_works_outside_it() -> None:
     model = make("trm").eval()
     x = ids(2, 6)
-    ref = model.infer(x, 2)
+    ref = model.infer(x, at(model, 2))
     with torch.inference_mode():
-        cache = model.new_cache(2, 6, 2)
+        cache = model.new_cache(2, 6, at(model, 2))
         first = model.forward_step(x[:, :4], cache)
     rest = [model.decode_one(x[:, t : t + 1], cache) for t in range(4, 6)]
     assert (torch.cat([first, *rest], 1) - ref).abs().max() <= 1e-4

@@ -342,3 +342,27 @@ def test_noop_resume_leaves_the_run_byte_for_byte_unchanged(tmp_path):
         done.reason == "nothing-to-train" and done.step == 3 and {e.kind for e in events} <= {"log", "done"}
     )
     assert snapshot(run) == before
+
+
+def test_the_trainer_sets_every_attribute_in_init_and_saves_its_state_whole(tmp_path):
+    from trm_core.training.schedule import EarlyStopper
+    from trm_core.training.state import TrainState
+
+    trainer = Trainer(tiny_profile(train__max_steps=5, train__eval_every=2), tmp_path / "r")
+    before = set(vars(trainer))
+    done = trainer.run()
+    assert done.reason == "finished" and done.step == 5
+    assert set(vars(trainer)) == before, f"set outside __init__: {set(vars(trainer)) - before}"
+    # the checkpoint holds the whole TrainState: restoring it gives the trainer's own back
+    state = read_state(resolve_checkpoint(tmp_path / "r", "latest"))
+    es = trainer.profile.early_stopping
+    restored = TrainState.restore(
+        state, tmp_path, EarlyStopper(es.enabled, es.patience, es.min_delta, es.stop_below)
+    )
+    mine = trainer.state
+    assert (restored.step, restored.pos, restored.last_eval_step, restored.saved_step, restored.bad_steps) == (
+        mine.step, mine.pos, mine.last_eval_step, mine.saved_step, mine.bad_steps,
+    )  # fmt: skip
+    counters = ("best_val_loss", "best_step", "evals_since_best")  # (its label is re-graded on load)
+    assert [getattr(restored.stopper, k) for k in counters] == [getattr(mine.stopper, k) for k in counters]
+    assert restored.elapsed_s == mine.elapsed_s

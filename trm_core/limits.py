@@ -48,6 +48,9 @@ INT_MAX: dict[str, int] = {
     "train.keep_last": 10_000,
     "train.log_every": 10**12,
     "train.max_bad_steps": 1_000_000,
+    "train.depth_min": 256,  # sampled H-cycles, as model.H_cycles
+    "train.depth_max": 256,
+    "train.backprop_depth": 256,
     "train.seed": MAX_SEED,
     "early_stopping.patience": 1_000_000,
     "generate.top_k": 10_000_000,
@@ -61,6 +64,8 @@ FLOAT_MAX: dict[str, float] = {
     "model.expansion": 64.0,
     "model.rope_theta": 1e12,
     "model.norm_eps": 1.0,
+    "train.depth_mean": 256.0,  # as model.H_cycles
+    "train.depth_sigma": 4.0,  # exp(4 sigma) spreads λ over ~7 orders of magnitude already
 }
 
 NAME_RULE = "1 to 64 characters from A-Z a-z 0-9 . _ -, not starting with '.'"

@@ -75,6 +75,10 @@ class ModelConfig:
     tie_embeddings: bool = True  # the LM head shares the embedding matrix
     # "act": a Q-head on `z_H` halts each token after 1..`train.supervision_steps` steps (docs/design.md)
     halting: Literal["none", "act"] = "none"
+    # z_H/z_L start: the model's fixed start vectors (TRM's), or Gaussian noise per sequence, seeded (Huginn)
+    init_state: Literal["learned", "noise"] = "learned"
+    # ACT: the halting logit's bias at initialisation (-5: sigmoid far from halting, the official TRM's; ~-3 per the router-initialisation study)
+    halt_bias_init: float = -5.0
 
     def supervision_passes(self, requested: int) -> int:
         """The effective number of supervision passes: only TRM carries state from pass to pass,
@@ -119,6 +123,15 @@ class TrainConfig:
     # deep-supervision passes per batch, each from the previous carry; with ACT: the most a token takes
     supervision_steps: int = 1
     halt_exploration: float = 0.1  # ACT: chance a token must first run a random 2..S steps
+    # H-cycles per optimizer step: `model.H_cycles` ("fixed"), Huginn's 1 + Poisson(λ), λ ~ LogNormal(ln depth_mean - σ²/2, σ), or U{depth_min..depth_max}; clipped to [depth_min, depth_max]
+    depth_sampling: Literal["fixed", "poisson-lognormal", "uniform"] = "fixed"
+    # poisson-lognormal: the mean of λ (the sampled depth averages about depth_mean + 1 before clipping, as in Huginn); 0 = model.H_cycles
+    depth_mean: float = 0.0
+    depth_sigma: float = 0.5  # poisson-lognormal: σ of log λ (Huginn's 0.5)
+    depth_min: int = 1  # sampled H-cycles at least this
+    depth_max: int = 16  # sampled H-cycles at most this
+    # gradients through the last k H-cycles only, the earlier ones under no_grad; 0 = `model.grad_cycles`
+    backprop_depth: int = 0
     detach_carry: bool = True  # false = gradients through the carry (true BPTT; "accumulate" only)
     # "auto": bf16 on CUDA, fp32 on CPU; "bf16": bf16 autocast, on a CPU only with AVX512-BF16 or AMX
     precision: Literal["auto", "fp32", "bf16"] = "auto"

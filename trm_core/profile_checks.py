@@ -23,12 +23,13 @@ _POSITIVE = [
     "data.synthetic_min_steps", "data.synthetic_max_steps",
     "train.batch_size", "train.epochs", "train.lr", "train.supervision_steps", "train.eval_every",
     "train.checkpoint_every", "train.keep_last", "train.log_every", "train.max_bad_steps",
-    "early_stopping.patience", "generate.max_tokens",
+    "early_stopping.patience", "generate.max_tokens", "train.depth_min", "train.depth_max",
 ]  # fmt: skip
 _NON_NEGATIVE = [
     "data.val_size", "data.seed", "train.max_steps", "train.min_lr_ratio", "train.warmup_steps",
     "train.weight_decay", "train.grad_clip", "train.seed", "early_stopping.min_delta",
-    "early_stopping.stop_below", "generate.temperature", "generate.top_k",
+    "early_stopping.stop_below", "generate.temperature", "generate.top_k", "train.depth_mean",
+    "train.depth_sigma", "train.backprop_depth",
 ]  # fmt: skip
 _UNIT_INTERVAL = ["train.beta1", "train.beta2", "train.ema_decay", "train.min_lr_ratio"]
 _PROB = ["generate.top_p"]  # (0, 1]
@@ -123,6 +124,15 @@ def check_ranges(p: Profile, problems: list[str]) -> None:
             problems.append(
                 f"model.hidden_size / model.num_heads ({m.hidden_size // m.num_heads}) must be even for RoPE"
             )
+    t = p.train
+    if 0 < t.depth_min and t.depth_min > t.depth_max > 0:
+        problems.append(f"train.depth_min ({t.depth_min}) cannot exceed train.depth_max ({t.depth_max})")
+    if t.depth_sampling != "fixed" and m.arch != "trm":
+        problems.append("train.depth_sampling needs model.arch = 'trm' (it samples the H-cycles)")
+    if t.depth_sampling == "poisson-lognormal" and 0 < t.depth_mean < 1:
+        problems.append(f"train.depth_mean must be at least 1 (or 0 = model.H_cycles), got {t.depth_mean!r}")
+    if abs(m.halt_bias_init) > 100:
+        problems.append(f"model.halt_bias_init must be between -100 and 100, got {m.halt_bias_init!r}")
     if m.grad_cycles > m.H_cycles > 0:
         problems.append(f"model.grad_cycles ({m.grad_cycles}) cannot exceed model.H_cycles ({m.H_cycles})")
     d = p.data

@@ -12,13 +12,14 @@ from trm_core.data.sources import format_prompt
 from trm_core.data.tokenizers import build_tokenizer
 from trm_core.generation.generator import Generator
 from trm_core.model.lm import build_model
+from trm_core.model.depth import Depth
 from trm_core.profile import load_profile
 
 torch.set_num_threads(2)
 p = load_profile("profiles/quickstart.toml")
 tok = build_tokenizer("byte")
 torch.manual_seed(0)
-g = Generator(build_model(p.model, tok.vocab_size), tok, supervision_steps=1)
+g = Generator(build_model(p.model, tok.vocab_size), tok, depth=Depth(1))
 q = format_prompt(
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
     "How many clips did Natalia sell altogether in April and May?"

@@ -163,7 +163,8 @@ def make_generator(
     model: CausalLM, tokenizer: Any, S: int, device: torch.device, cuda_graph: bool, compile_step: bool
 ) -> Any:
     from trm_core.generation.generator import Generator
+    from trm_core.model.depth import Depth
 
     return Generator(
-        model, tokenizer, supervision_steps=S, device=device, cuda_graph=cuda_graph, compile_step=compile_step
+        model, tokenizer, depth=Depth(S), device=device, cuda_graph=cuda_graph, compile_step=compile_step
     )

@@ -33,6 +33,7 @@ from trm_core.generation.sampling import SamplingOptions, resolve_seed
 from trm_core.generation.sessions import CachedSession, RecomputeSession, StepGraph
 from trm_core.generation.textstream import Piece, clean_prompt
 from trm_core.limits import MAX_SEED
+from trm_core.model.depth import Depth
 
 __all__ = ["Generator", "MAX_CONTEXT"]
 
@@ -58,36 +59,33 @@ class Generator:
         model: Any,
         tokenizer: Any,
         *,
-        supervision_steps: int = 1,
+        depth: Depth | None = None,
         device: Any = None,
         cuda_graph: bool = True,
         compile_step: bool = False,
         dtype: Any = None,
         max_context: int = MAX_CONTEXT,
         defaults: SamplingOptions | None = None,
-        cycles: tuple[int, int] | None = None,
-        halt_threshold: float = 0.5,
         prompt_halts: bool = False,
     ):
         """`compile_step` (CUDA only, opt-in) compiles `decode_one` before the CUDA graph captures it:
         about 1.8x faster per token in bf16, for 30-60 s of compilation on the first request of
         each batch size — too long a wait before an interactive answer to be the default. `dtype` ("auto", "fp32", "bf16") casts the model in place; None keeps it.
-        `supervision_steps` and `cycles` (H, L) are the depth to decode at (any, not only the
-        trained one); under ACT `halt_threshold` decides halting, and `prompt_halts` (a model
-        trained with loss on every position) lets a prompt's positions halt early too.
+        `depth` is the checkpoint's depth (`Depth.of_profile`; unset values: the model config's,
+        one supervision step, threshold 0.5): what `set_depth` requests are resolved against.
+        Under ACT `prompt_halts` (a model trained with loss on every position) lets a prompt's
+        positions halt early too.
         """
         self.model = model
         self.tokenizer = tokenizer
-        self.supervision_steps = int(supervision_steps)
-        self.cycles = cycles
-        self.halt_threshold = float(halt_threshold)
         self.prompt_halts = prompt_halts
         cfg = getattr(model, "cfg", None)
         self.act = getattr(model, "q_head", None) is not None and cfg is not None and cfg.arch == "trm"
         self.last_token_depths: list[list[tuple[int, int]]] = []  # per row of the last request
-        # the depth this generator started with (the checkpoint's), to go back to after overrides
-        self.trained_steps = self.supervision_steps
-        self.trained_threshold = self.halt_threshold
+        # the depth this generator started with (the checkpoint's), and the one it decodes at now
+        base = Depth.trained(cfg) if cfg is not None else Depth(1, 1, 1, 0.5)  # (a scripted test model)
+        self.trained: Depth = (depth or Depth()).resolve(base)
+        self.depth: Depth = self.trained
         if device is None:
             device = next(iter(model.parameters())).device
         self.device = torch.device(device)
@@ -134,47 +132,38 @@ class Generator:
         gen = cls(
             loaded.model,
             loaded.tokenizer,
-            supervision_steps=loaded.profile.train.supervision_steps,
+            depth=Depth.of_profile(loaded.profile),
             device=loaded.device,
             defaults=SamplingOptions.from_profile(loaded.profile.generate),
-            **({"halt_threshold": loaded.profile.generate.halt_threshold} | kw),
             prompt_halts=loaded.profile.data.loss_on == "all",
+            **kw,
         )
         gen.profile, gen.step, gen.path = loaded.profile, loaded.step, loaded.path
         return gen
 
     # ----------------------------------------------------------------- depth
 
-    def set_depth(
-        self,
-        supervision_steps: int | None = None,
-        cycles: tuple[int, int] | None = None,
-        halt_threshold: float | None = None,
-    ) -> None:
-        """Decode at another depth from now on (None keeps the current value of each)."""
-        before = (self.supervision_steps, self.cycles, self.halt_threshold)
-        if supervision_steps is not None:
-            self.supervision_steps = int(supervision_steps)
-        if cycles is not None:
-            self.cycles = None if tuple(cycles) == self._model_cycles() else tuple(cycles)
-        if halt_threshold is not None:
-            self.halt_threshold = float(halt_threshold)
-        if (self.supervision_steps, self.cycles, self.halt_threshold) != before:
+    def set_depth(self, request: Depth) -> Depth:
+        """Decode at `request` from now on, each unset value the checkpoint's (`Depth.resolve`);
+        checked against the limits first (UserError, one sentence). Returns the depth now used."""
+        arch = getattr(getattr(self.model, "cfg", None), "arch", "trm")
+        depth = request.check(arch).resolve(self.trained)
+        if depth != self.depth:
             self._graph_key = self._graph = self._graph_cache = None  # the cache is sized for the depth
-
-    def _model_cycles(self) -> tuple[int, int] | None:
-        cfg = getattr(self.model, "cfg", None)
-        return None if cfg is None else (cfg.H_cycles, cfg.L_cycles)
+        self.depth = depth
+        return depth
 
     @property
     def steps(self) -> int:
         """Supervision steps decoded (the transformer baseline has one, whatever is asked)."""
         cfg = getattr(self.model, "cfg", None)
-        return self.supervision_steps if cfg is None else cfg.supervision_passes(self.supervision_steps)
+        S = self.depth.supervision_steps
+        assert S is not None
+        return S if cfg is None else cfg.supervision_passes(S)
 
     def calls_per_step(self) -> int:
         calls_for = getattr(self.model, "calls_for", None)  # a scripted test model has none
-        return 1 if calls_for is None else calls_for(self.cycles)
+        return 1 if calls_for is None else calls_for(self.depth)
 
     def prefill_may_halt(self, pad_mask: Tensor | None, shape: tuple[int, int]) -> Tensor | None:
         """Which prompt positions may halt early under ACT: all real ones when the model was trained
@@ -266,15 +255,12 @@ class Generator:
         of the same batch size that fit (capture costs a few warm-up steps).
         """
         cap = -(-length // _CACHE_BUCKET) * _CACHE_BUCKET
-        depth = {"cycles": self.cycles, "halt_threshold": self.halt_threshold} if self._model_cycles() else {}
         if not self._use_graph():
-            cache = self.model.new_cache(batch_size, cap, self.supervision_steps, device=self.device, **depth)
+            cache = self.model.new_cache(batch_size, cap, self.depth, device=self.device)
             return CachedSession(self.model, cache, None)
         if self._graph_key is None or self._graph_key[0] != batch_size or self._graph_key[1] < cap:
             self._graph = self._graph_cache = None  # free the old cache before allocating a new one
-            self._graph_cache = self.model.new_cache(
-                batch_size, cap, self.supervision_steps, device=self.device, **depth
-            )
+            self._graph_cache = self.model.new_cache(batch_size, cap, self.depth, device=self.device)
             self._graph = StepGraph(self._step_fn(), self._graph_cache, batch_size, self.device)
             self._graph_key = (batch_size, cap)
         self._graph_cache.reset()
@@ -299,9 +285,7 @@ class Generator:
         if opts.kv_cache:
             session = self._session(1, len(prep.ids) + prep.max_tokens)
         else:
-            session = RecomputeSession(
-                self.model, self.supervision_steps, cycles=self.cycles, halt_threshold=self.halt_threshold
-            )
+            session = RecomputeSession(self.model, self.depth)
         seed = resolve_seed(opts.seed)  # no seed: a fresh one, kept so the answer can be reproduced
         self.last_seed = seed if opts.temperature > 0 else None
         row = DecodeRow.start(prep.ids, prompt, self.tokenizer, opts.stop)

@@ -21,8 +21,8 @@ class RecomputeSession:
 
     argmax: Tensor | None = None  # never precomputed here
 
-    def __init__(self, model: Any, supervision_steps: int, **depth: Any):
-        self.model, self.S, self.depth_kw = model, supervision_steps, depth  # cycles, halt_threshold
+    def __init__(self, model: Any, depth: Any):
+        self.model, self.depth = model, depth  # a resolved Depth
         self.ids: Tensor | None = None
         self.may_halt: Tensor | None = None
         self.last_depth: Tensor | None = None
@@ -31,11 +31,10 @@ class RecomputeSession:
     def feed(self, ids: Tensor, pad_mask: Tensor | None = None, may_halt: Tensor | None = None) -> Tensor:
         self.ids = ids if self.ids is None else torch.cat([self.ids, ids], dim=1)
         if getattr(self.model, "q_head", None) is None:  # fixed depth: the whole sequence, S steps
-            cycles = self.depth_kw.get("cycles")
-            return self.model.infer(self.ids, self.S, **({"cycles": cycles} if cycles else {}))[:, -1].float()
+            return self.model.infer(self.ids, self.depth)[:, -1].float()
         new = torch.ones_like(ids, dtype=torch.bool) if may_halt is None else may_halt
         self.may_halt = new if self.may_halt is None else torch.cat([self.may_halt, new], dim=1)
-        hidden, depth = self.model.infer_depth(self.ids, self.S, may_halt=self.may_halt, **self.depth_kw)
+        hidden, depth = self.model.infer_depth(self.ids, self.depth, may_halt=self.may_halt)
         self.last_depth = depth[:, -1]
         return self.model.logits(hidden[:, -1]).float()
 

@@ -14,13 +14,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from trm_core.model.halting import halt_decisions, running_key_mask
+from trm_core.model.depth import Depth
+from trm_core.model.halting import keep_halted, running_key_mask, still_running
 from trm_core.model.kv_cache import KVCache
 from trm_core.model.layers import RoPE
 
 __all__ = ["CachedDecoding"]
-
-Cycles = tuple[int, int] | None  # (H_cycles, L_cycles); None = the trained ones
 
 
 class CachedDecoding:
@@ -37,33 +36,34 @@ class CachedDecoding:
         self,
         batch_size: int,
         max_len: int,
-        supervision_steps: int,
+        depth: Depth,
         *,
-        cycles: Cycles = None,
-        halt_threshold: float = 0.5,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        init_seed: Tensor | int = 0,
     ) -> KVCache:
-        """A static cache for `supervision_steps` x `cycles` (the trained H/L when None), decoded
-        with that depth (pass dtype=torch.bfloat16 when decoding under bf16 autocast)."""
+        """A static cache for a complete `depth` (S x H x L, and ACT's threshold), decoded with
+        that depth (pass dtype=torch.bfloat16 when decoding under bf16 autocast). `init_seed` (one
+        per row, or one for all) seeds each row's noise start under model.init_state = "noise"."""
+        assert depth.complete, "a cache is sized for a resolved Depth"
         weight = self.embed_tokens.weight
-        cycles = cycles or (self.cfg.H_cycles, self.cfg.L_cycles)
         # normal tensors even when called under inference_mode, so the cache works in both modes
         with torch.inference_mode(False):
-            return KVCache(
+            cache = KVCache(
                 batch_size=batch_size,
                 max_len=max_len,
-                supervision_steps=self.cfg.supervision_passes(supervision_steps),
-                calls_per_step=self.calls_for(cycles),
+                supervision_steps=self.cfg.supervision_passes(depth.supervision_steps),
+                calls_per_step=self.calls_for(depth),
                 num_layers=self.cfg.num_layers,
                 num_heads=self.cfg.num_heads,
                 head_dim=self.cfg.hidden_size // self.cfg.num_heads,
                 device=weight.device if device is None else device,
                 dtype=weight.dtype if dtype is None else dtype,
-                cycles=cycles,
+                depth=depth,
                 act=self.q_head is not None and self.cfg.supervision_passes(2) > 1,  # TRM only
-                halt_threshold=halt_threshold,
             )
+            cache.init_seed.copy_(torch.as_tensor(init_seed, dtype=torch.long).expand(batch_size))
+            return cache
 
     def _additive(self, mask: Tensor, device: torch.device) -> Tensor:
         """The boolean mask (True = attend) as an additive one, made once per step: SDPA would
@@ -76,33 +76,45 @@ class CachedDecoding:
         input_ids: Tensor,
         cache: KVCache,
         rope: RoPE,
+        positions: Tensor,
         index: int | Tensor,
         mask: Tensor | None,
         may_halt: Tensor | None = None,
     ) -> Tensor:
-        """All supervision steps for the new positions; each net call reads/writes its own slot."""
+        """All supervision steps for the new positions (RoPE `positions`, which the noise start is
+        a function of); each net call reads/writes its own slot."""
         x = self.embed(input_ids)
+        start = self.start_carry(x, positions, cache.init_seed)
         if cache.running is not None:
-            return self._cached_act_steps(x, cache, rope, index, mask, may_halt)
+            return self._cached_act_steps(x, cache, rope, index, mask, may_halt, start)
         if mask is not None:
             mask = self._additive(mask, x.device)
-        carry = None
+        carry = start
         hidden = x
         for step in range(cache.supervision_steps):
 
             def run(call: int, h: Tensor, step: int = step) -> Tensor:
                 return self.net(h, rope, cache.slots(step, call), index, mask)
 
-            hidden, carry = self._step(x, carry, run, 0, cache.cycles)
+            hidden, carry = self._step(x, carry, run, cache.depth, 0)
         return hidden
 
     def _cached_act_steps(
-        self, x: Tensor, cache: KVCache, rope: RoPE, index: int | Tensor, base: Tensor | None, may_halt
+        self,
+        x: Tensor,
+        cache: KVCache,
+        rope: RoPE,
+        index: int | Tensor,
+        base: Tensor | None,
+        may_halt: Tensor | None,
+        start: Any,
     ) -> Tensor:
         """ACT under the cache: the new positions run until they halt. Step s's keys are the
         positions that ran step s (`cache.running[s]`); when every new position has halted
         (eager path), the remaining steps are skipped: that is the compute ACT saves."""
-        assert cache.running is not None and cache.depth is not None
+        assert cache.running is not None and cache.ran is not None
+        threshold = cache.depth.halt_threshold
+        assert threshold is not None
         B, n = x.shape[:2]
         eager = isinstance(index, int)
         L = index + n if eager else cache.max_len
@@ -112,8 +124,8 @@ class CachedDecoding:
         if base is None:
             base = (keys[None, :] <= query_pos[:, None]).view(1, 1, n, L)
         running = torch.ones(B, n, dtype=torch.bool, device=x.device)
-        depth = torch.zeros(B, n, dtype=torch.long, device=x.device)
-        carry: Any = None  # the model's Carry
+        ran = torch.zeros(B, n, dtype=torch.long, device=x.device)
+        carry: Any = start  # the model's Carry (None: the fixed start vectors)
         S = cache.supervision_steps
         if eager:
             cache.running[:, :, index : index + n] = False
@@ -129,21 +141,19 @@ class CachedDecoding:
             def run(call: int, h: Tensor, step: int = step, mask: Tensor = mask) -> Tensor:
                 return self.net(h, rope, cache.slots(step, call), index, mask)
 
-            _, new = self._step(x, carry, run, 0, cache.cycles)
+            _, new = self._step(x, carry, run, cache.depth, 0)
             assert new is not None
             if carry is not None:
-                keep = running[..., None]
-                z_H, z_L = torch.where(keep, new.z_H, carry.z_H), torch.where(keep, new.z_L, carry.z_L)
+                z_H, z_L = keep_halted(running, new.z_H, carry.z_H), keep_halted(running, new.z_L, carry.z_L)
                 new = dataclasses.replace(new, z_H=z_H, z_L=z_L)
             carry = new
-            depth += running
+            ran += running
             q = self.q_halt(carry.z_H)
-            halt = halt_decisions(step, S, q, running, threshold=cache.halt_threshold, may_halt=may_halt)
-            running = running & ~halt
+            running = still_running(step, S, q, running, threshold=threshold, may_halt=may_halt)
         if eager:
-            cache.depth[:, index : index + n] = depth
+            cache.ran[:, index : index + n] = ran
         else:
-            cache.depth.index_copy_(1, index, depth)
+            cache.ran.index_copy_(1, index, ran)
         assert carry is not None
         return carry.z_H
 
@@ -194,7 +204,7 @@ class CachedDecoding:
                 mask = mask & (~cache.pad_mask[:, None, : pos + n] | (keys == query_pos))
             mask = mask.view(-1, 1, n, pos + n)
 
-        hidden = self._cached_steps(input_ids, cache, rope, pos, mask, may_halt)
+        hidden = self._cached_steps(input_ids, cache, rope, positions, pos, mask, may_halt)
         cache.pos += n
         cache.pos_t.fill_(cache.pos)
         return self.logits(hidden[:, -1:] if last_only else hidden)
@@ -213,6 +223,6 @@ class CachedDecoding:
         rope = self.rotary(positions)
         keys = cache.key_index
         mask = (keys <= pos_t) & (~cache.pad_mask | (keys == pos_t))  # [B, max_len]
-        hidden = self._cached_steps(input_ids, cache, rope, pos_t, mask[:, None, None, :])
+        hidden = self._cached_steps(input_ids, cache, rope, positions, pos_t, mask[:, None, None, :])
         pos_t.add_(1)
         return self.logits(hidden)

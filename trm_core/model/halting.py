@@ -14,7 +14,14 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["halt_logit", "halt_decisions", "running_key_mask", "exploration_min_depth"]
+__all__ = [
+    "halt_logit",
+    "halt_decisions",
+    "still_running",
+    "keep_halted",
+    "running_key_mask",
+    "exploration_min_depth",
+]
 
 
 def halt_logit(threshold: float) -> float:
@@ -56,6 +63,31 @@ def halt_decisions(
     if min_depth is not None:
         halt &= min_depth <= step + 1
     return halt
+
+
+def still_running(
+    step: int,
+    steps: int,
+    q_halt: Tensor,
+    running: Tensor,
+    *,
+    threshold: float = 0.5,
+    may_halt: Tensor | None = None,
+    min_depth: Tensor | None = None,
+    halt_steps: Tensor | None = None,
+) -> Tensor:
+    """The policy every caller applies after a supervision step (training's `act_pass`, the
+    parallel `infer_depth` and the KV-cached decoder alike): the positions that run the next step."""
+    halt = halt_decisions(
+        step, steps, q_halt, running,
+        threshold=threshold, may_halt=may_halt, min_depth=min_depth, halt_steps=halt_steps,
+    )  # fmt: skip
+    return running & ~halt
+
+
+def keep_halted(running: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    """A state after a step: `new` where the position ran it, `old` (frozen) where it had halted."""
+    return torch.where(running[..., None], new, old)
 
 
 def running_key_mask(base: Tensor, running_keys: Tensor, diagonal: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from trm_core.model.depth import Depth
 from trm_core.model.layers import KVSlot
 
 
@@ -21,7 +22,8 @@ class KVCache:
     `pos` too, as `generation/sessions.py` does). `pad_mask` [B, max_len] marks padding keys;
     `position_ids` [B, max_len] holds each position's RoPE position (padding not counted).
     With `act`, `running` [S, B, max_len] marks the positions that ran each supervision step and
-    `depth` [B, max_len] the number of steps each position ran; `halt_threshold` decides halting.
+    `ran` [B, max_len] the number of steps each position ran. `depth` (complete) is the depth
+    every cached step runs: its H/L cycles and, under ACT, the threshold that decides halting.
     """
 
     def __init__(
@@ -36,15 +38,13 @@ class KVCache:
         head_dim: int,
         device: torch.device | str | None,
         dtype: torch.dtype,
-        cycles: tuple[int, int] = (1, 1),
+        depth: Depth,
         act: bool = False,
-        halt_threshold: float = 0.5,
     ):
         self.batch_size, self.max_len = batch_size, max_len
         self.supervision_steps = supervision_steps
         self.calls_per_step = calls_per_step
-        self.cycles = cycles  # (H_cycles, L_cycles) every cached step runs
-        self.halt_threshold = halt_threshold
+        self.depth = depth
         num_slots = supervision_steps * calls_per_step * num_layers
         shape = (num_slots, batch_size, num_heads, max_len, head_dim)
         # zeros, not empty: masked keys still enter the matmul, and 0 * NaN garbage would be NaN
@@ -52,6 +52,7 @@ class KVCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.key_index = torch.arange(max_len, device=device)
         self.pad_mask = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
+        self.init_seed = torch.zeros(batch_size, dtype=torch.long, device=device)  # noise start, per row
         self.position_ids = self.key_index.expand(batch_size, max_len).clone()
         self.pos_t = torch.zeros(1, dtype=torch.long, device=device)
         self.pos = 0
@@ -61,7 +62,7 @@ class KVCache:
             if act
             else None
         )
-        self.depth = torch.zeros(batch_size, max_len, dtype=torch.long, device=device) if act else None
+        self.ran = torch.zeros(batch_size, max_len, dtype=torch.long, device=device) if act else None
         # the per-layer (k, v) views of every net call, made once: slots() runs for every call
         self._slots = [
             [(self.k[i], self.v[i]) for i in range(first, first + num_layers)]
@@ -77,8 +78,8 @@ class KVCache:
         self.has_padding = False
         if self.running is not None:
             self.running.zero_()
-        if self.depth is not None:
-            self.depth.zero_()
+        if self.ran is not None:
+            self.ran.zero_()
 
     def set_pad_mask(self, pad_mask: Tensor) -> None:
         """Padding keys to ignore from now on; RoPE positions then skip the padding."""
@@ -92,8 +93,8 @@ class KVCache:
 
     def depths(self, start: int, end: int) -> Tensor:
         """Supervision steps run by positions [start, end) of every row ([B, end - start])."""
-        if self.depth is None:
+        if self.ran is None:
             return torch.full(
                 (self.batch_size, end - start), self.supervision_steps, dtype=torch.long, device=self.k.device
             )
-        return self.depth[:, start:end]
+        return self.ran[:, start:end]

@@ -15,7 +15,7 @@ cache is exact: one K/V slot per (supervision step, H-cycle, net call, layer).
 
 With `model.halting = "act"` a Q-head on z_H decides after each supervision step whether a
 position halts (see `halting.py`): per-token adaptive depth, still exact under the KV cache.
-Any depth (S, H, L) may be asked at inference; the cache is sized for it."""
+Any depth (S, H, L: a `Depth`, `depth.py`) may be asked at inference; the cache is sized for it."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from trm_core.model.decoding import CachedDecoding
-from trm_core.model.halting import halt_decisions, running_key_mask
+from trm_core.model.depth import Depth
+from trm_core.model.halting import keep_halted, running_key_mask, still_running
 from trm_core.model.layers import Net, Rotary, trunc_normal_
 from trm_core.profile import ModelConfig
 
@@ -40,7 +41,6 @@ IGNORE_INDEX = -100
 
 
 RunNet = Callable[[int, Tensor], Tensor]  # (net call index within a supervision step, input) -> output
-Cycles = tuple[int, int] | None  # (H_cycles, L_cycles) asked at inference; None = the trained ones
 
 
 @dataclass
@@ -72,6 +72,7 @@ class CausalLM(CachedDecoding, nn.Module):
         self.net = Net(cfg.num_layers, D, cfg.num_heads, cfg.expansion, cfg.norm_eps)
         # ACT's Q-head: one halting logit per position, read from z_H after each supervision step
         self.q_head = nn.Linear(D, 1) if getattr(cfg, "halting", "none") == "act" else None
+        self.trained_depth = Depth.trained(cfg)  # what `forward` runs unless told otherwise (S = 1)
 
     def _init_weights(self) -> None:
         # Truncated LeCun normal like the official TRM; embeddings at std 1/sqrt(D) so that
@@ -80,20 +81,20 @@ class CausalLM(CachedDecoding, nn.Module):
             if isinstance(module, nn.Linear):
                 trunc_normal_(module.weight, std=module.in_features**-0.5)
         trunc_normal_(self.embed_tokens.weight, std=1.0 / self.embed_scale)
-        if self.q_head is not None:  # as the official TRM: start far from halting (sigmoid(-5))
+        if self.q_head is not None:  # by default as the official TRM: far from halting (sigmoid(-5))
             with torch.no_grad():
                 self.q_head.weight.zero_()
-                self.q_head.bias.fill_(-5.0)
+                self.q_head.bias.fill_(self.cfg.halt_bias_init)  # -5: the official TRM's
 
     # ------------------------------------------------------------------ the model proper
 
     def _step(
-        self, x: Tensor, carry: Carry | None, run: RunNet, grad_cycles: int, cycles: Cycles = None
+        self, x: Tensor, carry: Carry | None, run: RunNet, depth: Depth, grad_cycles: int
     ) -> tuple[Tensor, Carry | None]:
         raise NotImplementedError
 
-    def calls_for(self, cycles: Cycles = None) -> int:
-        """Net calls per supervision step at depth `cycles` (the trained depth when None)."""
+    def calls_for(self, depth: Depth) -> int:
+        """Net calls per supervision step at `depth` (a complete one)."""
         return self.calls_per_step
 
     def forward(
@@ -102,16 +103,22 @@ class CausalLM(CachedDecoding, nn.Module):
         carry: Carry | None = None,
         *,
         detach_carry: bool = True,
-        cycles: Cycles = None,
+        depth: Depth | None = None,
+        grad_cycles: int | None = None,
+        init_seed: Tensor | None = None,
     ) -> tuple[Tensor, Carry | None]:
-        """One supervision step: (hidden [B,T,D] for the LM head, new carry or None).
+        """One supervision step at `depth`'s H/L (`trained_depth` when not given): (hidden [B,T,D]
+        for the LM head, new carry or None). Only the last `grad_cycles` H-cycles (model.grad_cycles
+        when not given; training's train.backprop_depth) build a graph. `init_seed` [B] seeds each
+        sequence's noise start under model.init_state = "noise" (0 when not given).
 
         Under ACT (`carry.running` given) only running positions are keys, and halted positions
         keep their state: hidden is then each position's z_H from the step where it halted.
         """
         T = input_ids.shape[1]
         x = self.embed(input_ids)
-        rope = self.rotary(torch.arange(T, device=input_ids.device))
+        positions = torch.arange(T, device=input_ids.device)
+        rope = self.rotary(positions)
         running = None if carry is None else carry.running
         mask = None
         if running is not None:
@@ -122,15 +129,30 @@ class CausalLM(CachedDecoding, nn.Module):
         def run(call: int, h: Tensor) -> Tensor:
             return self.net(h, rope, None, None, mask)
 
-        hidden, new_carry = self._step(x, carry, run, self.cfg.grad_cycles, cycles)
+        depth = self.trained_depth if depth is None else depth
+        grad_cycles = self.cfg.grad_cycles if grad_cycles is None else grad_cycles
+        start = carry if carry is not None else self.start_carry(x, positions, init_seed)
+        hidden, new_carry = self._step(x, start, run, depth, grad_cycles)
         if new_carry is not None and carry is not None and running is not None:
-            keep = running[..., None]
-            z_H = torch.where(keep, new_carry.z_H, carry.z_H)
-            new_carry = Carry(z_H, torch.where(keep, new_carry.z_L, carry.z_L), running)
+            z_H = keep_halted(running, new_carry.z_H, carry.z_H)
+            new_carry = Carry(z_H, keep_halted(running, new_carry.z_L, carry.z_L), running)
             hidden = z_H
         if new_carry is not None and detach_carry:
             new_carry = Carry(new_carry.z_H.detach(), new_carry.z_L.detach(), new_carry.running)
         return hidden, new_carry
+
+    def start_carry(self, x: Tensor, positions: Tensor, init_seed: Tensor | None) -> Carry | None:
+        """The state a sequence starts from: None for the fixed start vectors (`_step` expands them)
+        or a model without a carry; under init_state = "noise" each sequence's noise (`init_state.py`)
+        at `positions` ([T] or [B, T], RoPE positions), seeded by `init_seed` [B] (0 when None)."""
+        if getattr(self.cfg, "init_state", "learned") != "noise" or self.cfg.arch != "trm":
+            return None
+        from trm_core.model.init_state import position_noise
+
+        seeds = torch.zeros(x.shape[0], dtype=torch.long) if init_seed is None else init_seed
+        z_H = position_noise(seeds, positions, x.shape[-1], 0).to(x.dtype).expand_as(x)
+        z_L = position_noise(seeds, positions, x.shape[-1], 1).to(x.dtype).expand_as(x)
+        return Carry(z_H, z_L)
 
     def q_halt(self, hidden: Tensor) -> Tensor:
         """ACT's halting logits [B,T] (fp32) from z_H; halt when sigmoid(q) > the threshold."""
@@ -169,45 +191,45 @@ class CausalLM(CachedDecoding, nn.Module):
         return total / n
 
     @torch.no_grad()
-    def infer(self, input_ids: Tensor, supervision_steps: int, **depth) -> Tensor:
-        """Logits [B,T,V] after `supervision_steps` passes, each from the previous carry.
+    def infer(self, input_ids: Tensor, depth: Depth, **halting) -> Tensor:
+        """Logits [B,T,V] after `depth.supervision_steps` passes, each from the previous carry.
 
-        `depth` keywords are those of `infer_depth` (cycles, halting)."""
-        return self.logits(self.infer_depth(input_ids, supervision_steps, **depth)[0])
+        `halting` keywords are those of `infer_depth` (may_halt, halt_steps)."""
+        return self.logits(self.infer_depth(input_ids, depth, **halting)[0])
 
     @torch.no_grad()
     def infer_depth(
         self,
         input_ids: Tensor,
-        supervision_steps: int,
+        depth: Depth,
         *,
-        cycles: Cycles = None,
-        halt_threshold: float = 0.5,
         may_halt: Tensor | None = None,
         halt_steps: Tensor | None = None,
+        init_seed: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """(hidden [B,T,D], depth [B,T]): the parallel forward, halting per position under ACT.
+        """(hidden [B,T,D], depth [B,T]): the parallel forward at a complete `depth`, halting per
+        position under ACT (`halting.still_running`, with `depth.halt_threshold`).
 
         `may_halt` [B,T] marks the positions allowed to halt early (None = all); `halt_steps`
         [B,T] imposes every position's depth instead of the Q-head's decisions.
         """
         carry = None
-        steps = self.cfg.supervision_passes(supervision_steps)
+        assert depth.complete and depth.halt_threshold is not None, "infer at a resolved Depth"
+        steps = self.cfg.supervision_passes(depth.supervision_steps)
         B, T = input_ids.shape
         running = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
-        depth = torch.zeros(B, T, dtype=torch.long, device=input_ids.device)
+        ran = torch.zeros(B, T, dtype=torch.long, device=input_ids.device)
         for step in range(steps):
-            hidden, carry = self(input_ids, carry, cycles=cycles)
-            depth += running
+            hidden, carry = self(input_ids, carry, depth=depth, init_seed=init_seed)
+            ran += running
             if self.q_head is None or carry is None:
                 continue
-            halt = halt_decisions(
+            running = still_running(
                 step, steps, self.q_halt(hidden), running,
-                threshold=halt_threshold, may_halt=may_halt, halt_steps=halt_steps,
+                threshold=depth.halt_threshold, may_halt=may_halt, halt_steps=halt_steps,
             )  # fmt: skip
-            running = running & ~halt
             carry = Carry(carry.z_H, carry.z_L, running)
-        return hidden, depth
+        return hidden, ran
 
     def compile_regions(self, **compile_kwargs) -> None:
         """Regional compilation: compile each block of the net in place (one graph reused by all)."""
@@ -231,14 +253,14 @@ class TRM(CausalLM):
         self.register_buffer("L_init", trunc_normal_(torch.empty(cfg.hidden_size), std=1.0))
         self._init_weights()
 
-    def calls_for(self, cycles: Cycles = None) -> int:
-        H_cycles, L_cycles = cycles or (self.cfg.H_cycles, self.cfg.L_cycles)
+    def calls_for(self, depth: Depth) -> int:
+        H_cycles, L_cycles = depth.cycles
         return H_cycles * (L_cycles + 1)
 
     def _step(
-        self, x: Tensor, carry: Carry | None, run: RunNet, grad_cycles: int, cycles: Cycles = None
+        self, x: Tensor, carry: Carry | None, run: RunNet, depth: Depth, grad_cycles: int
     ) -> tuple[Tensor, Carry]:
-        H_cycles, L_cycles = cycles or (self.cfg.H_cycles, self.cfg.L_cycles)
+        H_cycles, L_cycles = depth.cycles
         if carry is None:
             z_H, z_L = self.H_init.expand_as(x), self.L_init.expand_as(x)
         else:
@@ -264,7 +286,7 @@ class Transformer(CausalLM):
         self._init_weights()
 
     def _step(
-        self, x: Tensor, carry: Carry | None, run: RunNet, grad_cycles: int, cycles: Cycles = None
+        self, x: Tensor, carry: Carry | None, run: RunNet, depth: Depth, grad_cycles: int
     ) -> tuple[Tensor, None]:
         return run(0, x), None
 

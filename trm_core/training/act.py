@@ -17,12 +17,13 @@ position is labelled and may halt (the generator then lets prompt positions halt
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trm_core.model.halting import exploration_min_depth, halt_decisions
+from trm_core.model.halting import exploration_min_depth, still_running
 from trm_core.model.lm import IGNORE_INDEX, Carry
 
 __all__ = ["ActCarry", "ActPass", "act_pass", "predictions_right", "HALT_LOSS_WEIGHT"]
@@ -74,10 +75,13 @@ def act_pass(
     forward=None,
     loss_fn=None,
     train: bool = True,
+    forward_kw: dict[str, Any] | None = None,
 ) -> ActPass:
     """Supervision pass `step` (0-based) of `steps` for an ACT model. `forward` runs the model (a
     DDP or compiled wrapper; the model itself when None), `loss_fn(hidden, labels)` is the LM loss
-    (`model.loss` when None). `train` False (validation): decisions only, no losses."""
+    (`model.loss` when None). `train` False (validation): decisions only, no losses. `forward_kw`
+    (depth, grad_cycles, init_seed: a sampled training depth) go to `forward`. Who runs
+    the next pass is `halting.still_running`, the policy the decoders apply too."""
     forward = model if forward is None else forward
     loss_fn = model.loss if loss_fn is None else loss_fn
     B, T = input_ids.shape
@@ -88,10 +92,10 @@ def act_pass(
     else:
         running = carry.running
         min_depth = carry.min_depth if isinstance(carry, ActCarry) else None
-    hidden, new = forward(input_ids, carry, detach_carry=detach_carry)
+    hidden, new = forward(input_ids, carry, detach_carry=detach_carry, **(forward_kw or {}))
     q = model.q_halt(hidden)
-    halt = halt_decisions(step, steps, q.detach(), running, may_halt=supervised, min_depth=min_depth)
-    out = ActCarry(new.z_H, new.z_L, running & ~halt, min_depth)
+    nxt = still_running(step, steps, q.detach(), running, may_halt=supervised, min_depth=min_depth)
+    out = ActCarry(new.z_H, new.z_L, nxt, min_depth)
     if not train:
         zero = q.new_zeros(())
         return ActPass(zero, zero, zero, hidden, out, zero)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import torch
 from torch import nn
@@ -25,13 +24,22 @@ from trm_core.runs.checkpoint import save_checkpoint
 from trm_core.runs.inference import load_into
 from trm_core.runs.lock import acquire_lock
 from trm_core.runs.read import has_checkpoint, load_training_state, resolve_checkpoint
+from trm_core.training import distributed as D
 from trm_core.training.distributed import DistInfo
 from trm_core.training.ema import EMA
 from trm_core.training.optim import load_optimizer_state
 from trm_core.training.schedule import EarlyStopper
-from trm_core.training.state import CARRY_FIELDS, Position, resume_point, rng_state, set_rng_state
+from trm_core.training.state import (
+    CARRY_FIELDS,
+    Position,
+    TrainState,
+    carry_state,
+    checkpoint_state,
+    rng_state,
+    set_rng_state,
+)
 
-__all__ = ["MetricsLog", "Resumed", "RunFiles"]
+__all__ = ["MetricsLog", "RunFiles"]
 
 
 # --------------------------------------------------------------------------- metrics.jsonl
@@ -105,17 +113,6 @@ def _refuse_non_finite(step: int, model: nn.Module, ema: EMA | None, last: Path 
             )
 
 
-@dataclass
-class Resumed:
-    """Where a run restored from a checkpoint continues."""
-
-    step: int
-    pos: Position
-    last_eval_step: int
-    elapsed_s: float
-    carry: tuple[torch.Tensor | None, ...] | None  # this rank's carry of the interrupted batch (CARRY_FIELDS)
-
-
 class RunFiles:
     """A Trainer's hold on its run directory `path`, trained with `profile`.
 
@@ -160,36 +157,52 @@ class RunFiles:
 
     def save(
         self,
-        step: int,
+        train_state: TrainState,
         *,
         model: nn.Module,
         ema: EMA | None,
         optimizer: torch.optim.Optimizer,
         total_steps: int,
-        state: dict[str, Any],
-        carry: dict[str, torch.Tensor] | None,
+        vocab_size: int,
+        dist: DistInfo,
+        reason: str,
         is_best: bool,
-    ) -> Path:
-        """Write checkpoint `step`: weights, EMA, optimizer + scheduler + RNG, `state`
-        (state.checkpoint_state) and the profile text; atomic, keeping `train.keep_last`.
-        Weights that are not all finite are never written: CheckpointError, and the run stops."""
-        _refuse_non_finite(step, model, ema, self.latest())
-        return save_checkpoint(
-            self.path,
-            step,
-            model_state=model.state_dict(),
-            ema_state=ema.state_dict() if ema is not None else None,
-            optimizer_payload={
-                "optimizer": optimizer.state_dict(),
-                "scheduler": {"step": step, "total_steps": total_steps},
-                "rng": rng_state(),
-            },
-            state=state,
-            profile_text=self.profile.to_toml(),
-            is_best=is_best,
-            keep_last=self.profile.train.keep_last,
-            carry_state=carry,
+    ) -> Path | None:
+        """Write checkpoint `train_state.step`: weights, EMA, optimizer + scheduler + RNG, the whole
+        `train_state` (state.json, every rank's carry gathered into carry.safetensors) and the
+        profile text; atomic, keeping `train.keep_last`. Every rank calls it, rank 0 writes (its
+        path; None elsewhere). Weights that are not all finite are never written: CheckpointError."""
+        mine = train_state.carry
+        carries = D.gather_to_rank0(
+            None if mine is None else tuple(None if x is None else x.cpu() for x in mine), dist
         )
+        carry = carry_state(carries if mine is not None else None)
+        state = checkpoint_state(
+            train_state, total_steps=total_steps, world_size=dist.world_size, profile=self.profile,
+            vocab_size=vocab_size, has_ema=ema is not None, has_carry=carry is not None, reason=reason,
+        )  # fmt: skip
+        step = train_state.step
+
+        def write() -> Path:
+            _refuse_non_finite(step, model, ema, self.latest())
+            return save_checkpoint(
+                self.path,
+                step,
+                model_state=model.state_dict(),
+                ema_state=ema.state_dict() if ema is not None else None,
+                optimizer_payload={
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": {"step": step, "total_steps": total_steps},
+                    "rng": rng_state(),
+                },
+                state=state,
+                profile_text=self.profile.to_toml(),
+                is_best=is_best,
+                keep_last=self.profile.train.keep_last,
+                carry_state=carry,
+            )
+
+        return D.on_rank0(write, dist)
 
     def resume(
         self,
@@ -201,7 +214,7 @@ class RunFiles:
         stopper: EarlyStopper,
         dist: DistInfo,
         log: Callable[[str, str], None],
-    ) -> Resumed | None:
+    ) -> TrainState | None:
         """Load everything needed to continue exactly from the run's `latest` checkpoint (every rank
         reads it) into model, EMA, optimizer, the RNGs and `stopper`'s counters; `log(message, level)`.
 
@@ -237,17 +250,23 @@ class RunFiles:
                 log("the checkpoint has no EMA weights; the EMA starts from the current weights", "info")
         load_optimizer_state(optimizer, state.optimizer, profile.train, path)
         set_rng_state(state.optimizer.get("rng", {}), path)
-        point = resume_point(state.state, path, stopper)
-        pos, carry = point.pos, None
+        point = TrainState.restore(state.state, path, stopper)
+        pos = point.pos
         if pos.pass_ > 0:
             key = f"rank{dist.rank}."
-            if state.carry is not None and f"{key}z_H" in state.carry and point.world_size == dist.world_size:
-                carry = tuple(state.carry.get(f"{key}{name}") for name in CARRY_FIELDS)
+            try:
+                same_world = int(state.state.get("world_size", 1)) == dist.world_size
+            except (TypeError, ValueError):
+                raise CheckpointError(
+                    f"{path}/state.json is corrupted (world_size is not a number)"
+                ) from None
+            if state.carry is not None and f"{key}z_H" in state.carry and same_world:
+                point.carry = tuple(state.carry.get(f"{key}{name}") for name in CARRY_FIELDS)
             else:
                 log("the interrupted batch's carry cannot be restored here; that batch is skipped", "warning")
-                pos = Position(pos.epoch, pos.batch + 1, 0)
+                point.pos = Position(pos.epoch, pos.batch + 1, 0)
         log(f"resumed from {path} (step {point.step})", "info")
-        return Resumed(point.step, pos, point.last_eval_step, point.elapsed_s, carry)
+        return point
 
     def restore_best(
         self,

@@ -19,6 +19,7 @@ from trm_core.errors import DataError
 from trm_core.model.memory import check_fits
 from trm_core.profile import Profile
 from trm_core.training.accel import Accel, choose_accel
+from trm_core.training.depth_sampler import DepthSampler
 from trm_core.training.ema import EMA
 from trm_core.training.optim import build_optimizer
 from trm_core.training.state import Position
@@ -92,6 +93,7 @@ class TrainSetup:
     optimizer: torch.optim.AdamW
     precision: str  # "bf16" | "fp32"
     accel: Accel  # the precision and compile decisions, with the reason
+    depth: DepthSampler  # the H-cycles of each step (train.depth_sampling), the noise-start seeds
 
 
 def build_train_setup(
@@ -138,4 +140,5 @@ def build_train_setup(
         optimizer=build_optimizer(model, t, device),
         precision=accel.precision,
         accel=accel,
+        depth=DepthSampler(t, p.model),
     )

@@ -11,7 +11,7 @@ import contextlib
 import math
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +19,17 @@ import torch
 
 from trm_core.errors import CheckpointError
 from trm_core.training import distributed as D
+from trm_core.training.schedule import EarlyStopper
 from trm_core.training.step import supervision_step
 
 __all__ = [
     "Position",
-    "ResumePoint",
+    "TrainState",
     "carry_state",
     "carry_tensors",
     "CARRY_FIELDS",
     "checkpoint_state",
     "evaluate_sums",
-    "resume_point",
     "rng_state",
     "set_rng_state",
     "validation_metrics",
@@ -78,74 +78,89 @@ def set_rng_state(state: dict[str, Any], path: Path | None = None) -> None:
 # --------------------------------------------------------------------------- state.json
 
 
+@dataclass
+class TrainState:
+    """Where a run stands, besides weights, optimizer and random numbers: the one object state.json
+    saves (`checkpoint_state`) and a resume restores whole (`TrainState.restore`)."""
+
+    stopper: EarlyStopper  # early stopping's counters, with the best validation loss and its step
+    step: int = 0  # optimizer steps taken
+    pos: Position = field(default_factory=Position)  # where the next unit of work starts
+    carry: tuple[torch.Tensor | None, ...] | None = None  # this rank's carry of a half-finished batch
+    last_eval_step: int = -1  # the step last evaluated (-1: none)
+    saved_step: int = -1  # the step last checkpointed (-1: none)
+    bad_steps: int = 0  # non-finite losses in a row
+    elapsed_s: float = 0.0  # training time at the last save or restore
+
+    def fields(self) -> dict[str, Any]:
+        """Its state.json fields (the carry goes to carry.safetensors beside it)."""
+        best = self.stopper.best_val_loss
+        return {
+            "epoch": self.pos.epoch,
+            "batch_in_epoch": self.pos.batch,
+            "pass_in_batch": self.pos.pass_,
+            "early_stop": self.stopper.to_dict(),
+            "best_val_loss": None if math.isinf(best) else best,
+            "best_step": self.stopper.best_step,
+            "last_eval_step": self.last_eval_step,
+            "saved_step": self.saved_step,
+            "bad_steps": self.bad_steps,
+            "elapsed_s": self.elapsed_s,
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any], path: Path, stopper: EarlyStopper) -> TrainState:
+        """The state a checkpoint's state.json holds (types checked; `stopper` loaded and kept);
+        the carry is the caller's (carry.safetensors). A damaged field is a CheckpointError."""
+        try:
+            early_stop = state.get("early_stop", {})
+            if not isinstance(early_stop, dict):
+                raise TypeError
+            stopper.load(early_stop)
+            step = int(state["step"])
+            return cls(
+                stopper,
+                step=step,
+                pos=Position(
+                    int(state.get("epoch", 0)),
+                    int(state.get("batch_in_epoch", 0)),
+                    int(state.get("pass_in_batch", 0)),
+                ),
+                last_eval_step=int(state.get("last_eval_step", -1)),
+                saved_step=int(state.get("saved_step", step)),  # older checkpoints: their own step
+                bad_steps=int(state.get("bad_steps", 0)),
+                elapsed_s=float(state.get("elapsed_s", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            # hand-edited or damaged: a list or null where a number belongs
+            raise CheckpointError(
+                f"{path}/state.json is corrupted (a field holds a value of the wrong type)"
+            ) from None
+
+
 def checkpoint_state(
+    train_state: TrainState,
     *,
-    pos: Position,
     total_steps: int,
     world_size: int,
     profile: Any,
     vocab_size: int,
-    stopper: Any,
-    best_val_loss: float | None,
-    last_eval_step: int,
     has_ema: bool,
     has_carry: bool,
-    elapsed_s: float,
     reason: str,
 ) -> dict[str, Any]:
     """The trainer's fields of state.json (save_checkpoint adds format, version, step, time)."""
     return {
-        "epoch": pos.epoch,
-        "batch_in_epoch": pos.batch,
-        "pass_in_batch": pos.pass_,
+        **train_state.fields(),
         "total_steps": total_steps,
         "world_size": world_size,
         "tokenizer": profile.tokenizer.name,
         "vocab_size": vocab_size,
         "arch": profile.model.arch,
-        "early_stop": stopper.to_dict(),
-        "best_val_loss": best_val_loss,
-        "best_step": stopper.best_step,
-        "last_eval_step": last_eval_step,
         "has_ema": has_ema,
         "has_carry": has_carry,
-        "elapsed_s": elapsed_s,
         "reason": reason,
     }
-
-
-@dataclass
-class ResumePoint:
-    step: int
-    pos: Position
-    last_eval_step: int
-    elapsed_s: float
-    world_size: int
-
-
-def resume_point(state: dict[str, Any], path: Path, stopper: Any) -> ResumePoint:
-    """Where a checkpoint's state.json says training stands (types checked); loads `stopper`'s counters."""
-    try:
-        early_stop = state.get("early_stop", {})
-        if not isinstance(early_stop, dict):
-            raise TypeError
-        stopper.load(early_stop)
-        return ResumePoint(
-            step=int(state["step"]),
-            pos=Position(
-                int(state.get("epoch", 0)),
-                int(state.get("batch_in_epoch", 0)),
-                int(state.get("pass_in_batch", 0)),
-            ),
-            last_eval_step=int(state.get("last_eval_step", -1)),
-            elapsed_s=float(state.get("elapsed_s", 0.0)),
-            world_size=int(state.get("world_size", 1)),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError):
-        # hand-edited or damaged: a list or null where a number belongs
-        raise CheckpointError(
-            f"{path}/state.json is corrupted (a field holds a value of the wrong type)"
-        ) from None
 
 
 # --------------------------------------------------------------------------- the carry

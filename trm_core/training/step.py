@@ -28,6 +28,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from trm_core.model.depth import Depth
 from trm_core.training.act import act_pass
 
 __all__ = ["Pass", "StepResult", "pass_loss", "supervision_step"]
@@ -78,37 +79,50 @@ def supervision_step(
     loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
     after_pass: Callable[[Pass], None] | None = None,
     halt_exploration: float = 0.0,
+    depth: Depth | None = None,
+    grad_cycles: int | None = None,
+    init_seed: Tensor | None = None,
 ) -> StepResult:
     """Run passes `start_pass..S-1` of one batch from `carry`; see the module docstring for `mode`.
 
     `S` is the effective number of passes (`ModelConfig.supervision_passes`). `forward(input_ids,
-    carry, detach_carry=...)` defaults to `model`; `loss_fn(hidden, labels)` to `model.loss`.
-    In deep mode `after_pass` is called after each pass's backward (it may raise to stop).
+    carry, detach_carry=..., depth=..., grad_cycles=..., init_seed=...)` defaults to `model`; `loss_fn(hidden,
+    labels)` to `model.loss`. `depth` (the H/L of every pass; the model's trained depth when None)
+    and `grad_cycles` (the last H-cycles with gradients; model.grad_cycles when None) are what a
+    sampled training depth changes; `init_seed` [B] seeds each sequence's noise start
+    (model.init_state = "noise"). In deep mode `after_pass` is called after each pass's backward
+    (it may raise to stop).
     """
     fwd = model if forward is None else forward
     loss_of = model.loss if loss_fn is None else loss_fn
     detach = True if mode != "accumulate" else detach_carry
+    train = mode != "eval"
     result = StepResult()
     total: Tensor | None = None
     hidden: Tensor | None = None
     act = getattr(model, "q_head", None) is not None
-    with torch.no_grad() if mode == "eval" else contextlib.nullcontext():
+    how = {"depth": depth, "grad_cycles": grad_cycles, "init_seed": init_seed}  # forward's keywords
+    with torch.no_grad() if not train else contextlib.nullcontext():
         for index in range(start_pass, S):
             with autocast():
-                if act:
+                if act:  # the halting policy (halting.still_running) decides who runs the next pass
                     p = act_pass(
                         model, input_ids, labels, carry, index, S, forward=fwd, loss_fn=loss_of,
-                        detach_carry=detach, exploration=halt_exploration if mode != "eval" else 0.0,
-                        train=mode != "eval",
+                        detach_carry=detach, exploration=halt_exploration if train else 0.0,
+                        train=train, forward_kw=how,
                     )  # fmt: skip
-                    hidden, carry, loss = p.hidden, p.carry, p.loss
+                    hidden, carry, loss, reported = p.hidden, p.carry, p.loss, p.lm_loss
                 else:
-                    hidden, carry = fwd(input_ids, carry, detach_carry=detach)
-                if mode == "eval" and index < S - 1:
-                    continue  # validation reports the last pass only
-                if not act or mode == "eval":  # (eval: each position's output from its halting step)
-                    loss = loss_of(hidden, labels)
-            result.losses.append((p.lm_loss if act and mode != "eval" else loss.detach()).float())
+                    hidden, carry = fwd(input_ids, carry, detach_carry=detach, **how)
+                    if train:
+                        loss = loss_of(hidden, labels)
+                        reported = loss.detach()
+                if not train:
+                    if index < S - 1:
+                        continue  # validation reports the last pass only:
+                    loss = loss_of(hidden, labels)  # each position's output from its halting step
+                    reported = loss.detach()
+            result.losses.append(reported.float())
             if mode == "deep":
                 loss.backward()
                 if after_pass is not None:

@@ -18,6 +18,7 @@ import math
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,12 +37,16 @@ from trm_core.profile import Profile
 from trm_core.runs.inference import resolve_device
 from trm_core.training import distributed as D
 from trm_core.training.accel import compile_for_run
-from trm_core.training.ema import EMA
 from trm_core.training.meter import Throughput
 from trm_core.training.run_files import RunFiles
 from trm_core.training.schedule import EarlyStopper
-from trm_core.training.setup import build_train_setup
-from trm_core.training.state import Position, carry_state, carry_tensors, checkpoint_state, validation_metrics
+from trm_core.training.setup import TrainSetup, build_train_setup
+from trm_core.training.state import (
+    Position,
+    TrainState,
+    carry_tensors,
+    validation_metrics,
+)
 from trm_core.training.step import Pass, pass_loss, supervision_step
 from trm_core.training.update import apply_update, clip_and_check
 
@@ -53,6 +58,11 @@ class _Finish(Exception):
 
     def __init__(self, reason: str, message: str = ""):
         self.reason, self.message = reason, message
+
+
+def _from_setup(name: str) -> Any:
+    """A read-only Trainer attribute that is a field of the TrainSetup its run() built."""
+    return property(lambda self: getattr(self._built(), name))
 
 
 class Trainer:
@@ -75,14 +85,34 @@ class Trainer:
         self.device_request = device or profile.train.device
         self.max_steps_override = max_steps if max_steps and max_steps > 0 else None
         self._stop = threading.Event()
-        self.step = 0
-        self.total_steps = 0
-        self.model: nn.Module | None = None
-        self.ema: EMA | None = None
-        es = profile.early_stopping
-        self.stopper = EarlyStopper(es.enabled, es.patience, es.min_delta, es.stop_below)
         self.dist = D.DistInfo()
         self.files = RunFiles(self.run_dir, profile)  # the lock, metrics.jsonl, checkpoints
+        self.device = torch.device("cpu")  # resolved by run()
+        self.setup: TrainSetup | None = None  # tokenizer, data, model, EMA, optimizer, …: built by run()
+        self.fwd: nn.Module | None = None  # the model as training calls it (DDP-wrapped when distributed)
+        self.meter = Throughput(0.0)  # restarted by the loop from the resumed elapsed time
+        es = profile.early_stopping
+        # where the run stands (step, position, carry, evaluations, saves, bad steps, early stopping)
+        self.state = TrainState(EarlyStopper(es.enabled, es.patience, es.min_delta, es.stop_below))
+
+    # ------------------------------------------------------------------ what run() built
+
+    def _built(self) -> TrainSetup:
+        assert self.setup is not None, "built by run()"
+        return self.setup
+
+    total_steps = _from_setup("total_steps")
+    S = _from_setup("supervision_steps")  # passes per batch (1 for a model without a carry)
+    deep = _from_setup("deep")
+    data = _from_setup("data")
+    tokenizer = _from_setup("tokenizer")
+    optimizer = _from_setup("optimizer")
+    accel = _from_setup("accel")
+    depth = _from_setup("depth")  # the sampled H-cycles of each step (train.depth_sampling)
+    batches_per_epoch = property(lambda self: self.data.batches_per_epoch)  # on this rank
+
+    model = _from_setup("model")
+    ema = _from_setup("ema")
 
     # ------------------------------------------------------------------ public
 
@@ -94,7 +124,7 @@ class Trainer:
             done = self._run()
         except UserError as e:
             self._emit(LogEvent(str(e), level="error"))
-            done = DoneEvent("error", self.step, str(e), best_val_loss=self._best())
+            done = DoneEvent("error", self.state.step, str(e), best_val_loss=self._best())
             self._emit(done)
         finally:
             self.files.close()
@@ -104,7 +134,7 @@ class Trainer:
     # ------------------------------------------------------------------ events
 
     def _best(self) -> float | None:
-        b = self.stopper.best_val_loss
+        b = self.state.stopper.best_val_loss
         return None if math.isinf(b) else b
 
     def _emit(self, event: Event) -> None:
@@ -129,30 +159,23 @@ class Trainer:
         if dev.type == "cuda":
             torch.set_float32_matmul_precision("high")
         # seeds, data (failing before the run dir exists), model, EMA, optimizer, the step budget
-        s = build_train_setup(
+        self.setup = s = build_train_setup(
             p, dev, rank=self.dist.rank, world_size=self.dist.world_size, max_steps=self.max_steps_override
         )
-        self.tokenizer, self.data, self.total_steps = s.tokenizer, s.data, s.total_steps
-        self.batches_per_epoch = s.data.batches_per_epoch  # on this rank (tests read it)
-        self.S, self.deep, self.precision = s.supervision_steps, s.deep, s.precision
-        self.model = model = s.model
-        self.ema, self.optimizer = s.ema, s.optimizer
+        model = s.model
 
         pending_logs: list[str] = []
         D.on_rank0(lambda: self.files.claim(pending_logs.append), self.dist)
         for msg in pending_logs:
             self._log(msg, "warning")
 
-        self.pos, self._carry0, self._elapsed0 = Position(), None, 0.0
-        self._last_eval_step, self._saved_step = -1, -1
         r = self.files.resume(allowed=self.resume, model=model, ema=self.ema, optimizer=self.optimizer,
-                              stopper=self.stopper, dist=self.dist, log=self._log)  # fmt: skip
+                              stopper=self.state.stopper, dist=self.dist, log=self._log)  # fmt: skip
         resumed = r is not None
         if r is not None and r.step >= self.total_steps:
             return self._nothing_to_train(r.step)
         if r is not None:
-            self.step, self.pos, self._carry0 = r.step, r.pos, r.carry
-            self._last_eval_step, self._elapsed0, self._saved_step = r.last_eval_step, r.elapsed_s, r.step
+            self.state = r
         D.barrier(self.dist)
         # Only now is anything written: a checkpoint that cannot be resumed leaves the run as it was.
         D.on_rank0(self.files.metrics.open, self.dist)
@@ -164,18 +187,19 @@ class Trainer:
                 "in an optimizer step, so gradients cannot flow into the previous pass",
                 "warning",
             )
-        self.accel = s.accel
         self.fwd: nn.Module = D.wrap_ddp(model, self.dist, dev)
 
         params = sum(q.numel() for q in model.parameters())
         self._emit(
-            StartEvent(str(self.run_dir), p.name, self.step, self.total_steps, resumed, str(dev), params)
+            StartEvent(
+                str(self.run_dir), p.name, self.state.step, self.total_steps, resumed, str(dev), params
+            )
         )
         if s.accel.reason:
             self._log(s.accel.reason)
         if s.accel.compile:  # its own phase (events), every graph built before the first step
             model_, fwd = model, self.fwd
-            compile_for_run(model, self.data, s.accel, lambda ids: pass_loss(model_, fwd, ids, ids), self.step,
+            compile_for_run(model, self.data, s.accel, lambda ids: pass_loss(model_, fwd, ids, ids), self.state.step,
                             self._emit, ema=self.ema)  # fmt: skip
         if len(self.data.val_ds) == 0:
             self._log(
@@ -191,7 +215,7 @@ class Trainer:
     def _nothing_to_train(self, step: int) -> DoneEvent:
         """The checkpoint already reached the step budget (loaded, so a damaged one is still
         reported): said to `on_event` only; metrics.jsonl was never opened, the run stays byte for byte."""
-        self.step, msg = step, f"{self.run_dir} already finished at step {step}; nothing to train"
+        self.state.step, msg = step, f"{self.run_dir} already finished at step {step}; nothing to train"
         done = DoneEvent("nothing-to-train", step, msg)
         if self.on_event is not None and self.dist.is_main:
             self.on_event(done)
@@ -202,45 +226,46 @@ class Trainer:
     def _loop(self) -> DoneEvent:
         t = self.profile.train
         model = self.model
-        assert model is not None
         model.train()
-        self.meter = Throughput(self._elapsed0)
-        self._bad = 0
-        self._carry_now: tuple[torch.Tensor | None, ...] | None = None
+        self.meter = Throughput(self.state.elapsed_s)
         reason, message = "finished", ""
         try:
-            if self.stopper.should_stop:
+            if self.state.stopper.should_stop:
                 raise _Finish(
-                    "early-stopped", f"this run already stopped early (best at step {self.stopper.best_step})"
+                    "early-stopped",
+                    f"this run already stopped early (best at step {self.state.stopper.best_step})",
                 )
-            if self.step >= self.total_steps:
+            if self.state.step >= self.total_steps:
                 raise _Finish("finished")
             first = True
-            for epoch, b, batch in self.data.walk(self.pos):
+            for epoch, b, batch in self.data.walk(self.state.pos):
                 inp = batch.input_ids.to(self.device, non_blocking=True)
                 lab = batch.labels.to(self.device, non_blocking=True)
                 tokens = float(batch.num_tokens)
                 carry = None
                 start_pass = 0
-                if first and self.pos.pass_ > 0 and self._carry0 is not None:
+                if first and self.state.pos.pass_ > 0 and self.state.carry is not None:
                     from trm_core.training.act import ActCarry
 
-                    start_pass = self.pos.pass_
-                    carry = ActCarry(*(None if x is None else x.to(self.device) for x in self._carry0))
-                first = False
+                    start_pass = self.state.pos.pass_
+                    carry = ActCarry(*(None if x is None else x.to(self.device) for x in self.state.carry))
+                first, how = (
+                    False,
+                    self.depth.forward_kw(self.state.step - start_pass, inp.shape[0], self.device),
+                )
                 if self.deep:
                     supervision_step(
                         model, inp, lab, carry, S=self.S, mode="deep", start_pass=start_pass,
                         forward=self.fwd, autocast=self.accel.autocast, halt_exploration=t.halt_exploration,
-                        after_pass=functools.partial(self._after_pass, epoch=epoch, batch=b, tokens=tokens),
+                        after_pass=functools.partial(self._after_pass, epoch=epoch, batch=b, tokens=tokens), **how,
                     )  # fmt: skip
                 else:
                     r = supervision_step(
                         model, inp, lab, None, S=self.S, mode="accumulate", detach_carry=t.detach_carry,
-                        forward=self.fwd, autocast=self.accel.autocast, halt_exploration=t.halt_exploration,
+                        forward=self.fwd, autocast=self.accel.autocast, halt_exploration=t.halt_exploration, **how,
                     )  # fmt: skip
                     assert r.total is not None
-                    self._carry_now = None
+                    self.state.carry = None
                     nxt = self.data.next_position(epoch, b, 0, steps_per_batch=1)
                     self._finish_step(r.total / self.S, tokens * self.S, epoch, nxt)
         except _Finish as f:
@@ -251,27 +276,26 @@ class Trainer:
         """Deep supervision: every pass is an optimizer step; the carry is kept for a mid-batch checkpoint."""
         nxt = self.data.next_position(epoch, batch, done.index, steps_per_batch=self.S)
         c = done.carry
-        self._carry_now = carry_tensors(c) if (c is not None and nxt.pass_ > 0) else None
+        self.state.carry = carry_tensors(c) if (c is not None and nxt.pass_ > 0) else None
         self._finish_step(done.loss, tokens, epoch, nxt)
 
     def _finish_step(self, loss_t: torch.Tensor, tokens: float, epoch: int, nxt: Position) -> None:
         """Clip, skip non-finite, step, then the per-step chores; raises _Finish to leave the loop."""
         t, model, opt = self.profile.train, self.model, self.optimizer
-        assert model is not None
         c = clip_and_check(model, loss_t, tokens, grad_clip=t.grad_clip, dist=self.dist)
         loss_t, grad_norm_t, tokens = c.loss, c.grad_norm, c.tokens
-        self.pos = nxt
+        self.state.pos = nxt
         if not c.finite:
             opt.zero_grad(set_to_none=True)
-            self._bad += 1
+            self.state.bad_steps += 1
             loss, grad_norm = float(loss_t), float(grad_norm_t)
             what = "loss" if not math.isfinite(loss) else "gradient norm"
             self._log(
-                f"step {self.step + 1}: the {what} is {loss if what == 'loss' else grad_norm}; "
-                f"skipped the update ({self._bad} of {t.max_bad_steps} in a row)",
+                f"step {self.state.step + 1}: the {what} is {loss if what == 'loss' else grad_norm}; "
+                f"skipped the update ({self.state.bad_steps} of {t.max_bad_steps} in a row)",
                 "warning",
             )
-            if self._bad >= t.max_bad_steps:
+            if self.state.bad_steps >= t.max_bad_steps:
                 last = self.files.latest()
                 keep = f"; the last good checkpoint is {last}" if last else "; no checkpoint was written"
                 raise _Finish(
@@ -279,14 +303,14 @@ class Trainer:
                 )
             self._check_stop()
             return
-        self._bad = 0
-        lr = apply_update(opt, t, step=self.step, total_steps=self.total_steps)
+        self.state.bad_steps = 0
+        lr = apply_update(opt, t, step=self.state.step, total_steps=self.total_steps)
         if self.ema is not None:
-            self.ema.update(model, self.step)
-        self.step += 1
+            self.ema.update(model, self.state.step)
+        self.state.step += 1
 
-        tps, eta = self.meter.step(tokens, self.total_steps - self.step)
-        step = self.step
+        tps, eta = self.meter.step(tokens, self.total_steps - self.state.step)
+        step = self.state.step
         if step % t.log_every == 0 or step == 1 or step == self.total_steps or len(self.meter.window) == 1:
             loss, grad_norm = float(loss_t), float(grad_norm_t)
             self._emit(
@@ -301,22 +325,21 @@ class Trainer:
         if improved or step % t.checkpoint_every == 0:
             self._save("best" if improved else "periodic", improved)
         self.meter.resume()  # eval and checkpoint time is not training throughput
-        if self.stopper.should_stop:
-            raise _Finish("early-stopped", f"early stopping: {self.stopper.state} at step {step}")
+        if self.state.stopper.should_stop:
+            raise _Finish("early-stopped", f"early stopping: {self.state.stopper.state} at step {step}")
         self._check_stop()
         if step >= self.total_steps:
             raise _Finish("finished")
 
     def _check_stop(self) -> None:
         if D.any_flag(self._stop.is_set(), self.dist, self.device):
-            raise _Finish("stopped", f"stopped at step {self.step} on request")
+            raise _Finish("stopped", f"stopped at step {self.state.step} on request")
 
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
     def _evaluate(self) -> tuple[float, float]:
         """Validation loss and token accuracy of the model (EMA when enabled) after S passes."""
-        assert self.model is not None
         m = self.ema.module if self.ema is not None else self.model
         m.eval()
         batches = self.data.val_batches()
@@ -327,54 +350,21 @@ class Trainer:
 
     def _eval_and_judge(self) -> bool:
         val_loss, acc = self._evaluate()
-        self._last_eval_step = self.step
-        self._emit(EvalEvent(self.step, val_loss, acc))
-        _, improved = self.stopper.update(val_loss, self.step)
-        self._emit(self.stopper.event(self.step))
+        self.state.last_eval_step = self.state.step
+        self._emit(EvalEvent(self.state.step, val_loss, acc))
+        _, improved = self.state.stopper.update(val_loss, self.state.step)
+        self._emit(self.state.stopper.event(self.state.step))
         return improved
 
     # ------------------------------------------------------------------ checkpoints and the end
 
     def _save(self, reason: str, is_best: bool) -> None:
-        model = self.model
-        assert model is not None
-        carries = D.gather_to_rank0(
-            None
-            if self._carry_now is None
-            else tuple(None if x is None else x.cpu() for x in self._carry_now),
-            self.dist,
-        )
-        carry = carry_state(carries if self._carry_now is not None else None)
-        state = checkpoint_state(
-            pos=self.pos,
-            total_steps=self.total_steps,
-            world_size=self.dist.world_size,
-            profile=self.profile,
-            vocab_size=self.tokenizer.vocab_size,
-            stopper=self.stopper,
-            best_val_loss=self._best(),
-            last_eval_step=self._last_eval_step,
-            has_ema=self.ema is not None,
-            has_carry=carry is not None,
-            elapsed_s=self.meter.elapsed(),
-            reason=reason,
-        )
-
-        def write() -> Path:
-            return self.files.save(
-                self.step,
-                model=model,
-                ema=self.ema,
-                optimizer=self.optimizer,
-                total_steps=self.total_steps,
-                state=state,
-                carry=carry,
-                is_best=is_best,
-            )
-
-        path = D.on_rank0(write, self.dist)
-        self._saved_step = self.step
-        self._emit(CheckpointEvent(self.step, str(path), is_best, reason))
+        self.state.saved_step, self.state.elapsed_s = self.state.step, self.meter.elapsed()
+        path = self.files.save(
+            self.state, model=self.model, ema=self.ema, optimizer=self.optimizer, total_steps=self.total_steps,
+            vocab_size=self.tokenizer.vocab_size, dist=self.dist, reason=reason, is_best=is_best,
+        )  # fmt: skip
+        self._emit(CheckpointEvent(self.state.step, str(path), is_best, reason))
 
     def _end(self, reason: str, message: str) -> DoneEvent:
         if reason == "error":
@@ -383,18 +373,21 @@ class Trainer:
             improved = False
             if (
                 reason == "finished"
-                and self._last_eval_step != self.step
+                and self.state.last_eval_step != self.state.step
                 and len(self.data.val_ds)
-                and self.step > 0
+                and self.state.step > 0
             ):
                 improved = self._eval_and_judge()
-            if improved or self._saved_step != self.step:
+            if improved or self.state.saved_step != self.state.step:
                 self._save("stop" if reason == "stopped" else "final", improved)
             if reason != "stopped" and self.profile.early_stopping.restore_best:
-                assert self.model is not None
                 self.files.restore_best(
-                    stopper=self.stopper, step=self.step, model=self.model, ema=self.ema, log=self._log
+                    stopper=self.state.stopper,
+                    step=self.state.step,
+                    model=self.model,
+                    ema=self.ema,
+                    log=self._log,
                 )
-        done = DoneEvent(reason, self.step, message, best_val_loss=self._best())
+        done = DoneEvent(reason, self.state.step, message, best_val_loss=self._best())
         self._emit(done)
         return done

@@ -19,7 +19,7 @@ from trm_tui.commands.generate import (
     add_checkpoint_args,
     add_depth_args,
     count_int,
-    depth_settings,
+    depth_request,
     load_generator,
 )
 from trm_tui.commands.train import shown
@@ -111,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     gen = load_generator(args)
     grid = depth_grid(args)
-    depths = [depth_settings(gen, *combo) for combo in grid]  # every bad value fails before any work
+    depths = [depth_request(*combo) for combo in grid]
+    for depth in depths:  # every bad value fails before any work
+        depth.check(gen.model.cfg.arch)
     source = settings["data"] or gen.profile.data.source
     if grid != [(None, None, None, None)]:
         return _run_grid(gen, depths, settings, args, source, console)
@@ -178,7 +180,7 @@ def _row(gen: Any, results: list[Any]) -> dict[str, Any]:
     result = results[0]
     report = depth_report(result.samples, gen.steps)
     mean_depth = report.mean_depth if report.mean_depth is not None else float(gen.steps)
-    H, L = gen.cycles or (gen.model.cfg.H_cycles, gen.model.cfg.L_cycles)
+    H, L = gen.depth.cycles
     no_calc = next((r.accuracy for r in results if not r.calculator), None)
     return {
         "report": report,
@@ -187,7 +189,7 @@ def _row(gen: Any, results: list[Any]) -> dict[str, Any]:
             "supervision_steps": gen.steps,
             "H_cycles": H,
             "L_cycles": L,
-            "halt_threshold": gen.halt_threshold if gen.act else None,
+            "halt_threshold": gen.depth.halt_threshold if gen.act else None,
             "accuracy": result.accuracy,
             "accuracy_no_calculator": no_calc,  # measured with --both or --no-calculator, else null
             "mean_depth": mean_depth,
@@ -210,7 +212,7 @@ def _write_json(path: str, rows: list[dict[str, Any]]) -> None:
 
 
 def _run_grid(
-    gen: Any, depths: list[dict[str, Any]], settings: Any, args: argparse.Namespace, source: str, console: Any
+    gen: Any, depths: list[Any], settings: Any, args: argparse.Namespace, source: str, console: Any
 ) -> int:
     """Every depth combination: samples beside --output (or in RUN/eval/), a table, --json."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -225,7 +227,7 @@ def _run_grid(
     )
     rows = []
     for depth in depths:
-        gen.set_depth(**depth)
+        gen.set_depth(depth)
         with Progress(
             TextColumn("[bold]eval[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[acc]}"), TimeRemainingColumn(), console=console,
@@ -253,11 +255,7 @@ def _run_grid(
 
 
 def _label(gen: Any) -> str:
-    H, L = gen.model.cfg.H_cycles, gen.model.cfg.L_cycles
-    if gen.cycles is not None:
-        H, L = gen.cycles
-    label = f"S{gen.steps}-H{H}-L{L}"
-    return label + (f"-t{gen.halt_threshold:g}" if gen.act else "")
+    return gen.depth.label(gen.act)
 
 
 def _print_grid(rows: list[dict[str, Any]], calculator: bool) -> None:

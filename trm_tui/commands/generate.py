@@ -110,20 +110,11 @@ def add_depth_args(p: argparse.ArgumentParser, *, lists: bool = False) -> None:
     )
 
 
-def depth_settings(gen: Any, steps: Any, H: Any, L: Any, threshold: Any) -> dict[str, Any]:
-    """`Generator.set_depth` keywords for the flags given, checked (UserError, one sentence)."""
-    from trm_core.errors import UserError
+def depth_request(steps: Any, H: Any, L: Any, threshold: Any) -> Any:
+    """The `Depth` the flags ask for (unset: the checkpoint's), checked by `Generator.set_depth`."""
+    from trm_core.model.depth import Depth
 
-    cfg = gen.model.cfg
-    for name, value in (("--supervision-steps", steps), ("--H-cycles", H), ("--L-cycles", L)):
-        if value is not None and value < 1:
-            raise UserError(f"{name} must be at least 1, got {value}")
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise UserError(f"--halt-threshold must be between 0 and 1, got {threshold}")
-    if cfg.arch != "trm" and (H is not None or L is not None or (steps or 1) != 1):
-        raise UserError("--supervision-steps, --H-cycles and --L-cycles apply to TRM checkpoints only")
-    cycles = None if H is None and L is None else (H or cfg.H_cycles, L or cfg.L_cycles)
-    return {"supervision_steps": steps, "cycles": cycles, "halt_threshold": threshold}
+    return Depth(steps, H, L, threshold)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -252,9 +243,7 @@ def run(args: argparse.Namespace) -> int:
     if args.prompt is not None and prepare_prompt(args.prompt, raw=args.raw, note=sys.stderr) is None:
         raise UserError("the prompt is empty; pass a question with --prompt or leave --prompt out for a REPL")
     gen = load_generator(args, cuda_graph=not args.no_cuda_graph)
-    gen.set_depth(
-        **depth_settings(gen, args.supervision_steps, args.H_cycles, args.L_cycles, args.halt_threshold)
-    )
+    gen.set_depth(depth_request(args.supervision_steps, args.H_cycles, args.L_cycles, args.halt_threshold))
     opts = sampling_options(args)
     gen.options(**opts)  # bad flag values fail now, in one sentence, before any prompt
     color = sys.stdout.isatty()

@@ -200,7 +200,7 @@ class ReplPane(Pane):
             self.app.notify("Need temp ≥ 0, 0 < top-p ≤ 1 and max > 0.", severity="error")
             return None
         try:
-            self._depth = self._depth_settings()
+            self._depth = self._depth_request()
         except ValueError as e:
             self.app.notify(str(e), severity="error")
             return None
@@ -213,25 +213,24 @@ class ReplPane(Pane):
             "stop": stop_strings(),
         }
 
-    def _depth_settings(self) -> dict[str, Any]:
-        """Depth overrides from the second row (None = the checkpoint's own); ValueError, one sentence."""
-        values: dict[str, Any] = {}
-        for key, widget, kind in (
-            ("supervision_steps", "#repl-steps", int),
-            ("H", "#repl-H", int),
-            ("L", "#repl-L", int),
-            ("halt_threshold", "#repl-halt", float),
-        ):
+    def _depth_request(self) -> Any:
+        """The `Depth` the second row asks for (empty = the checkpoint's own), checked;
+        ValueError, one sentence."""
+        from trm_core.errors import UserError
+        from trm_core.model.depth import Depth
+
+        values: list[Any] = []
+        for widget, kind in (("#repl-steps", int), ("#repl-H", int), ("#repl-L", int), ("#repl-halt", float)):
             text = self.query_one(widget, Input).value.strip()
             try:
-                values[key] = kind(text) if text else None
+                values.append(kind(text) if text else None)
             except ValueError:
                 raise ValueError("steps, H and L must be whole numbers, halt a number.") from None
-        if any(values[k] is not None and values[k] < 1 for k in ("supervision_steps", "H", "L")):
-            raise ValueError("steps, H and L must be at least 1.")
-        if values["halt_threshold"] is not None and not 0 <= values["halt_threshold"] <= 1:
-            raise ValueError("halt must be between 0 and 1.")
-        return values
+        names = {"supervision_steps": "steps", "H_cycles": "H", "L_cycles": "L", "halt_threshold": "halt"}
+        try:
+            return Depth(*values).check(names=names)
+        except UserError as e:
+            raise ValueError(f"{e}.") from None
 
     def action_toggle_depth(self) -> None:
         transcript = self.query_one("#repl-transcript", Transcript)
@@ -296,9 +295,7 @@ class ReplPane(Pane):
     # ------------------------------------------------------------------ worker
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
-    def _generate(
-        self, run_dir: Path, which: str, prompt: str, settings: dict[str, Any], depth: dict[str, Any]
-    ) -> None:
+    def _generate(self, run_dir: Path, which: str, prompt: str, settings: dict[str, Any], depth: Any) -> None:
         worker = get_current_worker()
         clock = self.tapp.backend.clock
         start = clock()
@@ -312,14 +309,7 @@ class ReplPane(Pane):
                 self._generators[(run_dir, which)] = gen
                 self.post_message(GenerationStatus(f"loaded {run_dir.name} ({which}); generating…"))
             if hasattr(gen, "set_depth"):  # overrides, or back to the checkpoint's own depth
-                cfg = gen.model.cfg
-                H, L = depth["H"] or cfg.H_cycles, depth["L"] or cfg.L_cycles
-                threshold = depth["halt_threshold"]
-                gen.set_depth(
-                    depth["supervision_steps"] or gen.trained_steps,
-                    (H, L),
-                    gen.trained_threshold if threshold is None else threshold,
-                )
+                gen.set_depth(depth)
             stream = gen.stream(prompt, **settings)
             try:
                 for piece in stream:
