@@ -89,6 +89,8 @@ class DataConfig:
     synthetic_size: int = 20000  # training examples drawn from the synthetic generator
     synthetic_min_steps: int = 1
     synthetic_max_steps: int = 4
+    # "steps": written steps, then "#### N" (GSM8K's form); "direct": only "#### N" (synthetic only)
+    synthetic_answer: Literal["steps", "direct"] = "steps"
     seed: int = 0
 
 

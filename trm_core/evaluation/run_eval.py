@@ -10,7 +10,9 @@ from typing import Any
 
 from trm_core.data.batches import split_train_val
 from trm_core.data.sources import Example, load_examples
+from trm_core.data.synthetic import MAX_EVAL_STEPS
 from trm_core.errors import UserError
+from trm_core.evaluation.difficulty import accuracy_by_steps
 from trm_core.evaluation.evaluate import EvalResult, evaluate, write_samples
 from trm_core.evaluation.record import EVAL_DIR, record_name, write_eval_record
 
@@ -45,7 +47,8 @@ class EvalSettings(dict):
 
     Keys: which, data (None = the profile's), split, limit, calculator (for `accuracy`), both (also
     score the other way), max_tokens (None = the profile's), batch_size (None = by device),
-    calculator_mode ("verify": the model's right results kept as written; "write").
+    calculator_mode ("verify": the model's right results kept as written; "write"), synthetic_steps
+    ([A, B]: held-out synthetic problems of A..B steps instead of the run's own; None = the run's).
     """
 
     @classmethod
@@ -61,6 +64,7 @@ class EvalSettings(dict):
         max_tokens: int | None = None,
         batch_size: int | None = None,
         calculator_mode: str = "verify",
+        synthetic_steps: tuple[int, int] | None = None,
     ) -> EvalSettings:
         if limit is not None and limit < 1:
             raise UserError(f"the evaluation limit must be at least 1, got {limit}")
@@ -68,6 +72,20 @@ class EvalSettings(dict):
             raise UserError(f"the evaluation batch size must be at least 1, got {batch_size}")
         if max_tokens is not None and max_tokens < 1:
             raise UserError(f"the evaluation's max tokens must be at least 1, got {max_tokens}")
+        if synthetic_steps is not None:
+            if split != "test":
+                raise UserError(
+                    f"synthetic problems of chosen steps are held out: use split 'test', not {split!r}"
+                )
+            if data not in (None, "synthetic"):
+                raise UserError(
+                    f"synthetic steps draw synthetic problems; they cannot be scored on data {data!r}"
+                )
+            lo, hi = synthetic_steps
+            if not 1 <= lo <= hi <= MAX_EVAL_STEPS:
+                raise UserError(
+                    f"synthetic steps must be A-B with 1 <= A <= B <= {MAX_EVAL_STEPS}, got {lo}-{hi}"
+                )
         return cls(
             which=str(which),
             data=data,
@@ -78,21 +96,33 @@ class EvalSettings(dict):
             max_tokens=max_tokens,
             batch_size=batch_size,
             calculator_mode=calculator_mode,
+            synthetic_steps=None
+            if synthetic_steps is None
+            else [int(synthetic_steps[0]), int(synthetic_steps[1])],
         )
 
 
 def held_out_examples(
-    profile: Any, split: str, limit: int | None = None, *, source: str | None = None
+    profile: Any,
+    split: str,
+    limit: int | None = None,
+    *,
+    source: str | None = None,
+    synthetic_steps: tuple[int, int] | None = None,
 ) -> list[Example]:
     """The first `limit` problems of the run's validation slice ("val": carved from its training
-    data, never trained on) or of `source`'s (default: the profile's) "train"/"test" split."""
+    data, never trained on) or of `source`'s (default: the profile's) "train"/"test" split;
+    `synthetic_steps` (A, B): held-out synthetic problems of A..B steps, in the run's answer format,
+    none of them in the run's training set."""
     d = profile.data
-    source = source or d.source
+    source = "synthetic" if synthetic_steps else source or d.source
     kw = {
         "synthetic_size": d.synthetic_size,
         "min_steps": d.synthetic_min_steps,
         "max_steps": d.synthetic_max_steps,
         "seed": d.seed,
+        "synthetic_answer": d.synthetic_answer,
+        "synthetic_test_steps": tuple(synthetic_steps) if synthetic_steps else None,
     }
     if split == "val":
         examples = split_train_val(load_examples(source, "train", **kw), d.val_size, d.seed)[1]
@@ -117,13 +147,17 @@ def evaluate_generator(
     record_run: bool = True,
 ) -> tuple[dict[str, Any], list[EvalResult]]:
     """Score `gen` (a Generator from a checkpoint) and write samples + record into its run
-    (`record_run` False: samples only, e.g. at a test-time depth the record cannot describe).
+    (`record_run` False: samples only, e.g. at a test-time depth the record cannot describe; so
+    too for `synthetic_steps`, whose samples go to <split>-step<step>-steps<A>-<B>.jsonl).
 
     Returns (the record written, the results: the primary score first, then the other way if `both`).
     """
     profile = gen.profile
-    source = resolve_source(settings["data"] or profile.data.source)
-    examples = held_out_examples(profile, settings["split"], settings["limit"], source=source)
+    steps_range = settings.get("synthetic_steps")
+    source = "synthetic" if steps_range else resolve_source(settings["data"] or profile.data.source)
+    examples = held_out_examples(
+        profile, settings["split"], settings["limit"], source=source, synthetic_steps=steps_range
+    )
     calculator = gen.defaults.calculator if settings["calculator"] is None else bool(settings["calculator"])
     max_tokens = settings["max_tokens"] or gen.defaults.max_tokens
     modes = [calculator, not calculator] if settings["both"] else [calculator]
@@ -148,6 +182,9 @@ def evaluate_generator(
             s["generated_no_calculator"], s["correct_no_calculator"] = off["generated"], off["correct"]
     run_dir = run_dir_of(Path(gen.path))
     stem = record_name(settings["split"], gen.step)
+    if steps_range:  # not the run's own test problems: samples beside, never the run's record
+        stem += f"-steps{steps_range[0]}-{steps_range[1]}"
+        record_run = False
     samples_path = output or run_dir / EVAL_DIR / f"{stem}.jsonl"
     try:
         write_samples(samples_path, results[0].samples)
@@ -172,6 +209,7 @@ def evaluate_generator(
         # lm-evaluation-harness's gsm8k scores of the primary result (scoring.py)
         "accuracy_strict": results[0].strict_accuracy,
         "accuracy_flexible": results[0].flexible_accuracy,
+        "by_steps": accuracy_by_steps(results[0].samples),  # {"3": 0.41, ...}: accuracy per problem steps
         "seconds": seconds,
         "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
         "settings": {**settings, "calculator": calculator, "max_tokens": max_tokens},

@@ -3,6 +3,8 @@
 With test-time depth lists (`--supervision-steps 1,2,4 --halt-threshold 0.3,0.9`) every combination
 is evaluated: a table of accuracy against depth, where the tokens think longest, and `--json FILE`
 (samples per combination beside --output; the run's record only for the checkpoint's own depth).
+`--synthetic-steps 3-4` scores held-out synthetic problems of 3..4 steps instead (train easy, test
+hard); every result carries `by_steps`, the accuracy per number of steps.
 The result is also recorded in the run (`RUN/eval/<split>-step<step>.json`, see
 `trm_core.evaluation.record`), where `trm-tui compare` and the app read it.
 """
@@ -49,6 +51,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--both", action="store_true", help="score with and without the calculator (both go in the record)"
     )
+    p.add_argument(
+        "--synthetic-steps",
+        default=None,
+        metavar="A-B",
+        help="held-out synthetic problems of A..B steps (e.g. 3-4: harder than trained), in the run's answer format",
+    )
     add_depth_args(p, lists=True)
     p.add_argument("--json", default=None, metavar="FILE", help="write one result per depth combination")
     p.set_defaults(run=run)
@@ -86,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
+    from trm_core.data.synthetic import MAX_EVAL_STEPS
     from trm_core.errors import UserError
+    from trm_core.evaluation.difficulty import parse_steps_range
     from trm_core.evaluation.record import EVAL_DIR, record_name
     from trm_core.evaluation.run_eval import EvalSettings, evaluate_generator, resolve_source, run_dir_of
 
@@ -97,6 +107,12 @@ def run(args: argparse.Namespace) -> int:
     ):
         if value is not None and value < 1:
             raise UserError(f"{flag} must be at least 1, got {value}")
+    steps_range = None
+    if args.synthetic_steps is not None:
+        try:
+            steps_range = parse_steps_range(args.synthetic_steps, most=MAX_EVAL_STEPS)
+        except ValueError as e:
+            raise UserError(f"--synthetic-steps {e}") from None
     settings = EvalSettings.make(
         which=args.which,
         data=resolve_source(args.data) if args.data else None,
@@ -107,14 +123,18 @@ def run(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         batch_size=args.batch_size,
         calculator_mode=args.calculator_mode,
+        synthetic_steps=steps_range,
     )
     console = Console(stderr=True)
     gen = load_generator(args)
     grid = depth_grid(args)
     depths = [depth_settings(gen, *combo) for combo in grid]  # every bad value fails before any work
-    source = settings["data"] or gen.profile.data.source
+    source = "synthetic" if steps_range else settings["data"] or gen.profile.data.source
+    data_label = f"{shown(source)} {args.split}" + (
+        f" ({steps_range[0]}-{steps_range[1]} steps)" if steps_range else ""
+    )
     if grid != [(None, None, None, None)]:
-        return _run_grid(gen, depths, settings, args, source, console)
+        return _run_grid(gen, depths, settings, args, data_label, console)
 
     with Progress(
         TextColumn("[bold]eval[/bold] {task.description}"),
@@ -130,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         def progress(calc: bool, done: int, total: int, correct: int) -> None:
             if calc not in tasks:
                 how = "" if not args.both else " (calculator)" if calc else " (no calculator)"
-                tasks[calc] = bar.add_task(f"{shown(source)} {args.split}{how}", total=total, acc="")
+                tasks[calc] = bar.add_task(f"{data_label}{how}", total=total, acc="")
             bar.update(tasks[calc], completed=done, acc=f"acc {correct / done:.1%}" if done else "")
 
         record, results = evaluate_generator(
@@ -141,13 +161,18 @@ def run(args: argparse.Namespace) -> int:
     max_tokens = record["settings"]["max_tokens"]
     run_dir = run_dir_of(Path(gen.path))
     output = Path(args.output) if args.output else run_dir / record["samples"]
+    record_line = (
+        [("record", shown(run_dir / EVAL_DIR / f"{record_name(record['split'], record['step'])}.json"))]
+        if not steps_range
+        else []  # other problems than the run's: --json and the samples only
+    )
 
     table = Table(title="GSM8K evaluation", title_justify="left", show_header=False)
     table.add_column("", style="bold")
     table.add_column("", overflow="fold")  # paths shown whole, wrapped
     for name, value in [
         ("checkpoint", f"{shown(gen.path)} (step {gen.step})"),
-        ("data", f"{shown(source)} {args.split}"),
+        ("data", data_label),
         ("accuracy", f"{result.accuracy:.2%}"),
         *(
             [("accuracy, calculator " + ("off" if calculator else "on"), f"{results[1].accuracy:.2%}")]
@@ -155,13 +180,14 @@ def run(args: argparse.Namespace) -> int:
             else []
         ),
         ("correct / total", f"{result.correct} / {result.total}"),
+        ("by steps", _by_steps_text(record["by_steps"])),
         ("lm-eval strict", f"{result.strict_accuracy:.2%} ({result.strict_correct})"),
         ("lm-eval flexible", f"{result.flexible_accuracy:.2%} ({result.flexible_correct})"),
         ("problems/s", f"{result.problems_per_s:.2f}"),
         ("calculator", args.calculator_mode if calculator else "off"),
         ("max tokens", str(max_tokens)),
         ("samples", shown(output)),
-        ("record", shown(run_dir / EVAL_DIR / f"{record_name(record['split'], record['step'])}.json")),
+        *record_line,
     ]:
         table.add_row(name, value)
     Console().print(table)
@@ -174,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
 def _row(gen: Any, results: list[Any]) -> dict[str, Any]:
     """One depth combination's result: the issue's JSON object, and the depth report."""
     from trm_core.evaluation.depth import depth_report
+    from trm_core.evaluation.difficulty import accuracy_by_steps
 
     result = results[0]
     report = depth_report(result.samples, gen.steps)
@@ -190,11 +217,17 @@ def _row(gen: Any, results: list[Any]) -> dict[str, Any]:
             "halt_threshold": gen.halt_threshold if gen.act else None,
             "accuracy": result.accuracy,
             "accuracy_no_calculator": no_calc,  # measured with --both or --no-calculator, else null
+            "by_steps": accuracy_by_steps(result.samples),  # {"3": 0.41, "4": 0.22}
             "mean_depth": mean_depth,
             "net_calls_per_token": mean_depth * gen.calls_per_step(),
             "seconds": sum(r.seconds for r in results),
         },
     }
+
+
+def _by_steps_text(by_steps: dict[str, float]) -> str:
+    """'1: 80.0%  2: 41.5%' (steps: accuracy), or '-' when the problems show no steps."""
+    return "  ".join(f"{k}: {v:.1%}" for k, v in by_steps.items()) or "-"
 
 
 def _write_json(path: str, rows: list[dict[str, Any]]) -> None:
@@ -210,7 +243,12 @@ def _write_json(path: str, rows: list[dict[str, Any]]) -> None:
 
 
 def _run_grid(
-    gen: Any, depths: list[dict[str, Any]], settings: Any, args: argparse.Namespace, source: str, console: Any
+    gen: Any,
+    depths: list[dict[str, Any]],
+    settings: Any,
+    args: argparse.Namespace,
+    data_label: str,
+    console: Any,
 ) -> int:
     """Every depth combination: samples beside --output (or in RUN/eval/), a table, --json."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -218,10 +256,12 @@ def _run_grid(
     from trm_core.evaluation.record import EVAL_DIR
     from trm_core.evaluation.run_eval import evaluate_generator, run_dir_of
 
+    steps_range = settings.get("synthetic_steps")
+    suffix = f"-steps{steps_range[0]}-{steps_range[1]}" if steps_range else ""
     base = (
         Path(args.output)
         if args.output
-        else run_dir_of(Path(gen.path)) / EVAL_DIR / f"{args.split}-step{gen.step}.jsonl"
+        else run_dir_of(Path(gen.path)) / EVAL_DIR / f"{args.split}-step{gen.step}{suffix}.jsonl"
     )
     rows = []
     for depth in depths:
@@ -235,9 +275,7 @@ def _run_grid(
             def progress(calc: bool, done: int, total: int, correct: int, bar=bar, tasks=tasks) -> None:
                 if calc not in tasks:
                     how = "" if not args.both else " (calculator)" if calc else " (no calculator)"
-                    tasks[calc] = bar.add_task(
-                        f"{shown(source)} {args.split} {_label(gen)}{how}", total=total, acc=""
-                    )
+                    tasks[calc] = bar.add_task(f"{data_label} {_label(gen)}{how}", total=total, acc="")
                 bar.update(tasks[calc], completed=done, acc=f"acc {correct / done:.1%}" if done else "")
 
             out = base.with_name(f"{base.stem}-{_label(gen)}{base.suffix}")
