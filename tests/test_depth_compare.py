@@ -191,8 +191,8 @@ def test_bad_values_duplicates_and_no_file_anywhere(sweep: Path, capsys: pytest.
     assert cli("compare", sweep, "--depth", "nope.json") != 0
     err = capsys.readouterr().err
     assert "nope.json is not in any of the 7 runs" in err and "Traceback" not in err
-    assert cli("compare", sweep, "--depth", "depth.json", "--plot") == 1
-    assert "leave out --plot and --metric" in capsys.readouterr().err
+    assert cli("compare", sweep, "--depth", "depth.json", "--metric", "params") == 1
+    assert "leave out --metric and --log" in capsys.readouterr().err
 
 
 def test_real_eval_json_files_go_through_depth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,6 +36,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="accuracy against depth: read RUN/NAME (an `eval --json` file) in every run",
     )
+    p.add_argument(
+        "--paired",
+        action="store_true",
+        help="with --depth: per seed, accuracy at each depth minus at the trained depth (95%% t-interval)",
+    )
+    p.add_argument(
+        "--reference",
+        metavar="DEPTH",
+        default=None,
+        help="with --paired: the depth differences are taken against, e.g. S1-H4-L2 (default: the trained depth)",
+    )
     p.set_defaults(run=run)
 
 
@@ -223,13 +234,15 @@ def run(args: argparse.Namespace) -> int:
     from trm_core.experiments.compare import METRICS, compare, find_runs, summarize_run
 
     if args.depth is not None:
-        if args.plot or args.metric:
+        if args.metric or args.log:
             raise UserError(
-                "--depth makes its own table of accuracy against depth; leave out --plot and --metric"
+                "--depth makes its own table of accuracy against depth; leave out --metric and --log"
             )
         from trm_tui.commands.compare_depth import run_depth
 
         return run_depth(args)
+    if args.paired or args.reference:
+        raise UserError("--paired and --reference compare depths: use them with --depth NAME")
     metrics = args.metric or DEFAULT_METRICS
     if metrics == ["all"]:
         metrics = list(METRICS)

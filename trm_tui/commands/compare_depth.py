@@ -1,7 +1,10 @@
 """`trm-tui compare PATH… --depth NAME`: accuracy against depth across seeds, per group and depth
 combination, from the `trm-tui eval … --json RUN/NAME` file in every run (see
 `trm_core.experiments.depth_compare`): a table (or Markdown, or JSON) of mean ± std [95 % interval],
-and per group which combinations differ in accuracy with intervals that do not overlap."""
+and per group which combinations differ in accuracy with intervals that do not overlap.
+`--paired`: per seed, the accuracy at each depth minus at the trained depth (`paired.py`), with the
+95 % t-interval of the mean difference, overall and per number of steps; `--plot`: accuracy against
+depth, one line per recipe with its interval band, overall and per number of steps."""
 
 from __future__ import annotations
 
@@ -118,11 +121,92 @@ def rich_depth(result: dict[str, Any]) -> Any:
     return table
 
 
+def diff_cell(s: dict[str, Any]) -> str:
+    """`+12.3 ± 4.5 pts`: the mean paired difference and its 95 % interval's half-width, in
+    percentage points (one seed: no interval)."""
+    if s["mean"] is None:
+        return "—"
+    text = f"{100 * s['mean']:+.1f}"
+    if s["ci95"] is None:
+        return f"{text} pts"
+    return f"{text} ± {100 * (s['ci95'][1] - s['ci95'][0]) / 2:.1f} pts"
+
+
+def _paired_columns(result: dict[str, Any]) -> list[str]:
+    steps = sorted({k for r in result["paired"] for k in r["by_steps"]}, key=int)
+    return ["group", "depth", "vs", "n", "Δ accuracy", *(f"Δ {k}-step" for k in steps)]
+
+
+def _paired_cells(row: dict[str, Any], steps: list[str], bold: Any) -> list[str]:
+    cells = [diff_cell(row["diff"]) if not row["resolved"] else bold(diff_cell(row["diff"]))]
+    for k in steps:
+        s = row["by_steps"].get(k)
+        c = "—" if s is None else diff_cell(s)
+        cells.append(bold(c) if s is not None and row["by_steps_resolved"].get(k) else c)
+    return [row["label"], row["reference"], str(len(row["seeds"])), *cells]
+
+
+PAIRED_NOTE = (
+    "Δ = accuracy at the depth − accuracy at the reference depth (the trained one unless --reference), "
+    "per seed; ± = 95% t-interval half-width of the mean paired difference; {mark} = the interval excludes 0."
+)
+
+
+def markdown_paired(result: dict[str, Any]) -> str:
+    from trm_tui.curves import group_label
+
+    columns = _paired_columns(result)
+    steps = [c.split()[1].removesuffix("-step") for c in columns[5:]]
+    lines = ["| " + " | ".join(columns) + " |", "|---|---|---|" + "---:|" * (len(columns) - 3)]
+    for row in result["paired"]:
+        cells = _paired_cells(row, steps, lambda c: f"**{c}**")
+        lines.append("| " + " | ".join([group_label(row["key"]), *cells]) + " |")
+    notes = [PAIRED_NOTE.format(mark="bold"), *result["paired_notes"]]
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def rich_paired(result: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    from trm_tui.curves import group_label
+
+    columns = _paired_columns(result)
+    steps = [c.split()[1].removesuffix("-step") for c in columns[5:]]
+    table = Table(title="paired differences against the reference depth (± 95% CI)", title_justify="left")
+    for name in columns:
+        table.add_column(
+            name, justify="left" if name in ("group", "depth", "vs") else "right", overflow="fold"
+        )
+    previous = None
+    for row in result["paired"]:
+        if previous is not None and row["group"] != previous:
+            table.add_section()
+        cells = _paired_cells(row, steps, lambda c: f"[bold green]{c} *[/]")
+        table.add_row(group_label(row["key"]) if row["group"] != previous else "", *cells)
+        previous = row["group"]
+    return table
+
+
+def print_depth_plots(result: dict[str, Any], *, color: bool) -> None:
+    """The plot for all problems, then one per number of steps when the files have by_steps."""
+    import shutil
+
+    from trm_tui.depth_plot import render_depth_curves
+
+    width = min(shutil.get_terminal_size((80, 24)).columns, 120)
+    steps = sorted({k for r in result["depth_groups"] for k in r.get("by_steps", {})}, key=int)
+    for k in [None, *(steps if len(steps) > 1 else [])]:
+        print(render_depth_curves(result, steps=k, width=width, color=color))
+
+
 def run_depth(args: argparse.Namespace) -> int:
+    from trm_core.errors import UserError
     from trm_core.experiments.depth_compare import depth_compare
     from trm_core.printable import printable
 
-    result = depth_compare(args.paths, args.depth, by=args.by)
+    if args.reference and not args.paired:
+        raise UserError("--reference names the depth paired differences are taken against: add --paired")
+    result = depth_compare(args.paths, args.depth, by=args.by, paired=args.paired, reference=args.reference)
     if result["skipped"]:
         n = len(result["skipped"])
         names = ", ".join(printable(p) for p in result["skipped"])
@@ -131,4 +215,21 @@ def run_depth(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     emit(args, result, markdown_depth, rich_depth, depth_verdicts, "resolved best in its group")
+    if args.paired and args.json != "-":
+        if not result["paired"]:
+            for note in result["paired_notes"]:
+                print(f"trm-tui: {note}", file=sys.stderr)
+            print("trm-tui: no pair of depths to compare (see --reference)", file=sys.stderr)
+        elif args.markdown:
+            print("\n" + markdown_paired(result), end="")
+        else:
+            from rich.console import Console
+
+            console = Console(highlight=False)
+            console.print(rich_paired(result))
+            console.print(f"[dim]{PAIRED_NOTE.format(mark='*')}[/dim]")
+            for note in result["paired_notes"]:
+                console.print(note)
+    if args.plot and args.json != "-":
+        print_depth_plots(result, color=sys.stdout.isatty())
     return 0
