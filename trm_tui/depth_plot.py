@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .curves import group_label
+from trm_core.experiments.report import group_label
 
 __all__ = ["depth_axis", "render_depth_curves"]
 

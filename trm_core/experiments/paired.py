@@ -26,6 +26,7 @@ from typing import Any
 
 from trm_core.errors import UserError
 from trm_core.experiments.compare import summarize
+from trm_core.experiments.report import group_label
 
 __all__ = ["PAIRED_METRIC", "paired_differences", "trained_depth"]
 
@@ -69,7 +70,7 @@ def paired_differences(
         seed = config.get("train.seed")
         if seed in seeds:
             raise UserError(
-                f"group {label_of(key)} has two runs with train.seed {seed}, so its seeds do not pair up; "
+                f"group {group_label(key)} has two runs with train.seed {seed}, so its seeds do not pair up; "
                 "group them apart with --by"
             )
         seeds[seed] = 1
@@ -81,7 +82,7 @@ def paired_differences(
         )
     if len(set(refs)) > 1:
         raise UserError(
-            f"the runs of group {label_of(key)} were trained at different depths, so they share no "
+            f"the runs of group {group_label(key)} were trained at different depths, so they share no "
             "reference; name one with --reference (e.g. S1-H1-L2)"
         )
     ref = refs[0]
@@ -92,7 +93,7 @@ def paired_differences(
     notes = []
     if missing_ref:
         notes.append(
-            f"{label_of(key)}: seed{'s' * (len(missing_ref) > 1)} {', '.join(map(str, missing_ref))} "
+            f"{group_label(key)}: seed{'s' * (len(missing_ref) > 1)} {', '.join(map(str, missing_ref))} "
             f"not evaluated at the reference {ref_label}, left out of every pair."
         )
     combos: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -117,7 +118,7 @@ def paired_differences(
         lacking = [s for s in paired_seeds if s not in c["seeds"]]
         if lacking:
             notes.append(
-                f"{label_of(key)} · {label(depth)}: seed{'s' * (len(lacking) > 1)} "
+                f"{group_label(key)} · {label(depth)}: seed{'s' * (len(lacking) > 1)} "
                 f"{', '.join(map(str, lacking))} not evaluated there, left out of the pair."
             )
         diff = summarize(c["d"])
@@ -137,8 +138,3 @@ def paired_differences(
             }
         )
     return out, notes
-
-
-def label_of(key: dict[str, Any]) -> str:
-    """`hidden_size=16` (as `group_label` in the app writes it), `all` for one group."""
-    return " ".join(f"{k.rpartition('.')[2]}={v}" for k, v in key.items()) or "all"

@@ -15,7 +15,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from ..curves import group_label, render_curves
+from trm_core.experiments.report import best_resolved, caveats, fmt, group_label, metric_verdicts
+
+from ..curves import render_curves
 
 COLUMNS = [
     ("best_val_loss", "best val"),
@@ -33,8 +35,6 @@ class CompareReady(Message):
 
 def half_width_cell(metric: str, s: dict[str, Any], best: bool) -> Text:
     """`0.0783 ±0.0120`: the mean and the 95 % interval's half-width (the std when n is too small: none)."""
-    from ..commands.compare import fmt
-
     if s["mean"] is None:
         return Text("–", style="dim")
     text = fmt(metric, s["mean"])
@@ -84,8 +84,6 @@ class CompareScreen(Screen[None]):
 
     @on(CompareReady)
     def _on_ready(self, msg: CompareReady) -> None:
-        from ..commands.compare import best_resolved, caveats, metric_verdicts
-
         title = self.query_one("#compare-title", Static)
         if msg.result is None:
             title.update(Text(f"cannot compare: {msg.error}", style="red"))
