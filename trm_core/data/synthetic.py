@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from trm_core.data.sources import SYNTHETIC_TEST_SEED_OFFSET, SYNTHETIC_TEST_SIZE, Example
 
 ANSWER_FORMATS = ("steps", "direct")
-MAX_EVAL_STEPS = 8  # `eval --synthetic-steps`: harder than any training range, still below the value cap
 
 NAMES_SHE = [
     "Mia", "Ava", "Lena", "Sofia", "Nora", "Priya", "Amara", "Hana", "Chloe", "Rosa", "Ines", "Yara",

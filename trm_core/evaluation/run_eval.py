@@ -10,11 +10,11 @@ from typing import Any
 
 from trm_core.data.batches import split_train_val
 from trm_core.data.sources import Example, load_examples
-from trm_core.data.synthetic import MAX_EVAL_STEPS
 from trm_core.errors import UserError
 from trm_core.evaluation.difficulty import accuracy_by_steps
 from trm_core.evaluation.evaluate import EvalResult, evaluate, write_samples
 from trm_core.evaluation.record import EVAL_DIR, record_name, write_eval_record
+from trm_core.evaluation.settings import EvalSettings
 
 __all__ = [
     "EvalSettings",
@@ -40,66 +40,6 @@ def resolve_source(source: str) -> str:
 def run_dir_of(ckpt: Path) -> Path:
     """runs/<name> for runs/<name>/checkpoints/step-…; a loose checkpoint dir is its own home."""
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
-
-
-class EvalSettings(dict):
-    """The settings an evaluation ran with, as stored in the record (a plain dict, JSON-ready).
-
-    Keys: which, data (None = the profile's), split, limit, calculator (for `accuracy`), both (also
-    score the other way), max_tokens (None = the profile's), batch_size (None = by device),
-    calculator_mode ("verify": the model's right results kept as written; "write"), synthetic_steps
-    ([A, B]: held-out synthetic problems of A..B steps instead of the run's own; None = the run's).
-    """
-
-    @classmethod
-    def make(
-        cls,
-        *,
-        which: str = "best",
-        data: str | None = None,
-        split: str = "test",
-        limit: int | None = None,
-        calculator: bool | None = None,
-        both: bool = False,
-        max_tokens: int | None = None,
-        batch_size: int | None = None,
-        calculator_mode: str = "verify",
-        synthetic_steps: tuple[int, int] | None = None,
-    ) -> EvalSettings:
-        if limit is not None and limit < 1:
-            raise UserError(f"the evaluation limit must be at least 1, got {limit}")
-        if batch_size is not None and batch_size < 1:
-            raise UserError(f"the evaluation batch size must be at least 1, got {batch_size}")
-        if max_tokens is not None and max_tokens < 1:
-            raise UserError(f"the evaluation's max tokens must be at least 1, got {max_tokens}")
-        if synthetic_steps is not None:
-            if split != "test":
-                raise UserError(
-                    f"synthetic problems of chosen steps are held out: use split 'test', not {split!r}"
-                )
-            if data not in (None, "synthetic"):
-                raise UserError(
-                    f"synthetic steps draw synthetic problems; they cannot be scored on data {data!r}"
-                )
-            lo, hi = synthetic_steps
-            if not 1 <= lo <= hi <= MAX_EVAL_STEPS:
-                raise UserError(
-                    f"synthetic steps must be A-B with 1 <= A <= B <= {MAX_EVAL_STEPS}, got {lo}-{hi}"
-                )
-        return cls(
-            which=str(which),
-            data=data,
-            split=split,
-            limit=limit,
-            calculator=calculator,
-            both=both,
-            max_tokens=max_tokens,
-            batch_size=batch_size,
-            calculator_mode=calculator_mode,
-            synthetic_steps=None
-            if synthetic_steps is None
-            else [int(synthetic_steps[0]), int(synthetic_steps[1])],
-        )
 
 
 def held_out_examples(
@@ -153,14 +93,14 @@ def evaluate_generator(
     Returns (the record written, the results: the primary score first, then the other way if `both`).
     """
     profile = gen.profile
-    steps_range = settings.get("synthetic_steps")
-    source = "synthetic" if steps_range else resolve_source(settings["data"] or profile.data.source)
+    steps_range = settings.synthetic_steps
+    source = "synthetic" if steps_range else resolve_source(settings.data or profile.data.source)
     examples = held_out_examples(
-        profile, settings["split"], settings["limit"], source=source, synthetic_steps=steps_range
+        profile, settings.split, settings.limit, source=source, synthetic_steps=steps_range
     )
-    calculator = gen.defaults.calculator if settings["calculator"] is None else bool(settings["calculator"])
-    max_tokens = settings["max_tokens"] or gen.defaults.max_tokens
-    modes = [calculator, not calculator] if settings["both"] else [calculator]
+    calculator = gen.defaults.calculator if settings.calculator is None else bool(settings.calculator)
+    max_tokens = settings.max_tokens or gen.defaults.max_tokens
+    modes = [calculator, not calculator] if settings.both else [calculator]
     results = []
     for mode in modes:
         cb = (
@@ -170,10 +110,10 @@ def evaluate_generator(
             evaluate(
                 gen,
                 examples,
-                batch_size=settings["batch_size"],
+                batch_size=settings.batch_size,
                 max_tokens=max_tokens,
                 calculator=mode,
-                calculator_mode=settings.get("calculator_mode", "verify"),
+                calculator_mode=settings.calculator_mode,
                 progress=cb,
             )
         )
@@ -181,7 +121,7 @@ def evaluate_generator(
         for s, off in zip(results[0].samples, results[1].samples, strict=True):
             s["generated_no_calculator"], s["correct_no_calculator"] = off["generated"], off["correct"]
     run_dir = run_dir_of(Path(gen.path))
-    stem = record_name(settings["split"], gen.step)
+    stem = record_name(settings.split, gen.step)
     if steps_range:  # not the run's own test problems: samples beside, never the run's record
         stem += f"-steps{steps_range[0]}-{steps_range[1]}"
         record_run = False
@@ -198,11 +138,11 @@ def evaluate_generator(
     seconds = sum(r.seconds for r in results)
     tokens = sum(_generated_tokens(gen, r) for r in results)
     record = {
-        "checkpoint": settings["which"],
+        "checkpoint": settings.which,
         "step": int(gen.step),
-        "split": settings["split"],
+        "split": settings.split,
         "data": source,
-        "limit": settings["limit"],
+        "limit": settings.limit,
         "n": results[0].total,
         "accuracy": results[0].accuracy,
         "accuracy_no_calculator": no_calc,
@@ -212,7 +152,7 @@ def evaluate_generator(
         "by_steps": accuracy_by_steps(results[0].samples),  # {"3": 0.41, ...}: accuracy per problem steps
         "seconds": seconds,
         "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
-        "settings": {**settings, "calculator": calculator, "max_tokens": max_tokens},
+        "settings": settings.record(calculator=calculator, max_tokens=max_tokens),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         "samples": samples_rel,
     }
@@ -232,10 +172,10 @@ def evaluate_run(
     ema: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Load run_dir's `settings['which']` checkpoint, evaluate it and record the result."""
+    """Load run_dir's `settings.which` checkpoint, evaluate it and record the result."""
     from trm_core.generation.generator import Generator
 
-    gen = Generator.from_checkpoint(run_dir, settings["which"], ema=ema, device=device)
+    gen = Generator.from_checkpoint(run_dir, settings.which, ema=ema, device=device)
     record, _ = evaluate_generator(gen, settings, progress=progress)
     return record
 
@@ -257,7 +197,7 @@ def evaluate_held_out(
         from trm_core.generation.generator import Generator
 
         generator = Generator.from_checkpoint(run_dir, which)
-    settings = EvalSettings.make(
+    settings = EvalSettings(
         which=which, split=split, limit=limit, calculator=True, both=True, batch_size=batch_size
     )
 

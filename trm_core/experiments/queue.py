@@ -139,16 +139,7 @@ class SweepQueue:
         out = [train]
         s = self.settings
         if s is not None:
-            ev = [*prog, "eval", str(item.run_dir), "--which", s["which"], "--split", s["split"]]
-            if s["limit"] is not None:
-                ev += ["--limit", str(s["limit"])]
-            if s["calculator"] is not None:
-                ev.append("--calculator" if s["calculator"] else "--no-calculator")
-            if s["both"]:
-                ev.append("--both")
-            for flag, key in (("--batch-size", "batch_size"), ("--max-tokens", "max_tokens")):
-                if s[key] is not None:
-                    ev += [flag, str(s[key])]
+            ev = [*prog, "eval", str(item.run_dir), *s.argv()]
             if self.device:
                 ev += ["--device", self.device]
             out.append(ev)

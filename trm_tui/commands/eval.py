@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +88,12 @@ def depth_grid(args: argparse.Namespace) -> list[tuple[Any, Any, Any, Any]]:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
-
-    from trm_core.data.synthetic import MAX_EVAL_STEPS
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The EvalSettings these flags ask for (`EvalSettings.argv` is the way back)."""
     from trm_core.errors import UserError
     from trm_core.evaluation.difficulty import parse_steps_range
-    from trm_core.evaluation.record import EVAL_DIR, record_name
-    from trm_core.evaluation.run_eval import EvalSettings, evaluate_generator, resolve_source, run_dir_of
+    from trm_core.evaluation.run_eval import resolve_source
+    from trm_core.evaluation.settings import MAX_EVAL_STEPS, EvalSettings
 
     for flag, value in (
         ("--batch-size", args.batch_size),
@@ -113,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             steps_range = parse_steps_range(args.synthetic_steps, most=MAX_EVAL_STEPS)
         except ValueError as e:
             raise UserError(f"--synthetic-steps {e}") from None
-    settings = EvalSettings.make(
+    return EvalSettings(
         which=args.which,
         data=resolve_source(args.data) if args.data else None,
         split=args.split,
@@ -125,11 +120,23 @@ def run(args: argparse.Namespace) -> int:
         calculator_mode=args.calculator_mode,
         synthetic_steps=steps_range,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from trm_core.evaluation.record import EVAL_DIR, record_name
+    from trm_core.evaluation.run_eval import evaluate_generator, run_dir_of
+
+    settings = settings_from_args(args)
+    steps_range = settings.synthetic_steps
     console = Console(stderr=True)
     gen = load_generator(args)
     grid = depth_grid(args)
     depths = [depth_settings(gen, *combo) for combo in grid]  # every bad value fails before any work
-    source = "synthetic" if steps_range else settings["data"] or gen.profile.data.source
+    source = "synthetic" if steps_range else settings.data or gen.profile.data.source
     data_label = f"{shown(source)} {args.split}" + (
         f" ({steps_range[0]}-{steps_range[1]} steps)" if steps_range else ""
     )
@@ -200,28 +207,12 @@ def run(args: argparse.Namespace) -> int:
 def _row(gen: Any, results: list[Any]) -> dict[str, Any]:
     """One depth combination's result: the issue's JSON object, and the depth report."""
     from trm_core.evaluation.depth import depth_report
-    from trm_core.evaluation.difficulty import accuracy_by_steps
+    from trm_core.evaluation.depth_study import depth_row
 
-    result = results[0]
-    report = depth_report(result.samples, gen.steps)
-    mean_depth = report.mean_depth if report.mean_depth is not None else float(gen.steps)
-    H, L = gen.cycles or (gen.model.cfg.H_cycles, gen.model.cfg.L_cycles)
-    no_calc = next((r.accuracy for r in results if not r.calculator), None)
     return {
-        "report": report,
+        "report": depth_report(results[0].samples, gen.steps),
         "label": _label(gen),
-        "json": {
-            "supervision_steps": gen.steps,
-            "H_cycles": H,
-            "L_cycles": L,
-            "halt_threshold": gen.halt_threshold if gen.act else None,
-            "accuracy": result.accuracy,
-            "accuracy_no_calculator": no_calc,  # measured with --both or --no-calculator, else null
-            "by_steps": accuracy_by_steps(result.samples),  # {"3": 0.41, "4": 0.22}
-            "mean_depth": mean_depth,
-            "net_calls_per_token": mean_depth * gen.calls_per_step(),
-            "seconds": sum(r.seconds for r in results),
-        },
+        "json": depth_row(gen, results),
     }
 
 
@@ -231,15 +222,9 @@ def _by_steps_text(by_steps: dict[str, float]) -> str:
 
 
 def _write_json(path: str, rows: list[dict[str, Any]]) -> None:
-    from trm_core.atomic import write_text_atomic
-    from trm_core.errors import UserError
+    from trm_core.evaluation.depth_study import write_depth_json
 
-    try:
-        write_text_atomic(
-            Path(path), json.dumps({"results": [r["json"] for r in rows]}, indent=1) + "\n", fsync=False
-        )
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+    write_depth_json(Path(path), [r["json"] for r in rows])
 
 
 def _run_grid(
@@ -256,7 +241,7 @@ def _run_grid(
     from trm_core.evaluation.record import EVAL_DIR
     from trm_core.evaluation.run_eval import evaluate_generator, run_dir_of
 
-    steps_range = settings.get("synthetic_steps")
+    steps_range = settings.synthetic_steps
     suffix = f"-steps{steps_range[0]}-{steps_range[1]}" if steps_range else ""
     base = (
         Path(args.output)
@@ -281,9 +266,7 @@ def _run_grid(
             out = base.with_name(f"{base.stem}-{_label(gen)}{base.suffix}")
             _, results = evaluate_generator(gen, settings, output=out, progress=progress, record_run=False)
         rows.append(_row(gen, results))
-    _print_grid(
-        rows, bool(gen.defaults.calculator if settings["calculator"] is None else settings["calculator"])
-    )
+    _print_grid(rows, bool(gen.defaults.calculator if settings.calculator is None else settings.calculator))
     _print_depths(rows, gen)
     if args.json:
         _write_json(args.json, rows)
