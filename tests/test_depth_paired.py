@@ -147,3 +147,71 @@ def test_depth_plot_picks_its_axis() -> None:
     assert depth_axis([r(1, 1, 2, None), r(1, 4, 2, None)]) == ("H_cycles", "H-cycles")
     assert depth_axis([r(2, 1, 2, 0.3), r(2, 1, 2, 0.9)])[0] == "mean_depth"
     assert depth_axis([r(1, 1, 2, None), r(2, 4, 2, None)])[0] == "net_calls_per_token"
+
+
+def test_plus_minus_is_the_95_percent_half_width_everywhere_and_identical_values_are_equal() -> None:
+    from trm_core.experiments.compare import summarize
+    from trm_core.experiments.depth_report import diff_cell
+    from trm_core.experiments.report import cell, metric_verdicts
+
+    s = summarize([0.10, 0.12, 0.11])  # sd 0.01; half-width 4.303 · 0.01 / √3 = 0.0248
+    assert cell("exact_calculator", s) == "11.0% ± 2.5%"
+    assert cell("exact_calculator", summarize([0.0, 0.336])) == "16.8% [0.0%, 100.0%]"  # not ± 185.5%
+    assert cell("wall_seconds", summarize([1.0, 2.0, 1.5])) == "1.5 ± 1.2"
+    assert cell("exact_calculator", summarize([0.4])) == "40.0%"  # one run: no interval
+    assert diff_cell(summarize([0.3, 0.9])) == "+60.0 [-100.0, +100.0] pts"
+    same = summarize([460_000.0, 460_000.0])
+    result = {
+        "groups": [{"key": {"model.arch": a}, "metrics": {"params": same}} for a in ("trm", "transformer")],
+        "metrics": {"params": {"label": "params", "better": "lower"}},
+        "resolved": [],
+    }
+    assert metric_verdicts(result) == ["params: equal in every group (0.46M)."]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_compare_view_has_a_depth_mode(study: Path) -> None:
+    import asyncio
+
+    from textual.app import App
+    from textual.widgets import DataTable, Static
+
+    from trm_tui.screens.compare import CompareScreen
+
+    for run in study.iterdir():  # the app's depth studies are RUN/depth.json, as here
+        assert (run / "depth.json").is_file()
+    runs = sorted(study.iterdir())
+    screen = CompareScreen(runs)
+
+    class One(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(screen)
+
+    async def until(cond, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+        for _ in range(int(timeout / 0.05)):
+            if cond():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("timed out")
+
+    async with One().run_test(size=(80, 24)) as pilot:
+        await until(lambda: screen.result is not None)
+        await pilot.press("f6")
+        await until(lambda: screen.depth is not None)
+        await pilot.pause()
+        table = screen.query_one("#compare-table", DataTable)
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        assert rows[0] == ["hidden_size=16", "S1-H1-L1", "3", "50.0% ± 24.8%", "reference"]
+        assert rows[2][1:] == ["S1-H4-L1", "3", "10.0% ± 0.0%", "-40.0 ± 24.8 pts"]
+        assert rows[5][1:] == ["S1-H4-L1", "3", "60.0% ± 24.8%", "+25.0 ± 12.4 pts"]
+        assert "± = 95% CI half-width" in str(screen.query_one("#compare-title", Static).render())
+        await until(lambda: "accuracy %" in str(screen.query_one("#compare-plot", Static).render()))
+        plot = str(screen.query_one("#compare-plot", Static).render())
+        assert "hidden_size=16" in plot and "H-cycles" in plot
+        await pilot.press("f6")  # back to the runs' metrics
+        await until(lambda: "best val" in [str(c.label) for c in table.columns.values()])

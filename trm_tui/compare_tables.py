@@ -25,9 +25,7 @@ __all__ = ["emit", "rich_depth", "rich_paired", "rich_table", "write_json"]
 def rich_table(result: dict[str, Any]) -> Any:
     from rich.table import Table
 
-    table = Table(
-        title=f"{sum(g['n'] for g in result['groups'])} runs; mean ± std [95% interval]", title_justify="left"
-    )
+    table = Table(title=f"{sum(g['n'] for g in result['groups'])} runs; ± 95% CI", title_justify="left")
     table.add_column("group", overflow="fold")
     table.add_column("n", justify="right")
     metrics = list(result["metrics"])
@@ -85,9 +83,7 @@ def rich_depth(result: dict[str, Any]) -> Any:
     from rich.table import Table
 
     runs = {r for row in result["depth_groups"] for r in row["runs"]}
-    table = Table(
-        title=f"accuracy against depth: {len(runs)} runs; mean ± std [95% interval]", title_justify="left"
-    )
+    table = Table(title=f"accuracy against depth: {len(runs)} runs; ± 95% CI", title_justify="left")
     for name in COLUMNS:
         table.add_column(name, justify="left" if name == "group" else "right", overflow="fold")
     best = {m: best_rows(result, m) for m in SHOWN}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from trm_core.experiments.depth_compare import RESOLVED_METRICS
-from trm_core.experiments.report import cell, group_label, verdict
+from trm_core.experiments.report import PLUS_MINUS, all_equal, cell, fmt, group_label, verdict
 
 __all__ = [
     "COLUMNS",
@@ -70,6 +70,11 @@ def depth_verdicts(result: dict[str, Any]) -> list[str]:
             label = f"{name} · {result['metrics'][m]['label']}"
             pairs = [r for r in result["resolved"] if r["metric"] == m and r["group"] == g]
             with_ci = sum(1 for i in members if rows[i]["metrics"][m]["ci95"] is not None)
+            if all_equal([rows[i]["metrics"][m] for i in members]):
+                out.append(
+                    f"{label}: equal at every depth ({fmt(m, rows[members[0]]['metrics'][m]['mean'])})."
+                )
+                continue
             said = []
             for r in pairs:
                 worse = r["b"] if r["better"] == r["a"] else r["a"]
@@ -94,20 +99,23 @@ def markdown_depth(result: dict[str, Any]) -> str:
             c = cell(m, row["metrics"][m], one_line=True)
             cells.append(f"**{c}**" if i in best[m] else c)
         lines.append("| " + " | ".join([group_label(row["key"]), *depth_cells(row), *cells]) + " |")
-    notes = [f"mean ± std [95% interval]; {result['interval']}; bold = resolved best in its group."]
+    notes = [f"{PLUS_MINUS}; {result['interval']}; bold = resolved best in its group."]
     notes += depth_verdicts(result)
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
 def diff_cell(s: dict[str, Any]) -> str:
-    """`+12.3 ± 4.5 pts`: the mean paired difference and its 95 % interval's half-width, in
-    percentage points (one seed: no interval)."""
+    """`+12.3 ± 4.5 pts`: the mean paired difference and its 95 % CI half-width in percentage
+    points; `+49.0 [-100.0, +100.0] pts` when the interval passes ±100 (cut there); one seed: no interval."""
     if s["mean"] is None:
         return "—"
     text = f"{100 * s['mean']:+.1f}"
     if s["ci95"] is None:
         return f"{text} pts"
-    return f"{text} ± {100 * (s['ci95'][1] - s['ci95'][0]) / 2:.1f} pts"
+    lo, hi = (100 * v for v in s["ci95"])
+    if lo < -100 or hi > 100:
+        return f"{text} [{max(lo, -100):+.1f}, {min(hi, 100):+.1f}] pts"
+    return f"{text} ± {(hi - lo) / 2:.1f} pts"
 
 
 def paired_columns(result: dict[str, Any]) -> list[str]:

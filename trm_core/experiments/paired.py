@@ -89,7 +89,7 @@ def paired_differences(
     ref_label = label(
         dict(zip(("supervision_steps", "H_cycles", "L_cycles", "halt_threshold"), ref, strict=True))
     )
-    missing_ref = [c.get("train.seed") for c, rows in members if ref not in rows]
+    missing_ref = sorted((c.get("train.seed") for c, rows in members if ref not in rows), key=repr)
     notes = []
     if missing_ref:
         notes.append(

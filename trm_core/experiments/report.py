@@ -9,6 +9,9 @@ from typing import Any
 
 __all__ = [
     "best_resolved",
+    "PLUS_MINUS",
+    "all_equal",
+    "bounds",
     "caveats",
     "cell",
     "fmt",
@@ -43,16 +46,39 @@ def fmt(metric: str, v: float | None) -> str:
     return f"{v:.1f}" if abs(v) < 100 else f"{v:.0f}"
 
 
-def cell(metric: str, s: dict[str, Any], *, one_line: bool) -> str:
+# "±" means one thing everywhere (CLI, Markdown, the app): the 95 % t-interval's half-width
+PLUS_MINUS = (
+    "mean ± 95% CI half-width across seeds ([a, b]: the 95% CI where it passes the value's bounds, "
+    "0 or 100%, cut there)"
+)
+
+
+def bounds(metric: str) -> tuple[float, float | None]:
+    """What a metric's value can be: accuracies lie in [0, 1], every other metric is ≥ 0."""
+    return (0.0, 1.0) if metric.startswith(("exact", "accuracy")) else (0.0, None)
+
+
+def cell(metric: str, s: dict[str, Any], *, one_line: bool = True) -> str:
+    """`11.0% ± 2.5%` (mean ± 95 % CI half-width); `60.0% [0.0%, 100.0%]` when the interval passes
+    the metric's bounds (too few seeds for a symmetric one: it is shown cut at the bounds); the
+    mean alone with one run. `one_line` is kept for the callers' symmetry (every cell is one line)."""
     if s["mean"] is None:
         return "—"
     text = fmt(metric, s["mean"])
-    if s["std"] is not None:
-        text += f" ± {fmt(metric, s['std'])}"
-    if s["ci95"] is not None:
-        sep = " " if one_line else "\n"
-        text += f"{sep}[{fmt(metric, s['ci95'][0])}, {fmt(metric, s['ci95'][1])}]"
-    return text
+    if s["ci95"] is None:
+        return text
+    lo, hi = s["ci95"]
+    low, high = bounds(metric)
+    if lo < low or (high is not None and hi > high):
+        cut_hi = hi if high is None else min(hi, high)
+        return f"{text} [{fmt(metric, max(lo, low))}, {fmt(metric, cut_hi)}]"
+    return f"{text} ± {fmt(metric, (hi - lo) / 2)}"
+
+
+def all_equal(stats: list[dict[str, Any]]) -> bool:
+    """Every value of every group is the same number (e.g. the same parameter count): "equal"."""
+    values = {v for s in stats for v in s["values"]}
+    return len(values) == 1 and sum(len(s["values"]) for s in stats) >= 2
 
 
 def best_resolved(result: dict[str, Any], metric: str) -> int | None:
@@ -116,6 +142,10 @@ def metric_verdicts(result: dict[str, Any]) -> list[str]:
         with_ci = sum(1 for g in groups if g["metrics"][m]["ci95"] is not None)
         if len(groups) < 2:
             continue
+        if all_equal([g["metrics"][m] for g in groups]):
+            value = fmt(m, groups[0]["metrics"][m]["mean"])
+            out.append(f"{info['label']}: equal in every group ({value}).")
+            continue
         said = []
         for r in pairs:
             a, b = (r["a"], r["b"]) if r["better"] == r["a"] else (r["b"], r["a"])
@@ -136,5 +166,5 @@ def markdown(result: dict[str, Any]) -> str:
             c = cell(m, g["metrics"][m], one_line=True)
             cells.append(f"**{c}**" if best[m] == i else c)
         lines.append("| " + " | ".join([group_label(g["key"]), str(g["n"]), *cells]) + " |")
-    notes = [f"mean ± std [95% interval]; {result['interval']}; bold = resolved best."] + verdicts(result)
+    notes = [f"{PLUS_MINUS}; {result['interval']}; bold = resolved best."] + verdicts(result)
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"

@@ -1,5 +1,5 @@
-"""`trm-tui compare PATH…`: runs grouped by what differs, mean ± std and a t-based 95 % interval across
-seeds per metric, differences marked resolved only where intervals do not overlap. With `--depth NAME`:
+"""`trm-tui compare PATH…`: runs grouped by what differs, mean ± the half-width of a t-based 95 %
+interval across seeds per metric, differences marked resolved only where intervals do not overlap. With `--depth NAME`:
 accuracy against depth from each run's `eval --json` file (see `compare_depth.py`). The report's
 text is `trm_core.experiments.report`, its rich tables `trm_tui.compare_tables`."""
 

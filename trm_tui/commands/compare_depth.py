@@ -1,6 +1,6 @@
 """`trm-tui compare PATH… --depth NAME`: accuracy against depth across seeds, per group and depth
 combination, from the `trm-tui eval … --json RUN/NAME` file in every run (see
-`trm_core.experiments.depth_compare`, its text in `depth_report`): a table (or Markdown, or JSON) of mean ± std [95 % interval],
+`trm_core.experiments.depth_compare`, its text in `depth_report`): a table (or Markdown, or JSON) of mean ± 95 % CI half-width,
 and per group which combinations differ in accuracy with intervals that do not overlap.
 `--paired`: per seed, the accuracy at each depth minus at the trained depth (`paired.py`), with the
 95 % t-interval of the mean difference, overall and per number of steps; `--plot`: accuracy against
