@@ -95,3 +95,47 @@ def test_a_record_from_before_calculator_mode_still_answers_the_sweep(tmp_path: 
     assert eval_is_current(run, settings)
     assert not eval_is_current(run, EvalSettings(limit=2, calculator=True, calculator_mode="write"))
     assert not eval_is_current(run, EvalSettings(limit=2, calculator=True, synthetic_steps=(3, 4)))
+
+
+def test_a_sweep_runs_its_depth_studies_after_each_eval(tmp_path: Path) -> None:
+    """[[eval.depth]]: each run evaluated at every H-cycles on harder problems, RUN/<name> written
+    as `eval --json` writes it (in process), and the same study as a child command (--jobs)."""
+    import json
+
+    from trm_core.experiments.queue import SweepQueue
+    from trm_core.experiments.sweep import SweepError, load_sweep
+
+    from .test_experiments import GOOD
+
+    text = f"""name = "study"
+base = "{GOOD}"
+seeds = [0]
+[set]
+"train.max_steps" = 2
+[eval]
+limit = 2
+max_tokens = 4
+calculator = true
+[[eval.depth]]
+name = "depth-hard.json"
+synthetic_steps = "3-4"
+H_cycles = [1, 2]
+limit = 3
+"""
+    file = tmp_path / "study.toml"
+    file.write_text(text)
+    queue = SweepQueue(load_sweep(file), tmp_path / "runs")
+    (item,) = queue.items
+    _, ev, study = queue.commands(item)
+    assert study[3:] == [
+        "--which", "best", "--split", "test", "--limit", "3", "--calculator", "--max-tokens", "4",
+        "--synthetic-steps", "3-4", "--H-cycles", "1,2", "--json", str(item.run_dir / "depth-hard.json"),
+    ]  # fmt: skip
+    assert build_parser().parse_args(study[1:]).json == str(item.run_dir / "depth-hard.json")
+    assert queue.run() == 0
+    rows = json.loads((item.run_dir / "depth-hard.json").read_text())["results"]
+    assert [r["H_cycles"] for r in rows] == [1, 2] and all(set(r["by_steps"]) <= {"3", "4"} for r in rows)
+    bad = text.replace('synthetic_steps = "3-4"', 'synthetic_steps = "4-3"').replace("H_cycles", "H_cycle")
+    file.write_text(bad)
+    with pytest.raises(SweepError, match="unknown key 'H_cycle'"):
+        load_sweep(file)
