@@ -79,7 +79,7 @@ def test_eval_runs_every_depth_combination_and_writes_the_json(
     assert [(r["supervision_steps"], r["L_cycles"]) for r in results] == [(1, 1), (1, 3), (2, 1), (2, 3)]
     keys = {
         "supervision_steps", "H_cycles", "L_cycles", "halt_threshold", "accuracy",
-        "accuracy_no_calculator", "mean_depth", "net_calls_per_token", "seconds",
+        "accuracy_no_calculator", "mean_depth", "net_calls_per_token", "seconds", "by_steps",
     }  # fmt: skip
     for r in results:
         assert set(r) == keys

@@ -116,9 +116,13 @@ def test_markdown_has_a_row_per_group_and_combination_and_says_what_is_resolved(
     assert err.count("\n") == 1 and "skipped 1 run without depth.json" in err and "h16_seed3" in err
     table = [line for line in out.splitlines() if line.startswith("| hidden_size=")]
     assert len(table) == 5
-    assert table[0].startswith("| hidden_size=16 | 1 | 1 | 1 | 1 | 3 | 0.75 ± 0.00 [0.75, 0.75] | 1.5 ± 0.0")
-    assert "| 11.0% ± 1.0% [8.5%, 13.5%] |" in table[0]
-    assert "**51.0% ± 1.0% [48.5%, 53.5%]**" not in out  # S2-L3 overlaps it: not best of its group
+    assert table[0].startswith("| hidden_size=16 | 1 | 1 | 1 | 1 | 3 | 0.75 ± 0.00 | 1.5 ± 0.0")
+    # ± is the 95% CI half-width: t(0.975, 2)·std/√3 = 4.303 · 0.01 / √3 = 0.0248
+    assert "| 11.0% ± 2.5% |" in table[0]
+    assert "**51.0% ± 2.5%**" not in out  # S2-L3 overlaps it: not best of its group
+    # S2-L3 has two seeds (0.30, 0.90): 60% ± 381% would pass 0 and 100%, so it is cut there
+    assert "| 60.0% [0.0%, 100.0%] |" in out and "381" not in out
+    assert "± 95% CI half-width" in out
     assert "| hidden_size=16 | 2 | 1 | 3 | 1 | 2 |" in out
     assert "95% t-interval across seeds" in out
     assert (
@@ -191,8 +195,8 @@ def test_bad_values_duplicates_and_no_file_anywhere(sweep: Path, capsys: pytest.
     assert cli("compare", sweep, "--depth", "nope.json") != 0
     err = capsys.readouterr().err
     assert "nope.json is not in any of the 7 runs" in err and "Traceback" not in err
-    assert cli("compare", sweep, "--depth", "depth.json", "--plot") == 1
-    assert "leave out --plot and --metric" in capsys.readouterr().err
+    assert cli("compare", sweep, "--depth", "depth.json", "--metric", "params") == 1
+    assert "leave out --metric and --log" in capsys.readouterr().err
 
 
 def test_real_eval_json_files_go_through_depth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -195,7 +195,7 @@ def build_swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     }
     done_before = (runs / "tiny" / "hidden_size-16_seed0" / "metrics.jsonl").read_bytes()
     from trm_core.experiments.compare import compare, find_runs, summarize_run
-    from trm_tui.commands.compare import verdicts
+    from trm_core.experiments.report import verdicts
 
     partial = compare([summarize_run(p) for p in find_runs([runs / "tiny"])])  # mid-sweep
     stopped = str(runs / "tiny" / "hidden_size-32_seed0")
@@ -386,7 +386,7 @@ def test_compare_names_partial_runs_once_each() -> None:
     """A run still training is named as partial (not again for its missing eval); a finished run
     without an eval record is named for that; complete runs are not named."""
     from trm_core.experiments.compare import RunSummary, compare
-    from trm_tui.commands.compare import caveats
+    from trm_core.experiments.report import caveats
 
     def run(name: str, width: int, *, finished: bool = True, evaluated: bool = True) -> RunSummary:
         metrics = {"best_val_loss": 1.0, "exact_calculator": 0.5 if evaluated else None}

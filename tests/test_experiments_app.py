@@ -66,7 +66,10 @@ async def test_runs_tab_lists_sweep_runs_marks_them_and_opens_the_compare_view(
         assert [g["n"] for g in screen.result["groups"]] == [2, 1]
         assert screen.query_one("#compare-table", DataTable).row_count == 2
         verdict = str(screen.query_one("#compare-verdict", Static).render())
-        assert verdict == "every metric: fewer than two groups with ≥ 2 runs, nothing can be resolved."
+        assert verdict == (  # every accuracy is 0 after 4 steps: equal, not unresolved
+            "exact, calculator: equal in every group (0.0%). exact, none: equal in every group (0.0%). "
+            "the other metrics: fewer than two groups with ≥ 2 runs, nothing can be resolved."
+        )
         plot = str(screen.query_one("#compare-plot", Static).render())
         assert "hidden_size=16" in plot and "hidden_size=32" in plot
         await pilot.press("escape")

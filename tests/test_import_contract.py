@@ -3,6 +3,9 @@
 - trm_core imports neither trm_tui, textual nor rich, not even inside a function;
 - no import cycle among trm_core's parts (its subpackages and top-level modules);
 - `trm_tui/commands/*` other than `app` import no Textual (the CLI starts without it);
+- no screen imports a command (`trm_tui/screens` -> `trm_tui/commands`): what both need lives in
+  trm_core or a trm_tui module that is not a command;
+- no import cycle among `trm_tui/commands/*`;
 - no private name (`_x`) is imported from another module;
 - no module is over 400 lines.
 """
@@ -141,6 +144,29 @@ def test_commands_other_than_app_import_no_textual() -> None:
         if _top(name) == "textual"
     ]
     assert not bad, "only trm_tui/commands/app.py may import Textual:\n" + "\n".join(bad)
+
+
+def test_screens_import_no_command() -> None:
+    bad = [
+        f"{p.relative_to(ROOT)}:{line} imports {name}"
+        for p in modules(TUI / "screens")
+        for name, _, line in imports(p)
+        if name.startswith("trm_tui.commands")
+    ]
+    assert not bad, "a screen imports a command (move what both need out of commands/):\n" + "\n".join(bad)
+
+
+def test_no_import_cycle_among_commands() -> None:
+    graph: dict[str, set[str]] = {}
+    for path in modules(TUI / "commands"):
+        src = module_name(path)
+        graph[src] = set()
+        for name, names, _ in imports(path):
+            for t in [name, *(f"{name}.{n}" for n in names)]:
+                if t.startswith("trm_tui.commands.") and t != src:
+                    graph[src].add(t)
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle among trm_tui/commands: " + " -> ".join(cycle or [])
 
 
 def test_no_private_name_crosses_a_module() -> None:

@@ -103,6 +103,8 @@ class DataConfig:
     synthetic_size: int = 20000  # training examples drawn from the synthetic generator
     synthetic_min_steps: int = 1  # fewest calculation steps in a synthetic problem
     synthetic_max_steps: int = 4  # most calculation steps in a synthetic problem (1..4)
+    # "steps": written steps, then "#### N" (GSM8K's form); "direct": only "#### N" (synthetic only)
+    synthetic_answer: Literal["steps", "direct"] = "steps"
     seed: int = 0  # data order, the validation split and the synthetic problems
 
 

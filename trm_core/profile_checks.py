@@ -143,6 +143,11 @@ def check_ranges(p: Profile, problems: list[str]) -> None:
         )
     if d.synthetic_max_steps > 4:
         problems.append(f"data.synthetic_max_steps must be at most 4, got {d.synthetic_max_steps}")
+    if d.synthetic_answer == "direct" and d.source != "synthetic":
+        problems.append(
+            f"data.synthetic_answer = 'direct' applies to synthetic problems only, but data.source is "
+            f"'{d.source}' (its answers keep their written steps); remove the key or use 'synthetic'"
+        )
     src = d.source
     if not (src == "synthetic" or src.startswith("hf:") or src.startswith("jsonl:")) or src in (
         "hf:",

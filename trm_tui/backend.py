@@ -91,6 +91,29 @@ def _real_evaluate_run(
     return evaluate_held_out(run_dir, which=which, split=split, limit=limit, progress=progress)
 
 
+def _real_depth_study(
+    run_dir: Path,
+    *,
+    which: str,
+    split: str,
+    limit: int | None,
+    H_cycles: Sequence[int],
+    thresholds: Sequence[float],
+    progress: Callable[[int, int, str], None],
+) -> list[dict[str, Any]]:
+    """Evaluate at every (H-cycles, threshold) combination, greedy with the profile's calculator;
+    the rows go to RUN/depth.json, where `compare --depth depth.json` and the compare view look."""
+    from trm_core.evaluation.depth_study import DEPTH_FILE, run_depth_study
+    from trm_core.evaluation.settings import EvalSettings
+    from trm_core.generation.generator import Generator
+
+    gen = Generator.from_checkpoint(run_dir, which)
+    settings = EvalSettings(which=which, split=split, limit=limit)
+    return run_depth_study(
+        gen, settings, H_cycles, thresholds, json_path=run_dir / DEPTH_FILE, progress=progress
+    )
+
+
 @dataclass
 class Backend:
     trainer_factory: TrainerFactory = _real_trainer
@@ -101,6 +124,7 @@ class Backend:
     format_prompt: Callable[[str], str] = _real_format_prompt
     examples: Callable[[Path], list[tuple[str, str]]] = _real_examples
     evaluate_run: Callable[..., tuple[dict[str, Any], list[dict[str, Any]]]] = _real_evaluate_run
+    depth_study: Callable[..., list[dict[str, Any]]] = _real_depth_study
     clock: Callable[[], float] = field(default=time.time)  # injectable for deterministic snapshots
 
 

@@ -7,14 +7,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from trm_core.experiments.report import group_label
+
 __all__ = ["group_label", "render_curves"]
-
-
-def group_label(key: dict[str, Any]) -> str:
-    """`arch=trm num_layers=6`: the last part of each key (seeds pooled); `all` when nothing differs."""
-    if not key:
-        return "all"
-    return " ".join(f"{k.rpartition('.')[2]}={v}" for k, v in key.items())
 
 
 def render_curves(

@@ -156,6 +156,7 @@ def bench_examples(profile: Profile, source: str, split: str, needed: int) -> li
         min_steps=d.synthetic_min_steps,
         max_steps=d.synthetic_max_steps,
         seed=d.seed,
+        synthetic_answer=d.synthetic_answer,
     )
 
 

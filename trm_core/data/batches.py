@@ -162,6 +162,7 @@ def build_datasets(profile: Any, tokenizer: Any) -> tuple[TokenizedDataset, Toke
         min_steps=d.synthetic_min_steps,
         max_steps=d.synthetic_max_steps,
         seed=d.seed,
+        synthetic_answer=d.synthetic_answer,
     )
     train, val = split_train_val(examples, d.val_size, d.seed)
     kw = {"max_length": d.max_length, "bucket_multiple": d.bucket_multiple, "loss_on": d.loss_on}

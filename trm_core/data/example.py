@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
 class Example:
     question: str
     answer: str  # GSM8K form: steps with <<a*b=c>> annotations, then "#### N"
+    steps: int | None = field(default=None, compare=False)  # reasoning steps, where known (synthetic)

@@ -18,12 +18,6 @@ SPLITS = ("train", "test")
 JSONL_MAX_BYTES = 1 << 30  # GSM8K's train.jsonl is 4 MB; a bigger "data file" is a mistake or an attack
 
 
-SYNTHETIC_TEST_SIZE = 1000
-
-
-SYNTHETIC_TEST_SEED_OFFSET = 1_000_003  # the synthetic "test" split draws from its own seed
-
-
 def format_prompt(question: str) -> str:
     """The text the model is conditioned on (and prompted with at generation time)."""
     return f"Question: {question}\nAnswer:"
@@ -42,13 +36,26 @@ def load_examples(
     min_steps: int = 1,
     max_steps: int = 4,
     seed: int = 0,
+    synthetic_answer: str = "steps",
+    synthetic_test_steps: tuple[int, int] | None = None,
 ) -> list[Example]:
-    """Examples of `split` ("train" or "test") from `source`; raises DataError with one sentence."""
+    """Examples of `split` ("train" or "test") from `source`; raises DataError with one sentence.
+    `synthetic_answer` and `synthetic_test_steps` shape synthetic problems (`synthetic.synthetic_split`)."""
     if split not in SPLITS:
         raise DataError(f"unknown split '{split}'; use 'train' or 'test'")
     source = source.strip()
     if source == "synthetic":
-        return _load_synthetic(split, synthetic_size, min_steps, max_steps, seed)
+        from trm_core.data.synthetic import synthetic_split
+
+        return synthetic_split(
+            split,
+            synthetic_size,
+            min_steps,
+            max_steps,
+            seed,
+            answer=synthetic_answer,
+            test_steps=synthetic_test_steps,
+        )
     if source.startswith("jsonl:"):
         return _load_jsonl(source[len("jsonl:") :].strip(), split)
     if source.startswith("hf:"):
@@ -56,20 +63,6 @@ def load_examples(
     raise DataError(
         f"unknown data source '{source}'; use 'hf:openai/gsm8k', 'jsonl:<file-or-dir>' or 'synthetic'"
     )
-
-
-def _load_synthetic(split: str, size: int, min_steps: int, max_steps: int, seed: int) -> list[Example]:
-    from trm_core.data.synthetic import generate_examples
-
-    train = generate_examples(size, seed=seed, min_steps=min_steps, max_steps=max_steps)
-    if split == "train":
-        return train
-    # Held out: another seed, and any question that also appears in train is dropped.
-    seen = {ex.question for ex in train}
-    test = generate_examples(
-        SYNTHETIC_TEST_SIZE, seed=seed + SYNTHETIC_TEST_SEED_OFFSET, min_steps=min_steps, max_steps=max_steps
-    )
-    return [ex for ex in test if ex.question not in seen]
 
 
 def _row_to_example(row: Any, where: str) -> Example:

@@ -4,6 +4,10 @@ A problem follows one quantity (a person's marbles, cookies, dollars, ...) throu
 arithmetic steps. Each step is one sentence of the question and one line of the answer with a
 GSM8K calculator annotation, e.g. "Mia has 12+5=<<12+5=17>>17 shells now.", and the answer ends
 in "#### N". One-step problems stay regular with numbers below 100 so a tiny model can learn them.
+
+Two answer formats (`data.synthetic_answer`): "steps" (the written steps above, GSM8K's form) and
+"direct" (only "#### N": the model must do every step in its latent state, so test-time depth has
+work to do). Both draw the same problems from the same seed; only the answer text differs.
 """
 
 from __future__ import annotations
@@ -12,6 +16,10 @@ import random
 from dataclasses import dataclass
 
 from trm_core.data.example import Example
+
+ANSWER_FORMATS = ("steps", "direct")
+SYNTHETIC_TEST_SIZE = 1000
+SYNTHETIC_TEST_SEED_OFFSET = 1_000_003  # the synthetic "test" split draws from its own seed
 
 NAMES_SHE = [
     "Mia", "Ava", "Lena", "Sofia", "Nora", "Priya", "Amara", "Hana", "Chloe", "Rosa", "Ines", "Yara",
@@ -179,8 +187,11 @@ def _choose_op(rng: random.Random, x: int, cap: int) -> tuple[str, int, int] | N
     return rng.choice(options) if options else None
 
 
-def generate_problem(rng: random.Random, steps: int) -> Example:
-    """One word problem with exactly `steps` calculator steps, drawn from `rng`."""
+def generate_problem(rng: random.Random, steps: int, answer: str = "steps") -> Example:
+    """One word problem with exactly `steps` calculator steps, drawn from `rng`; `answer` "direct"
+    keeps only the final "#### N" line (the same draws from `rng`, so the same problem)."""
+    if answer not in ANSWER_FORMATS:
+        raise ValueError(f"answer must be one of {ANSWER_FORMATS}, got {answer!r}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     fam = rng.choice(FAMILIES)
@@ -230,12 +241,39 @@ def generate_problem(rng: random.Random, steps: int) -> Example:
 
     question.append(rng.choice(fam.question).format(**words))
     lines.append(f"#### {x}")
-    return Example(question=" ".join(question), answer="\n".join(lines))
+    text = "\n".join(lines) if answer == "steps" else lines[-1]
+    return Example(question=" ".join(question), answer=text, steps=steps)
 
 
-def generate_examples(n: int, *, seed: int, min_steps: int = 1, max_steps: int = 4) -> list[Example]:
+def generate_examples(
+    n: int, *, seed: int, min_steps: int = 1, max_steps: int = 4, answer: str = "steps"
+) -> list[Example]:
     """`n` problems, deterministic for `seed`, each with a step count drawn from [min_steps, max_steps]."""
     if not 1 <= min_steps <= max_steps:
         raise ValueError(f"need 1 <= min_steps <= max_steps, got {min_steps}..{max_steps}")
     rng = random.Random(seed)
-    return [generate_problem(rng, rng.randint(min_steps, max_steps)) for _ in range(n)]
+    return [generate_problem(rng, rng.randint(min_steps, max_steps), answer) for _ in range(n)]
+
+
+def synthetic_split(
+    split: str,
+    size: int,
+    min_steps: int,
+    max_steps: int,
+    seed: int,
+    *,
+    answer: str = "steps",
+    test_steps: tuple[int, int] | None = None,
+) -> list[Example]:
+    """The "train" split (`size` problems of min..max steps from `seed`) or the held-out "test"
+    split: drawn from another seed, of `test_steps` (default: the training range) steps, with
+    every question that also appears in train dropped, so a test problem is never trained on."""
+    train = generate_examples(size, seed=seed, min_steps=min_steps, max_steps=max_steps, answer=answer)
+    if split == "train":
+        return train
+    lo, hi = test_steps or (min_steps, max_steps)
+    seen = {ex.question for ex in train}
+    test = generate_examples(
+        SYNTHETIC_TEST_SIZE, seed=seed + SYNTHETIC_TEST_SEED_OFFSET, min_steps=lo, max_steps=hi, answer=answer
+    )
+    return [ex for ex in test if ex.question not in seen]

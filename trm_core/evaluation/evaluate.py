@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from trm_core.atomic import write_text_atomic
 from trm_core.data.sources import Example, format_prompt
+from trm_core.evaluation.difficulty import example_steps
 from trm_core.evaluation.scoring import extract_answer, harness_flexible, harness_match, harness_strict
 
 __all__ = ["EvalResult", "evaluate", "default_batch_size", "write_samples", "STOP", "BatchGenerator"]
@@ -140,6 +141,7 @@ def evaluate(
                 "flexible_extract": flexible,
                 "flexible_correct": harness_match(flexible, ex.answer),
                 "token_depths": token_depths[i],
+                "steps": example_steps(ex),
             }
         )
     total = len(examples)

@@ -11,8 +11,10 @@ from typing import Any
 from trm_core.data.batches import split_train_val
 from trm_core.data.sources import Example, load_examples
 from trm_core.errors import UserError
+from trm_core.evaluation.difficulty import accuracy_by_steps
 from trm_core.evaluation.evaluate import EvalResult, evaluate, write_samples
 from trm_core.evaluation.record import EVAL_DIR, record_name, write_eval_record
+from trm_core.evaluation.settings import EvalSettings
 
 __all__ = [
     "EvalSettings",
@@ -40,59 +42,27 @@ def run_dir_of(ckpt: Path) -> Path:
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
 
 
-class EvalSettings(dict):
-    """The settings an evaluation ran with, as stored in the record (a plain dict, JSON-ready).
-
-    Keys: which, data (None = the profile's), split, limit, calculator (for `accuracy`), both (also
-    score the other way), max_tokens (None = the profile's), batch_size (None = by device),
-    calculator_mode ("verify": the model's right results kept as written; "write").
-    """
-
-    @classmethod
-    def make(
-        cls,
-        *,
-        which: str = "best",
-        data: str | None = None,
-        split: str = "test",
-        limit: int | None = None,
-        calculator: bool | None = None,
-        both: bool = False,
-        max_tokens: int | None = None,
-        batch_size: int | None = None,
-        calculator_mode: str = "verify",
-    ) -> EvalSettings:
-        if limit is not None and limit < 1:
-            raise UserError(f"the evaluation limit must be at least 1, got {limit}")
-        if batch_size is not None and batch_size < 1:
-            raise UserError(f"the evaluation batch size must be at least 1, got {batch_size}")
-        if max_tokens is not None and max_tokens < 1:
-            raise UserError(f"the evaluation's max tokens must be at least 1, got {max_tokens}")
-        return cls(
-            which=str(which),
-            data=data,
-            split=split,
-            limit=limit,
-            calculator=calculator,
-            both=both,
-            max_tokens=max_tokens,
-            batch_size=batch_size,
-            calculator_mode=calculator_mode,
-        )
-
-
 def held_out_examples(
-    profile: Any, split: str, limit: int | None = None, *, source: str | None = None
+    profile: Any,
+    split: str,
+    limit: int | None = None,
+    *,
+    source: str | None = None,
+    synthetic_steps: tuple[int, int] | None = None,
 ) -> list[Example]:
     """The first `limit` problems of the run's validation slice ("val": carved from its training
-    data, never trained on) or of `source`'s (default: the profile's) "train"/"test" split."""
+    data, never trained on) or of `source`'s (default: the profile's) "train"/"test" split;
+    `synthetic_steps` (A, B): held-out synthetic problems of A..B steps, in the run's answer format,
+    none of them in the run's training set."""
     d = profile.data
-    source = source or d.source
+    source = "synthetic" if synthetic_steps else source or d.source
     kw = {
         "synthetic_size": d.synthetic_size,
         "min_steps": d.synthetic_min_steps,
         "max_steps": d.synthetic_max_steps,
         "seed": d.seed,
+        "synthetic_answer": d.synthetic_answer,
+        "synthetic_test_steps": tuple(synthetic_steps) if synthetic_steps else None,
     }
     if split == "val":
         examples = split_train_val(load_examples(source, "train", **kw), d.val_size, d.seed)[1]
@@ -117,16 +87,20 @@ def evaluate_generator(
     record_run: bool = True,
 ) -> tuple[dict[str, Any], list[EvalResult]]:
     """Score `gen` (a Generator from a checkpoint) and write samples + record into its run
-    (`record_run` False: samples only, e.g. at a test-time depth the record cannot describe).
+    (`record_run` False: samples only, e.g. at a test-time depth the record cannot describe; so
+    too for `synthetic_steps`, whose samples go to <split>-step<step>-steps<A>-<B>.jsonl).
 
     Returns (the record written, the results: the primary score first, then the other way if `both`).
     """
     profile = gen.profile
-    source = resolve_source(settings["data"] or profile.data.source)
-    examples = held_out_examples(profile, settings["split"], settings["limit"], source=source)
-    calculator = gen.defaults.calculator if settings["calculator"] is None else bool(settings["calculator"])
-    max_tokens = settings["max_tokens"] or gen.defaults.max_tokens
-    modes = [calculator, not calculator] if settings["both"] else [calculator]
+    steps_range = settings.synthetic_steps
+    source = "synthetic" if steps_range else resolve_source(settings.data or profile.data.source)
+    examples = held_out_examples(
+        profile, settings.split, settings.limit, source=source, synthetic_steps=steps_range
+    )
+    calculator = gen.defaults.calculator if settings.calculator is None else bool(settings.calculator)
+    max_tokens = settings.max_tokens or gen.defaults.max_tokens
+    modes = [calculator, not calculator] if settings.both else [calculator]
     results = []
     for mode in modes:
         cb = (
@@ -136,10 +110,10 @@ def evaluate_generator(
             evaluate(
                 gen,
                 examples,
-                batch_size=settings["batch_size"],
+                batch_size=settings.batch_size,
                 max_tokens=max_tokens,
                 calculator=mode,
-                calculator_mode=settings.get("calculator_mode", "verify"),
+                calculator_mode=settings.calculator_mode,
                 progress=cb,
             )
         )
@@ -147,7 +121,10 @@ def evaluate_generator(
         for s, off in zip(results[0].samples, results[1].samples, strict=True):
             s["generated_no_calculator"], s["correct_no_calculator"] = off["generated"], off["correct"]
     run_dir = run_dir_of(Path(gen.path))
-    stem = record_name(settings["split"], gen.step)
+    stem = record_name(settings.split, gen.step)
+    if steps_range:  # not the run's own test problems: samples beside, never the run's record
+        stem += f"-steps{steps_range[0]}-{steps_range[1]}"
+        record_run = False
     samples_path = output or run_dir / EVAL_DIR / f"{stem}.jsonl"
     try:
         write_samples(samples_path, results[0].samples)
@@ -161,20 +138,21 @@ def evaluate_generator(
     seconds = sum(r.seconds for r in results)
     tokens = sum(_generated_tokens(gen, r) for r in results)
     record = {
-        "checkpoint": settings["which"],
+        "checkpoint": settings.which,
         "step": int(gen.step),
-        "split": settings["split"],
+        "split": settings.split,
         "data": source,
-        "limit": settings["limit"],
+        "limit": settings.limit,
         "n": results[0].total,
         "accuracy": results[0].accuracy,
         "accuracy_no_calculator": no_calc,
         # lm-evaluation-harness's gsm8k scores of the primary result (scoring.py)
         "accuracy_strict": results[0].strict_accuracy,
         "accuracy_flexible": results[0].flexible_accuracy,
+        "by_steps": accuracy_by_steps(results[0].samples),  # {"3": 0.41, ...}: accuracy per problem steps
         "seconds": seconds,
         "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
-        "settings": {**settings, "calculator": calculator, "max_tokens": max_tokens},
+        "settings": settings.record(calculator=calculator, max_tokens=max_tokens),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         "samples": samples_rel,
     }
@@ -194,10 +172,10 @@ def evaluate_run(
     ema: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Load run_dir's `settings['which']` checkpoint, evaluate it and record the result."""
+    """Load run_dir's `settings.which` checkpoint, evaluate it and record the result."""
     from trm_core.generation.generator import Generator
 
-    gen = Generator.from_checkpoint(run_dir, settings["which"], ema=ema, device=device)
+    gen = Generator.from_checkpoint(run_dir, settings.which, ema=ema, device=device)
     record, _ = evaluate_generator(gen, settings, progress=progress)
     return record
 
@@ -219,7 +197,7 @@ def evaluate_held_out(
         from trm_core.generation.generator import Generator
 
         generator = Generator.from_checkpoint(run_dir, which)
-    settings = EvalSettings.make(
+    settings = EvalSettings(
         which=which, split=split, limit=limit, calculator=True, both=True, batch_size=batch_size
     )
 

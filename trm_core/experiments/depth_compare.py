@@ -11,7 +11,8 @@ The JSON (`compare --depth NAME --json`):
     {"depth_groups": [{"key": {"model.halting": "act", …}, "group": 0, "label": "S2-H1-L2-t0.5",
                        "depth": {"supervision_steps": 2, "H_cycles": 1, "L_cycles": 2, "halt_threshold": 0.5},
                        "n": 3, "runs": ["runs/t/act_seed0", …],
-                       "metrics": {"accuracy": {"mean": …, "std": …, "ci95": [lo, hi], "values": […]}, …}}],
+                       "metrics": {"accuracy": {"mean": …, "std": …, "ci95": [lo, hi], "values": […]}, …},
+                       "by_steps": {"3": summarize(accuracy on 3-step problems), …}}],
      "metrics": {name: {"label": …, "better": …}}, "by": [...], "name": "depth.json", "skipped": [run, …],
      "interval": "…", "resolved": [{"metric": "accuracy", "group": 0, "a": i, "b": j, "better": i|j}]}
 `group` numbers the profile groups in order; `a`, `b`, `better` index `depth_groups`.
@@ -91,12 +92,44 @@ def _problem(row: Any) -> str | None:
         if not _number(v) or not 0 <= v <= upper:
             bound = "between 0 and 1" if upper == 1.0 else "≥ 0"
             return f"has {k} {v!r}, not a number {bound}" + (" or null" if optional else "")
+    return _by_steps_problem(row.get("by_steps"))
+
+
+def _by_steps_problem(by_steps: Any) -> str | None:
+    """`by_steps` is optional (files from before it existed): {"3": accuracy, …} when present."""
+    if by_steps is None:
+        return None
+    if not isinstance(by_steps, dict):
+        return "has a by_steps that is not an object"
+    for k, v in by_steps.items():
+        if not k.isdigit() or not _number(v) or not 0 <= v <= 1:
+            return f"has by_steps {k!r}: {v!r}, not a step count with an accuracy between 0 and 1"
     return None
+
+
+def parse_depth_label(text: str) -> dict[str, Any]:
+    """`S1-H4-L2` or `S2-H1-L2-t0.5` (as `depth_label` writes it) -> the depth combination."""
+    import re
+
+    m = re.fullmatch(r"S(\d+)-H(\d+)-L(\d+)(?:-t([0-9.]+))?", text.strip())
+    if m is None:
+        raise UserError(f"--reference takes a depth like S1-H4-L2 or S2-H1-L2-t0.5, got {text!r}")
+    try:
+        thr = None if m.group(4) is None else float(m.group(4))
+    except ValueError:
+        raise UserError(f"--reference takes a depth like S1-H4-L2 or S2-H1-L2-t0.5, got {text!r}") from None
+    return {
+        "supervision_steps": int(m.group(1)),
+        "H_cycles": int(m.group(2)),
+        "L_cycles": int(m.group(3)),
+        "halt_threshold": thr,
+    }
 
 
 def read_depth_file(path: str | Path) -> list[dict[str, Any]]:
     """The results of one `trm-tui eval --json` file, validated; a one-sentence UserError otherwise.
-    Each result: the four depth keys and the four metrics (`seconds` and unknown keys dropped)."""
+    Each result: the four depth keys, the four metrics and `by_steps` ({} when the file has none;
+    `seconds` and unknown keys dropped)."""
     from trm_core.safe_read import FileProblem, read_bounded
 
     path = Path(path)
@@ -124,6 +157,7 @@ def read_depth_file(path: str | Path) -> list[dict[str, Any]]:
         if problem is not None:
             raise UserError(f"{path}: result {i + 1} {problem}, so it is not {_WHAT}")
         clean = {k: row[k] for k in (*DEPTH_KEYS, *DEPTH_METRICS)}
+        clean["by_steps"] = dict(row.get("by_steps") or {})
         combo = tuple(clean[k] for k in DEPTH_KEYS)
         if combo in seen:
             raise UserError(f"{path} lists {depth_label(clean)} twice; keep one result per depth combination")
@@ -137,9 +171,18 @@ def _order(depth: dict[str, Any]) -> tuple[Any, ...]:
     return (*(depth[k] for k in DEPTH_KEYS[:3]), thr is not None, thr or 0.0)
 
 
-def depth_compare(paths: Iterable[str | Path], name: str, by: Sequence[str] | None = None) -> dict[str, Any]:
+def depth_compare(
+    paths: Iterable[str | Path],
+    name: str,
+    by: Sequence[str] | None = None,
+    *,
+    paired: bool = False,
+    reference: str | None = None,
+) -> dict[str, Any]:
     """Read RUN/`name` in every run under `paths`, group and summarize (see the module docstring).
-    Runs without the file are listed in "skipped"; no run with it at all is a UserError."""
+    Runs without the file are listed in "skipped"; no run with it at all is a UserError.
+    `paired`: also "paired" and "paired_notes" (`paired.py`), against `reference` (a depth label;
+    None = each run's trained depth)."""
     from trm_core.runs.read import saved_profile
 
     if not name or not name.strip():
@@ -172,10 +215,17 @@ def depth_compare(paths: Iterable[str | Path], name: str, by: Sequence[str] | No
 
     out: list[dict[str, Any]] = []
     resolved: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {}
+    if paired:
+        extra = _paired(runs, keys, parse_depth_label(reference) if reference else None)
     for gi, (key, combos) in enumerate(groups.values()):
         first = len(out)
         for c in sorted(combos.values(), key=lambda c: _order(c["depth"])):
             metrics = {m: summarize([r[m] for r in c["rows"] if r[m] is not None]) for m in DEPTH_METRICS}
+            per_steps: dict[str, list[float]] = {}
+            for r in c["rows"]:
+                for k, v in r["by_steps"].items():
+                    per_steps.setdefault(k, []).append(v)
             out.append(
                 {
                     "key": key,
@@ -185,6 +235,9 @@ def depth_compare(paths: Iterable[str | Path], name: str, by: Sequence[str] | No
                     "n": len(c["runs"]),
                     "runs": c["runs"],
                     "metrics": metrics,
+                    "by_steps": {
+                        k: summarize(v) for k, v in sorted(per_steps.items(), key=lambda kv: int(kv[0]))
+                    },
                 }
             )
         resolved += _resolved(out, range(first, len(out)), gi)
@@ -196,7 +249,27 @@ def depth_compare(paths: Iterable[str | Path], name: str, by: Sequence[str] | No
         "skipped": skipped,
         "interval": INTERVAL,
         "resolved": resolved,
+        **extra,
     }
+
+
+def _paired(
+    runs: list[tuple[RunSummary, list[dict[str, Any]]]], keys: list[str], reference: dict[str, Any] | None
+) -> dict[str, Any]:
+    from trm_core.experiments.paired import paired_differences
+
+    members: dict[str, tuple[dict[str, Any], list[Any]]] = {}
+    for summary, rows in runs:
+        key = {k: summary.config.get(k) for k in keys}
+        by_combo = {tuple(r[k] for k in DEPTH_KEYS): r for r in rows}
+        members.setdefault(repr(sorted(key.items())), (key, []))[1].append((summary.config, by_combo))
+    rows_out: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for gi, (key, group) in enumerate(members.values()):
+        got, said = paired_differences(group, group=gi, key=key, reference=reference, label=depth_label)
+        rows_out += sorted(got, key=lambda r: _order(r["depth"]))
+        notes += said
+    return {"paired": rows_out, "paired_notes": notes}
 
 
 def _resolved(rows: list[dict[str, Any]], members: range, group: int) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ one resumes from its checkpoint, a trained but unevaluated one is only evaluated
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from trm_core.atomic import write_text_atomic
 from trm_core.evaluation.record import read_eval_records
+from trm_core.evaluation.settings import EvalSettings
 from trm_core.experiments.sweep import PlannedRun, Sweep
 from trm_core.profile import Mismatch
 
@@ -35,7 +37,9 @@ MANIFEST = "sweep.json"
 PROFILES = "profiles"
 # queued: nothing trained yet; stopped: resumable checkpoint; trained: waits for its evaluation
 STATES = ("queued", "running", "stopped", "trained", "done", "failed")
-_COMPARED = ("which", "data", "split", "limit", "calculator", "both", "max_tokens")
+# what makes a run's record answer the sweep's [eval]: every setting but the batch size
+_COMPARED = tuple(f.name for f in dataclasses.fields(EvalSettings) if f.name != "batch_size")
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(EvalSettings)}
 
 
 def sweep_dir(runs_dir: str | Path, sweep: Sweep) -> Path:
@@ -85,7 +89,7 @@ def write_manifest(root: Path, sweep: Sweep, states: dict[str, dict[str, Any]]) 
     return write_text_atomic(root / MANIFEST, json.dumps(doc, indent=1) + "\n", fsync=False)
 
 
-def eval_is_current(run_dir: Path, settings: dict[str, Any] | None) -> bool:
+def eval_is_current(run_dir: Path, settings: EvalSettings | None) -> bool:
     """True when a record with these settings exists for the checkpoint they name (or no eval is asked)."""
     if settings is None:
         return True
@@ -93,20 +97,26 @@ def eval_is_current(run_dir: Path, settings: dict[str, Any] | None) -> bool:
     from trm_core.runs.read import read_state, resolve_checkpoint
 
     try:
-        step = read_state(resolve_checkpoint(run_dir, settings["which"]))["step"]
+        step = read_state(resolve_checkpoint(run_dir, settings.which))["step"]
     except CheckpointError:
         return False
     for rec in read_eval_records(run_dir):
         saved = rec.get("settings") or {}
-        same = all(saved.get(k) == settings[k] for k in _COMPARED if k != "calculator" and k != "max_tokens")
-        calc_ok = settings["calculator"] is None or saved.get("calculator") == settings["calculator"]
-        tokens_ok = settings["max_tokens"] is None or saved.get("max_tokens") == settings["max_tokens"]
+        asked = settings.record(calculator=saved.get("calculator"), max_tokens=saved.get("max_tokens"))
+        # a key a record predates (calculator_mode, synthetic_steps) had its default value then
+        same = all(
+            saved.get(k, _DEFAULTS.get(k)) == asked.get(k, _DEFAULTS.get(k))
+            for k in _COMPARED
+            if k not in ("calculator", "max_tokens")
+        )
+        calc_ok = settings.calculator is None or saved.get("calculator") == settings.calculator
+        tokens_ok = settings.max_tokens is None or saved.get("max_tokens") == settings.max_tokens
         if rec.get("step") == step and same and calc_ok and tokens_ok:
             return True
     return False
 
 
-def run_state(run_dir: Path, settings: dict[str, Any] | None) -> str:
+def run_state(run_dir: Path, settings: EvalSettings | None) -> str:
     """One of STATES, from the run directory alone."""
     from trm_core.runs.listing import run_info
 

@@ -60,6 +60,7 @@ class SweepQueue:
         self.root = Path(runs_dir) / sweep.name
         self.device = device
         self.settings = sweep.eval_settings()
+        self.studies = sweep.depth_studies()  # [[eval.depth]]: after the eval, RUN/<name> each
         self.on_event = on_event
         self.on_update = on_update
         self.items = [
@@ -138,19 +139,10 @@ class SweepQueue:
         out = [train]
         s = self.settings
         if s is not None:
-            ev = [*prog, "eval", str(item.run_dir), "--which", s["which"], "--split", s["split"]]
-            if s["limit"] is not None:
-                ev += ["--limit", str(s["limit"])]
-            if s["calculator"] is not None:
-                ev.append("--calculator" if s["calculator"] else "--no-calculator")
-            if s["both"]:
-                ev.append("--both")
-            for flag, key in (("--batch-size", "batch_size"), ("--max-tokens", "max_tokens")):
-                if s[key] is not None:
-                    ev += [flag, str(s[key])]
-            if self.device:
-                ev += ["--device", self.device]
-            out.append(ev)
+            ev = [*prog, "eval", str(item.run_dir), *s.argv()]
+            studies = [[*prog, "eval", str(item.run_dir), *d.argv(s, item.run_dir)] for d in self.studies]
+            for argv in [ev, *studies]:
+                out.append(argv + (["--device", self.device] if self.device else []))
         return out
 
     def command_lines(self) -> list[str]:
@@ -216,6 +208,13 @@ class SweepQueue:
                 return
             except UserError as e:
                 self._set(item, "failed", f"evaluation: {e}")
+                return
+            try:
+                for study in self.studies:
+                    self._set(item, "running", f"depth study {study.name}")
+                    study.run(item.run_dir, self.settings, device=self.device or "auto")
+            except UserError as e:
+                self._set(item, "failed", f"depth study: {e}")
                 return
             item.seconds += time.monotonic() - t1
         item.seconds = max(item.seconds, time.monotonic() - t0)

@@ -17,6 +17,10 @@
     split = "test"
     limit = 500
     calculator = [true, false]
+    [[eval.depth]]                # optional: then a depth study per table, RUN/<name> (eval --json)
+    name = "depth-hard.json"
+    synthetic_steps = "3-4"       # held-out synthetic problems of 3..4 steps
+    H_cycles = [1, 2, 4, 8, 16]
 
 Everything is checked before anything runs: every problem of the file and of every expanded
 profile is reported at once (`SweepError.problems`).
@@ -38,7 +42,7 @@ from trm_core.profile import Profile, ProfileError, parse_profile, set_value
 __all__ = ["EVAL_KEYS", "PlannedRun", "Sweep", "SweepError", "load_sweep", "parse_sweep", "run_name"]
 
 TOP_KEYS = ("name", "description", "base", "seeds", "set", "grid", "variant", "eval")
-EVAL_KEYS = ("split", "limit", "calculator", "checkpoint", "batch_size", "max_tokens")
+EVAL_KEYS = ("split", "limit", "calculator", "checkpoint", "batch_size", "max_tokens", "depth")
 _NOT_SWEEPABLE = {"name", "description", "train.seed"}  # the run's own name; seeds has its own list
 
 
@@ -91,6 +95,12 @@ class Sweep:
             max_tokens=self.eval.get("max_tokens"),
             batch_size=self.eval.get("batch_size"),
         )
+
+    def depth_studies(self) -> list[Any]:
+        """The DepthStudy of each [[eval.depth]] table (validated when the file was loaded)."""
+        from trm_core.evaluation.depth_study import parse_depth_studies
+
+        return parse_depth_studies(self.eval.get("depth", []), []) if self.eval else []
 
 
 def _slug(value: Any) -> str:
@@ -160,6 +170,10 @@ def _check_eval(raw: Any, problems: list[str]) -> dict[str, Any] | None:
             value in ("best", "latest") or isinstance(value, int) and not isinstance(value, bool)
         ):
             problems.append(f"eval.checkpoint must be 'best', 'latest' or a step number, got {value!r}")
+        elif key == "depth":
+            from trm_core.evaluation.depth_study import parse_depth_studies
+
+            parse_depth_studies(value, problems)
         elif key == "calculator":
             modes = value if isinstance(value, list) else [value]
             if not modes or not all(isinstance(m, bool) for m in modes) or len(modes) > 2:

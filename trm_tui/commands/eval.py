@@ -3,6 +3,8 @@
 With test-time depth lists (`--supervision-steps 1,2,4 --halt-threshold 0.3,0.9`) every combination
 is evaluated: a table of accuracy against depth, where the tokens think longest, and `--json FILE`
 (samples per combination beside --output; the run's record only for the checkpoint's own depth).
+`--synthetic-steps 3-4` scores held-out synthetic problems of 3..4 steps instead (train easy, test
+hard); every result carries `by_steps`, the accuracy per number of steps.
 The result is also recorded in the run (`RUN/eval/<split>-step<step>.json`, see
 `trm_core.evaluation.record`), where `trm-tui compare` and the app read it.
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--both", action="store_true", help="score with and without the calculator (both go in the record)"
     )
+    p.add_argument(
+        "--synthetic-steps",
+        default=None,
+        metavar="A-B",
+        help="held-out synthetic problems of A..B steps (e.g. 3-4: harder than trained), in the run's answer format",
+    )
     add_depth_args(p, lists=True)
     p.add_argument("--json", default=None, metavar="FILE", help="write one result per depth combination")
     p.set_defaults(run=run)
@@ -81,14 +88,12 @@ def depth_grid(args: argparse.Namespace) -> list[tuple[Any, Any, Any, Any]]:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
-
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The EvalSettings these flags ask for (`EvalSettings.argv` is the way back)."""
     from trm_core.errors import UserError
-    from trm_core.evaluation.record import EVAL_DIR, record_name
-    from trm_core.evaluation.run_eval import EvalSettings, evaluate_generator, resolve_source, run_dir_of
+    from trm_core.evaluation.difficulty import parse_steps_range
+    from trm_core.evaluation.run_eval import resolve_source
+    from trm_core.evaluation.settings import MAX_EVAL_STEPS, EvalSettings
 
     for flag, value in (
         ("--batch-size", args.batch_size),
@@ -97,7 +102,13 @@ def run(args: argparse.Namespace) -> int:
     ):
         if value is not None and value < 1:
             raise UserError(f"{flag} must be at least 1, got {value}")
-    settings = EvalSettings.make(
+    steps_range = None
+    if args.synthetic_steps is not None:
+        try:
+            steps_range = parse_steps_range(args.synthetic_steps, most=MAX_EVAL_STEPS)
+        except ValueError as e:
+            raise UserError(f"--synthetic-steps {e}") from None
+    return EvalSettings(
         which=args.which,
         data=resolve_source(args.data) if args.data else None,
         split=args.split,
@@ -107,16 +118,32 @@ def run(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         batch_size=args.batch_size,
         calculator_mode=args.calculator_mode,
+        synthetic_steps=steps_range,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from trm_core.evaluation.record import EVAL_DIR, record_name
+    from trm_core.evaluation.run_eval import evaluate_generator, run_dir_of
+
+    settings = settings_from_args(args)
+    steps_range = settings.synthetic_steps
     console = Console(stderr=True)
     gen = load_generator(args)
     grid = depth_grid(args)
     depths = [depth_request(*combo) for combo in grid]
     for depth in depths:  # every bad value fails before any work
         depth.check(gen.model.cfg.arch)
-    source = settings["data"] or gen.profile.data.source
+    source = "synthetic" if steps_range else settings.data or gen.profile.data.source
+    data_label = f"{shown(source)} {args.split}" + (
+        f" ({steps_range[0]}-{steps_range[1]} steps)" if steps_range else ""
+    )
     if grid != [(None, None, None, None)]:
-        return _run_grid(gen, depths, settings, args, source, console)
+        return _run_grid(gen, depths, settings, args, data_label, console)
 
     with Progress(
         TextColumn("[bold]eval[/bold] {task.description}"),
@@ -132,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         def progress(calc: bool, done: int, total: int, correct: int) -> None:
             if calc not in tasks:
                 how = "" if not args.both else " (calculator)" if calc else " (no calculator)"
-                tasks[calc] = bar.add_task(f"{shown(source)} {args.split}{how}", total=total, acc="")
+                tasks[calc] = bar.add_task(f"{data_label}{how}", total=total, acc="")
             bar.update(tasks[calc], completed=done, acc=f"acc {correct / done:.1%}" if done else "")
 
         record, results = evaluate_generator(
@@ -143,13 +170,18 @@ def run(args: argparse.Namespace) -> int:
     max_tokens = record["settings"]["max_tokens"]
     run_dir = run_dir_of(Path(gen.path))
     output = Path(args.output) if args.output else run_dir / record["samples"]
+    record_line = (
+        [("record", shown(run_dir / EVAL_DIR / f"{record_name(record['split'], record['step'])}.json"))]
+        if not steps_range
+        else []  # other problems than the run's: --json and the samples only
+    )
 
     table = Table(title="GSM8K evaluation", title_justify="left", show_header=False)
     table.add_column("", style="bold")
     table.add_column("", overflow="fold")  # paths shown whole, wrapped
     for name, value in [
         ("checkpoint", f"{shown(gen.path)} (step {gen.step})"),
-        ("data", f"{shown(source)} {args.split}"),
+        ("data", data_label),
         ("accuracy", f"{result.accuracy:.2%}"),
         *(
             [("accuracy, calculator " + ("off" if calculator else "on"), f"{results[1].accuracy:.2%}")]
@@ -157,13 +189,14 @@ def run(args: argparse.Namespace) -> int:
             else []
         ),
         ("correct / total", f"{result.correct} / {result.total}"),
+        ("by steps", _by_steps_text(record["by_steps"])),
         ("lm-eval strict", f"{result.strict_accuracy:.2%} ({result.strict_correct})"),
         ("lm-eval flexible", f"{result.flexible_accuracy:.2%} ({result.flexible_correct})"),
         ("problems/s", f"{result.problems_per_s:.2f}"),
         ("calculator", args.calculator_mode if calculator else "off"),
         ("max tokens", str(max_tokens)),
         ("samples", shown(output)),
-        ("record", shown(run_dir / EVAL_DIR / f"{record_name(record['split'], record['step'])}.json")),
+        *record_line,
     ]:
         table.add_row(name, value)
     Console().print(table)
@@ -176,43 +209,33 @@ def run(args: argparse.Namespace) -> int:
 def _row(gen: Any, results: list[Any]) -> dict[str, Any]:
     """One depth combination's result: the issue's JSON object, and the depth report."""
     from trm_core.evaluation.depth import depth_report
+    from trm_core.evaluation.depth_study import depth_row
 
-    result = results[0]
-    report = depth_report(result.samples, gen.steps)
-    mean_depth = report.mean_depth if report.mean_depth is not None else float(gen.steps)
-    H, L = gen.depth.cycles
-    no_calc = next((r.accuracy for r in results if not r.calculator), None)
     return {
-        "report": report,
+        "report": depth_report(results[0].samples, gen.steps),
         "label": _label(gen),
-        "json": {
-            "supervision_steps": gen.steps,
-            "H_cycles": H,
-            "L_cycles": L,
-            "halt_threshold": gen.depth.halt_threshold if gen.act else None,
-            "accuracy": result.accuracy,
-            "accuracy_no_calculator": no_calc,  # measured with --both or --no-calculator, else null
-            "mean_depth": mean_depth,
-            "net_calls_per_token": mean_depth * gen.calls_per_step(),
-            "seconds": sum(r.seconds for r in results),
-        },
+        "json": depth_row(gen, results),
     }
 
 
-def _write_json(path: str, rows: list[dict[str, Any]]) -> None:
-    from trm_core.atomic import write_text_atomic
-    from trm_core.errors import UserError
+def _by_steps_text(by_steps: dict[str, float]) -> str:
+    """'1: 80.0%  2: 41.5%' (steps: accuracy), or '-' when the problems show no steps."""
+    return "  ".join(f"{k}: {v:.1%}" for k, v in by_steps.items()) or "-"
 
-    try:
-        write_text_atomic(
-            Path(path), json.dumps({"results": [r["json"] for r in rows]}, indent=1) + "\n", fsync=False
-        )
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+
+def _write_json(path: str, rows: list[dict[str, Any]]) -> None:
+    from trm_core.evaluation.depth_study import write_depth_json
+
+    write_depth_json(Path(path), [r["json"] for r in rows])
 
 
 def _run_grid(
-    gen: Any, depths: list[Any], settings: Any, args: argparse.Namespace, source: str, console: Any
+    gen: Any,
+    depths: list[Any],
+    settings: Any,
+    args: argparse.Namespace,
+    data_label: str,
+    console: Any,
 ) -> int:
     """Every depth combination: samples beside --output (or in RUN/eval/), a table, --json."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -220,10 +243,12 @@ def _run_grid(
     from trm_core.evaluation.record import EVAL_DIR
     from trm_core.evaluation.run_eval import evaluate_generator, run_dir_of
 
+    steps_range = settings.synthetic_steps
+    suffix = f"-steps{steps_range[0]}-{steps_range[1]}" if steps_range else ""
     base = (
         Path(args.output)
         if args.output
-        else run_dir_of(Path(gen.path)) / EVAL_DIR / f"{args.split}-step{gen.step}.jsonl"
+        else run_dir_of(Path(gen.path)) / EVAL_DIR / f"{args.split}-step{gen.step}{suffix}.jsonl"
     )
     rows = []
     for depth in depths:
@@ -237,17 +262,13 @@ def _run_grid(
             def progress(calc: bool, done: int, total: int, correct: int, bar=bar, tasks=tasks) -> None:
                 if calc not in tasks:
                     how = "" if not args.both else " (calculator)" if calc else " (no calculator)"
-                    tasks[calc] = bar.add_task(
-                        f"{shown(source)} {args.split} {_label(gen)}{how}", total=total, acc=""
-                    )
+                    tasks[calc] = bar.add_task(f"{data_label} {_label(gen)}{how}", total=total, acc="")
                 bar.update(tasks[calc], completed=done, acc=f"acc {correct / done:.1%}" if done else "")
 
             out = base.with_name(f"{base.stem}-{_label(gen)}{base.suffix}")
             _, results = evaluate_generator(gen, settings, output=out, progress=progress, record_run=False)
         rows.append(_row(gen, results))
-    _print_grid(
-        rows, bool(gen.defaults.calculator if settings["calculator"] is None else settings["calculator"])
-    )
+    _print_grid(rows, bool(gen.defaults.calculator if settings.calculator is None else settings.calculator))
     _print_depths(rows, gen)
     if args.json:
         _write_json(args.json, rows)

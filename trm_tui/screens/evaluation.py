@@ -4,6 +4,11 @@ A worker runs `Backend.evaluate_run` (greedy, with and without the calculator; t
 samples land in run_dir/eval/) and posts progress; the screen shows both accuracies and a table
 of samples (✓/✗, gold, predicted, question) that F6 filters to the wrong ones. The last record
 of the run is shown when the screen opens.
+
+A depth study (F7): the checkpoint evaluated at every H-cycles × halting-threshold value typed in
+the second row (`Backend.depth_study`, written to RUN/depth.json as `trm-tui eval --json` writes
+it), then its curve of accuracy against depth in place of the samples; `trm-tui compare --depth
+depth.json` and the compare view's depth mode read the same file.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from textual.worker import get_current_worker
 from trm_core.evaluation.record import latest_eval
 
 from ..messages import EvalFinished, EvalProgress
+from ..widgets.depth_study import DepthProgress, DepthStudyDone, DepthStudyRow, depth_curve
 
 MAX_SAMPLES_BYTES = 16 << 20  # a samples file bigger than this is not shown
 
@@ -73,10 +79,22 @@ def summary(record: dict[str, Any]) -> Text:
 
 
 class EvalScreen(Screen[None]):
+    DEFAULT_CSS = """
+    EvalScreen #eval-curve { height: 1fr; display: none; }
+    EvalScreen.depth-shown #eval-curve { display: block; }
+    EvalScreen.depth-shown #eval-samples, EvalScreen.depth-shown #eval-detail-box { display: none; }
+    """
     BINDINGS = [
         Binding("escape", "close", "Close", id="eval.close"),
         Binding("f5", "start", "Evaluate", id="eval.start", tooltip="Evaluate with these settings"),
         Binding("f6", "toggle_wrong", "Wrong only", id="eval.wrong_only", tooltip="Show only wrong answers"),
+        Binding(
+            "f7",
+            "depth_study",
+            "Depth study",
+            id="eval.depth_study",
+            tooltip="Evaluate at every H-cycles / halt threshold listed; plot accuracy against depth",
+        ),
     ]
 
     def __init__(self, run_dir: Path) -> None:
@@ -107,12 +125,14 @@ class EvalScreen(Screen[None]):
             yield Label("limit", classes="eval-label")
             yield Input("100", id="eval-limit", type="integer", compact=True)
             yield Button("Evaluate", id="eval-start", variant="primary", compact=True)
+        yield DepthStudyRow(id="eval-depth-row")
         with Horizontal(id="eval-progress-row"):
             yield ProgressBar(id="eval-progress", show_eta=False)
         yield Static(
             Text("F5 evaluates: greedy answers, with and without the calculator", style="dim"),
             id="eval-summary",
         )
+        yield Static(id="eval-curve")
         yield DataTable(id="eval-samples", cursor_type="row", zebra_stripes=True)
         with VerticalScroll(id="eval-detail-box"):
             yield Static(id="eval-detail")
@@ -154,11 +174,75 @@ class EvalScreen(Screen[None]):
         which = str(self.query_one("#eval-which", Select).value)
         split = str(self.query_one("#eval-split", Select).value)
         self.running = True
+        self.remove_class("depth-shown")
         self.query_one("#eval-progress", ProgressBar).update(total=None, progress=0)
         self.query_one("#eval-summary", Static).update(
             Text(f"loading {which} and the {split} problems…", style="yellow")
         )
         self._evaluate(which, split, limit)
+
+    def _limit(self) -> int | None:
+        """The limit typed (empty = every problem); ValueError for anything but a number ≥ 1."""
+        text = self.query_one("#eval-limit", Input).value.strip()
+        limit = int(text) if text else None
+        if limit is not None and limit < 1:
+            raise ValueError
+        return limit
+
+    def action_depth_study(self) -> None:
+        if self.running:
+            self.app.notify("Already evaluating.", severity="warning")
+            return
+        try:
+            limit = self._limit()
+        except ValueError:
+            self.app.notify("limit must be a whole number ≥ 1 (empty = all problems).", severity="error")
+            return
+        which = str(self.query_one("#eval-which", Select).value)
+        split = str(self.query_one("#eval-split", Select).value)
+        if self.query_one(DepthStudyRow).start(self.run_dir, which, split, limit):
+            self.running = True
+            self.query_one("#eval-progress", ProgressBar).update(total=None, progress=0)
+            self.query_one("#eval-summary", Static).update(
+                Text(f"depth study: loading {which} and the {split} problems…", style="yellow")
+            )
+
+    @on(DepthProgress)
+    def _on_depth_progress(self, msg: DepthProgress) -> None:
+        self.query_one("#eval-progress", ProgressBar).update(total=msg.total, progress=msg.done)
+        self.query_one("#eval-summary", Static).update(
+            Text(f"depth study at {msg.label}: {msg.done}/{msg.total} answers", style="yellow")
+        )
+
+    @on(DepthStudyDone)
+    def _on_depth_done(self, msg: DepthStudyDone) -> None:
+        self.running = False
+        self.query_one("#eval-progress", ProgressBar).update(total=1, progress=1)
+        if msg.error:
+            self.query_one("#eval-summary", Static).update(
+                Text(f"depth study failed: {msg.error}", style="bold red")
+            )
+            return
+        parts = []
+        for r in msg.rows:
+            label = f"H{r['H_cycles']}" + (
+                "" if r["halt_threshold"] is None else f" t{r['halt_threshold']:g}"
+            )
+            parts.append(f"{label} {r['accuracy']:.1%}")
+        self.query_one("#eval-summary", Static).update(
+            Text("depth study (calculator as the profile says): " + " · ".join(parts) + " → depth.json")
+        )
+        self.add_class("depth-shown")
+        self.set_timer(0.1, self._draw_curve)  # once the curve has taken the samples' place
+
+    def _draw_curve(self) -> None:
+        curve = self.query_one("#eval-curve", Static)
+        width, height = curve.size.width or 78, curve.size.height or 10
+        curve.update(depth_curve(self.run_dir, width, max(height, 8)))
+
+    def on_resize(self) -> None:
+        if self.has_class("depth-shown"):
+            self._draw_curve()
 
     def action_toggle_wrong(self) -> None:
         self.wrong_only = not self.wrong_only
