@@ -209,7 +209,8 @@ async def test_the_compare_view_has_a_depth_mode(study: Path) -> None:
         assert rows[0] == ["hidden_size=16", "S1-H1-L1", "3", "50.0% ± 24.8%", "reference"]
         assert rows[2][1:] == ["S1-H4-L1", "3", "10.0% ± 0.0%", "-40.0 ± 24.8 pts"]
         assert rows[5][1:] == ["S1-H4-L1", "3", "60.0% ± 24.8%", "+25.0 ± 12.4 pts"]
-        assert "± = 95% CI half-width" in str(screen.query_one("#compare-title", Static).render())
+        title = str(screen.query_one("#compare-title", Static).render())
+        assert "± = 95% CI half-width" in title and len(title) <= 80
         await until(lambda: "accuracy %" in str(screen.query_one("#compare-plot", Static).render()))
         plot = str(screen.query_one("#compare-plot", Static).render())
         assert "hidden_size=16" in plot and "H-cycles" in plot

@@ -181,7 +181,7 @@ class CompareScreen(Screen[None]):
             return
         self.depth = r = msg.result
         skipped = f" · {len(r['skipped'])} without depth.json" if r["skipped"] else ""
-        title.update(f"depth mode · ± = 95% CI half-width · Δ = paired, vs the trained depth{skipped}")
+        title.update(f"depth · ± = 95% CI half-width · Δ paired vs trained{skipped}")
         table.add_columns("group", "depth", "n", "accuracy", "Δ vs trained")
         for cells in depth_rows(r):
             table.add_row(*cells)
