@@ -26,7 +26,7 @@ from trm_core.profile import ProfileError, parse_profile
 from trm_core.runs.listing import list_runs
 
 from ..backend import stop_strings, wrap_prompt
-from ..messages import ExamplesLoaded, GenerationDone, GenerationStatus
+from ..messages import ExamplesLoaded, GenerationDone, GenerationStatus, OpenInRepl
 from ..widgets.prompt_input import PromptInput
 from ..widgets.transcript import PieceBuffer, Transcript, depth_legend
 from .base import Pane
@@ -97,6 +97,16 @@ class ReplPane(Pane):
         self._flush_timer = self.set_interval(FLUSH_S, self._flush, pause=True)
         self.refresh_runs()
         self.status("pick a run, type a problem (F9: an example), press enter")
+
+    def on_show(self) -> None:
+        self.refresh_runs()
+
+    def on_unmount(self) -> None:
+        self.action_stop()
+
+    @on(OpenInRepl)
+    def _open_in_repl(self, msg: OpenInRepl) -> None:
+        self.refresh_runs(select=str(msg.run_dir))
 
     # ------------------------------------------------------------------ runs
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.text import Text
 from textual import on, work
@@ -177,7 +177,7 @@ class EvalScreen(Screen[None]):
             post(EvalProgress(done, total))
 
         try:
-            record, samples = self.app.backend.evaluate_run(  # type: ignore[attr-defined]
+            record, samples = cast(Any, self.app).backend.evaluate_run(  # the TrmApp's backend
                 self.run_dir, which=which, split=split, limit=limit, progress=progress
             )
         except EvalCancelled:

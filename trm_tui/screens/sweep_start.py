@@ -58,6 +58,19 @@ def _toml_list(values: list) -> str:
     return tomlkit.dumps({"v": values}).partition("=")[2].strip()
 
 
+class StopAtEnds(OptionList):
+    """An option list that stops at its first and last option: ↓ past the end must not land on the
+    first sweep (which enter would start)."""
+
+    def action_cursor_down(self) -> None:
+        if self.highlighted is None or self.highlighted < self.option_count - 1:
+            super().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        if self.highlighted is None or self.highlighted > 0:
+            super().action_cursor_up()
+
+
 class SweepPickModal(ModalScreen[Path | str | None]):
     """Dismisses with a sweep file, BUILD (build one from the profile), or None."""
 
@@ -75,7 +88,7 @@ class SweepPickModal(ModalScreen[Path | str | None]):
             yield Label(
                 "Run which sweep? (runs go to RUNS_DIR/<sweep>/; rerunning resumes)", classes="question"
             )
-            yield OptionList(*options, id="sweep-files")
+            yield StopAtEnds(*options, id="sweep-files")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
 
