@@ -216,3 +216,57 @@ async def test_a_profile_added_on_disk_appears_without_a_restart(tmp_path: Path)
         (profiles / "c.toml").write_text(GOOD.read_text().replace('name = "good"', 'name = "c"'))
         await pilot.press("f2", "f1")  # showing the tab re-reads it too
         await until(lambda: plist.option_count == 3, timeout=5)
+
+
+@pytest.mark.anyio
+async def test_an_early_stopped_run_is_extended_from_the_app_and_untouched_until_then(tmp_path: Path) -> None:
+    from textual.widgets import Button
+
+    from tests.test_train import tiny_text
+    from trm_core.profile import parse_profile
+    from trm_core.runs.listing import run_info
+    from trm_core.training.trainer import Trainer
+    from trm_tui.app import TrmApp
+    from trm_tui.panes.train import TrainPane
+    from trm_tui.screens.mismatch import MismatchModal
+    from trm_tui.screens.modals import ChoiceModal
+
+    profiles, runs = tmp_path / "profiles", tmp_path / "runs"
+    profiles.mkdir()
+    keys = dict(
+        name="tiny", train__lr=1e-9, train__eval_every=1, train__max_steps=50,
+        early_stopping__patience=2, early_stopping__min_delta=0.01,
+    )  # fmt: skip
+    Trainer(parse_profile(tiny_text(**keys)), runs / "tiny").run()
+    assert run_info(runs / "tiny").status == "early-stopped"
+    keys["train__max_steps"] = 80  # raised: "changes-training"
+    (profiles / "tiny.toml").write_text(tiny_text(**keys))
+
+    def files() -> dict:
+        return {
+            p: p.read_bytes() for p in sorted((runs / "tiny").rglob("*")) if p.is_file() and p.name != ".lock"
+        }
+
+    before = files()
+    app = TrmApp(profiles_dir=profiles, runs_dir=runs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(TrainPane)
+        await pilot.press("f2", "f5")
+        await until(lambda: isinstance(app.screen, MismatchModal))
+        await pilot.click("#resume")  # "Resume anyway"
+        await until(lambda: isinstance(app.screen, ChoiceModal))
+        assert "stopped early at step 3" in str(app.screen.query_one(".question").render())
+        await pilot.press("escape")
+        await until(lambda: pane.state == "idle")
+        assert files() == before  # nothing trained, nothing written: profile.toml still says 50
+
+        await pilot.press("f5")
+        await until(lambda: isinstance(app.screen, MismatchModal))
+        await pilot.click("#resume")
+        await until(lambda: isinstance(app.screen, ChoiceModal))
+        assert str(app.screen.query_one("#extend", Button).label) == "Continue (patience 2)"
+        await pilot.press("enter")
+        await until(lambda: pane.state == "early-stopped", timeout=60)
+    info = run_info(runs / "tiny")
+    assert info.step == 5 and info.total_steps == 80  # two more evaluations without improvement
+    assert "max_steps = 80" in (runs / "tiny" / "profile.toml").read_text()

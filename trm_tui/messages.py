@@ -34,6 +34,7 @@ class TrainPrepared(Message):
     fresh_dir: Path | None = None
     error: str = ""
     busy_pid: int | None = None
+    stopped_early: int | None = None  # the step an early-stopped run ended at
 
 
 @dataclass

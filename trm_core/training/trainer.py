@@ -67,6 +67,7 @@ class Trainer:
         resume: bool = True,
         device: str | None = None,
         max_steps: int | None = None,
+        extend_patience: int | None = None,
     ):
         self.profile = profile
         self.run_dir = Path(run_dir)
@@ -74,6 +75,8 @@ class Trainer:
         self.resume = resume
         self.device_request = device or profile.train.device
         self.max_steps_override = max_steps if max_steps and max_steps > 0 else None
+        # continue past early stopping: a resumed run's stopper reopens with this patience
+        self.extend_patience = extend_patience if extend_patience and extend_patience > 0 else None
         self._stop = threading.Event()
         self.step = 0
         self.total_steps = 0
@@ -148,8 +151,10 @@ class Trainer:
         r = self.files.resume(allowed=self.resume, model=model, ema=self.ema, optimizer=self.optimizer,
                               stopper=self.stopper, dist=self.dist, log=self._log)  # fmt: skip
         resumed = r is not None
-        if r is not None and r.step >= self.total_steps:
-            return self._nothing_to_train(r.step)
+        if r is not None and self.extend_patience is not None:
+            self.stopper.reopen(self.extend_patience)
+        if r is not None and (r.step >= self.total_steps or self.stopper.should_stop):
+            return self._nothing_to_train(r.step)  # before anything is written (profile.toml too)
         if r is not None:
             self.step, self.pos, self._carry0 = r.step, r.pos, r.carry
             self._last_eval_step, self._elapsed0, self._saved_step = r.last_eval_step, r.elapsed_s, r.step
@@ -190,8 +195,13 @@ class Trainer:
 
     def _nothing_to_train(self, step: int) -> DoneEvent:
         """The checkpoint already reached the step budget (loaded, so a damaged one is still
-        reported): said to `on_event` only; metrics.jsonl was never opened, the run stays byte for byte."""
+        reported), or the run stopped early and is not extended: said to `on_event` only;
+        metrics.jsonl was never opened, the run stays byte for byte."""
         self.step, msg = step, f"{self.run_dir} already finished at step {step}; nothing to train"
+        if self.stopper.should_stop and step < self.total_steps:
+            msg = (
+                f"{self.run_dir} already stopped early at step {step} (best at step {self.stopper.best_step})"
+            )
         done = DoneEvent("nothing-to-train", step, msg)
         if self.on_event is not None and self.dist.is_main:
             self.on_event(done)

@@ -37,6 +37,7 @@ from trm_core.runs.listing import list_runs, run_info
 from ..jobs import TrainingEnded, TrainingStopping
 from ..messages import TrainEvent, TrainPrepared, TrainSettled, TrainWanted
 from ..screens.mismatch import MismatchModal
+from ..screens.modals import ChoiceModal
 from ..widgets.early_stop import EarlyStopPanel
 from ..widgets.loss_chart import LossChart
 from .base import Pane
@@ -204,11 +205,12 @@ class TrainPane(Pane):
                 self.post_message(TrainPrepared(profile, run_dir, None, busy_pid=info.pid))
                 return
             mismatches = backend.check_run_dir(profile, run_dir)
-            fresh_dir = backend.propose_fresh_run_dir(run_dir) if mismatches else None
+            early = info.step if info.status == "early-stopped" and not fresh else None
+            fresh_dir = backend.propose_fresh_run_dir(run_dir) if mismatches or early else None
         except Exception as e:  # noqa: BLE001 — a broken checkpoint must not kill the app
             self.post_message(TrainPrepared(profile, run_dir, None, error=f"{type(e).__name__}: {e}"))
             return
-        self.post_message(TrainPrepared(profile, run_dir, mismatches, fresh_dir))
+        self.post_message(TrainPrepared(profile, run_dir, mismatches, fresh_dir, stopped_early=early))
 
     @on(TrainPrepared)
     def _on_prepared(self, msg: TrainPrepared) -> None:
@@ -231,9 +233,7 @@ class TrainPane(Pane):
         if msg.mismatches is None:
             self._launch(profile, run_dir, resume=True, note=f"new run in {short(run_dir)}")
         elif not msg.mismatches:
-            self._launch(
-                profile, run_dir, resume=True, note=f"profile identical to {run_dir.name}'s: resuming"
-            )
+            self._resume(msg, note=f"profile identical to {run_dir.name}'s: resuming")
         else:
             assert msg.fresh_dir is not None
             fresh_dir = msg.fresh_dir
@@ -241,7 +241,7 @@ class TrainPane(Pane):
             def chosen(choice: str | None) -> None:
                 if choice == "resume":
                     changed = ", ".join(m.key for m in msg.mismatches or [])
-                    self._launch(profile, run_dir, resume=True, note=f"resuming despite changes: {changed}")
+                    self._resume(msg, note=f"resuming despite changes: {changed}")
                 elif choice == "fresh":
                     self._launch(profile, fresh_dir, resume=False, note=f"fresh run in {short(fresh_dir)}")
                 else:
@@ -250,7 +250,41 @@ class TrainPane(Pane):
 
             self.app.push_screen(MismatchModal(msg.mismatches, run_dir, fresh_dir), chosen)
 
-    def _launch(self, profile: Profile, run_dir: Path, *, resume: bool, note: str) -> None:
+    def _resume(self, msg: TrainPrepared, note: str) -> None:
+        """Resume; a run that stopped early is first asked about: continuing it past early stopping
+        (from its last checkpoint, with the profile's patience counted afresh) or a fresh run. Nothing
+        of the run is touched until one is chosen."""
+        assert msg.profile is not None
+        profile, run_dir = msg.profile, msg.run_dir
+        if msg.stopped_early is None or msg.fresh_dir is None:
+            self._launch(profile, run_dir, resume=True, note=note)
+            return
+        fresh_dir, patience = msg.fresh_dir, profile.early_stopping.patience
+
+        def chosen(choice: str | None) -> None:
+            if choice == "extend":
+                note = f"continuing past early stopping from step {msg.stopped_early}, patience {patience}"
+                self._launch(profile, run_dir, resume=True, note=note, extend_patience=patience)
+            elif choice == "fresh":
+                self._launch(profile, fresh_dir, resume=False, note=f"fresh run in {short(fresh_dir)}")
+            else:
+                self._set_state("idle")
+                self.log_line("cancelled: nothing trained, the run's files are untouched", "dim")
+
+        question = (
+            f"{run_dir.name} stopped early at step {msg.stopped_early}. Continue past early stopping "
+            f"from its last checkpoint, with a patience of {patience} evaluations "
+            "(early_stopping.patience), or train a fresh run?"
+        )
+        choices = [
+            ("extend", f"Continue (patience {patience})", "primary"),
+            ("fresh", f"Fresh: {fresh_dir.name}", "default"),
+        ]
+        self.app.push_screen(ChoiceModal(question, choices, focus="extend"), chosen)
+
+    def _launch(
+        self, profile: Profile, run_dir: Path, *, resume: bool, note: str, extend_patience: int | None = None
+    ) -> None:
         if self.tapp.jobs.busy:
             self._set_state("idle")
             self.app.notify("A sweep is running; stop it first (F6).", severity="warning")
@@ -261,7 +295,8 @@ class TrainPane(Pane):
         self.log_line(note, "cyan")
         self._set_state("starting")
         self.refresh_runs(select=run_dir)
-        self.tapp.jobs.train(profile, run_dir, resume)
+        options = {"extend_patience": extend_patience} if extend_patience else {}
+        self.tapp.jobs.train(profile, run_dir, resume, **options)
 
     # ------------------------------------------------------------------ events (app thread)
 
