@@ -34,7 +34,10 @@ def test_resuming_an_early_stopped_run_changes_none_of_its_files(tmp_path):
         early_stopping__patience=2, early_stopping__min_delta=0.01,
     )  # fmt: skip
     done, events, _ = train(raised, run)  # "Resume anyway" with a raised max_steps
-    assert done.reason == "nothing-to-train" and "stopped early at step 3 (best at step 1)" in done.message
+    assert (
+        done.reason == "nothing-to-train"
+        and "already stopped early at step 3; nothing to train" in done.message
+    )
     assert events[-1].kind == "done" and not of(events, "step")
     assert snapshot(run) == before  # profile.toml was rewritten to max_steps = 80 before
 

@@ -53,6 +53,7 @@ class TrmApp(App[None]):
             for tab, (label, _, key) in TABS.items()
         ),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+        Binding("escape", "close_help", "Close keys", id="app.close_help", show=False),
     ]
 
     profile_path: reactive[Path | None] = reactive(None, always_update=True)
@@ -133,6 +134,14 @@ class TrmApp(App[None]):
             self.post_message(RunsChanged())  # the Runs table shows the new accuracy
 
         self.push_screen(EvalScreen(run_dir), closed)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "close_help":  # esc only while the keys panel is open
+            return bool(self.screen.query("HelpPanel"))
+        return super().check_action(action, parameters)
+
+    def action_close_help(self) -> None:
+        self.action_hide_help_panel()
 
     # ------------------------------------------------------------------ palette
 

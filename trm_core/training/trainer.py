@@ -75,8 +75,7 @@ class Trainer:
         self.resume = resume
         self.device_request = device or profile.train.device
         self.max_steps_override = max_steps if max_steps and max_steps > 0 else None
-        # continue past early stopping: a resumed run's stopper reopens with this patience
-        self.extend_patience = extend_patience if extend_patience and extend_patience > 0 else None
+        self.extend_patience = extend_patience  # continue past early stopping with this patience
         self._stop = threading.Event()
         self.step = 0
         self.total_steps = 0
@@ -151,8 +150,7 @@ class Trainer:
         r = self.files.resume(allowed=self.resume, model=model, ema=self.ema, optimizer=self.optimizer,
                               stopper=self.stopper, dist=self.dist, log=self._log)  # fmt: skip
         resumed = r is not None
-        if r is not None and self.extend_patience is not None:
-            self.stopper.reopen(self.extend_patience)
+        self.stopper.reopen(self.extend_patience)  # past early stopping, when asked to (else a no-op)
         if r is not None and (r.step >= self.total_steps or self.stopper.should_stop):
             return self._nothing_to_train(r.step)  # before anything is written (profile.toml too)
         if r is not None:
@@ -195,13 +193,9 @@ class Trainer:
 
     def _nothing_to_train(self, step: int) -> DoneEvent:
         """The checkpoint already reached the step budget (loaded, so a damaged one is still
-        reported), or the run stopped early and is not extended: said to `on_event` only;
-        metrics.jsonl was never opened, the run stays byte for byte."""
-        self.step, msg = step, f"{self.run_dir} already finished at step {step}; nothing to train"
-        if self.stopper.should_stop and step < self.total_steps:
-            msg = (
-                f"{self.run_dir} already stopped early at step {step} (best at step {self.stopper.best_step})"
-            )
+        reported) or stopped early: said to `on_event` only; metrics.jsonl was never opened, the run stays byte for byte."""
+        what = "stopped early" if self.stopper.should_stop and step < self.total_steps else "finished"
+        self.step, msg = step, f"{self.run_dir} already {what} at step {step}; nothing to train"
         done = DoneEvent("nothing-to-train", step, msg)
         if self.on_event is not None and self.dist.is_main:
             self.on_event(done)
@@ -219,10 +213,6 @@ class Trainer:
         self._carry_now: tuple[torch.Tensor | None, ...] | None = None
         reason, message = "finished", ""
         try:
-            if self.stopper.should_stop:
-                raise _Finish(
-                    "early-stopped", f"this run already stopped early (best at step {self.stopper.best_step})"
-                )
             if self.step >= self.total_steps:
                 raise _Finish("finished")
             first = True

@@ -52,7 +52,7 @@ def fmt_eta(seconds: float | None) -> str:
 
 class RunsPane(Pane):
     BINDINGS = [
-        Binding("f5", "refresh", "Refresh", id="runs.refresh", tooltip="Re-read the runs directory"),
+        Binding("f5", "refresh", "Refresh", id="runs.refresh", show=False, tooltip="Re-read the runs directory (also every 5 s)"),
         Binding("f6", "open_repl", "REPL", id="runs.open_repl", tooltip="Talk to this run's model"),
         Binding("f7", "toggle_log", "Log", id="runs.log_scale", tooltip="Toggle log-scale loss axis"),
         Binding("space", "toggle_mark", "Mark", id="runs.mark", show=False,

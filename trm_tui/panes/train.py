@@ -48,10 +48,10 @@ REDRAW_S = 0.25
 
 class TrainPane(Pane):
     BINDINGS = [
-        Binding("f5", "start", "Start/resume", id="train.start", tooltip="Train the selected run"),
+        Binding("f5", "start", "Start", id="train.start", tooltip="Train the selected run"),
         Binding("f6", "stop", "Stop", id="train.stop", tooltip="Stop training; a checkpoint is saved"),
-        Binding("f7", "toggle_log", "Log scale", id="train.log_scale", tooltip="Toggle log-scale loss axis"),
-        Binding("f8", "start_fresh", "Fresh run", id="train.fresh", tooltip="Train into a new run directory"),
+        Binding("f7", "toggle_log", "Log", id="train.log_scale", tooltip="Toggle log-scale loss axis"),
+        Binding("f8", "start_fresh", "Fresh", id="train.fresh", tooltip="Train into a new run directory"),
         Binding("f9", "evaluate", "Evaluate", id="train.evaluate", tooltip="Evaluate the selected run"),
     ]
 
