@@ -119,3 +119,35 @@ async def test_the_sweep_builder_writes_a_relative_base_and_its_evaluation_size(
     assert 'base = "../tiny.toml"' in text and "limit = 40" in text
     sweep = load_sweep(path, dirs[0])
     assert sweep.grid == {"model.hidden_size": [16, 32]} and sweep.eval["limit"] == 40
+
+
+@pytest.mark.anyio
+async def test_enter_on_an_evaluated_answer_shows_it_both_ways_and_toasts_leave_the_detail_free(dirs) -> None:
+    from textual.widgets import DataTable, Static
+
+    from trm_tui.screens.answer import AnswerModal
+    from trm_tui.screens.evaluation import EvalScreen
+
+    train_once(dirs, TrainerScript(total_steps=10))
+    app = make_app(dirs)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        app.open_evaluation(dirs[1] / "tiny")
+        await wait_for(pilot, lambda: isinstance(app.screen, EvalScreen))
+        screen = app.screen
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: screen.query_one("#eval-samples", DataTable).row_count == 2)
+        await wait_for(pilot, lambda: bool(screen.query("Toast")))
+        await pilot.pause(0.3)
+        detail = screen.query_one("#eval-detail-box").region
+        toasts = [t.region for t in screen.query("Toast")]
+        assert toasts and not any(t.overlaps(detail) for t in toasts)
+        table = screen.query_one("#eval-samples", DataTable)
+        table.focus()
+        table.move_cursor(row=1)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, AnswerModal))
+        text = str(app.screen.query_one("#answer-text", Static).render())
+        assert "Leo had 9 apples" in text and "With the calculator: ✗ wrong (answer 99)" in text
+        assert "Without the calculator: ✗ wrong\n#### 98" in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, EvalScreen)

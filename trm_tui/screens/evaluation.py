@@ -242,6 +242,16 @@ class EvalScreen(Screen[None]):
         sample = next((s for s in self.shown() if str(s.get("index", id(s))) == key), None)
         self._detail(sample)
 
+    @on(DataTable.RowSelected, "#eval-samples")
+    def _on_enter(self, event: DataTable.RowSelected) -> None:
+        """Enter: the answer in full, with the calculator and without (trm_tui/screens/answer.py)."""
+        from .answer import AnswerModal
+
+        key = event.row_key.value
+        sample = next((s for s in self.shown() if str(s.get("index", id(s))) == key), None)
+        if sample is not None:
+            self.app.push_screen(AnswerModal(sample))
+
     def _detail(self, s: dict[str, Any] | None) -> None:
         box = self.query_one("#eval-detail", Static)
         if s is None:
