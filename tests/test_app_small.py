@@ -68,6 +68,15 @@ async def test_esc_closes_the_keys_panel(dirs) -> None:
         app.action_show_help_panel()
         await pilot.pause()
         assert app.screen.query("HelpPanel")
+        keys = app.screen.query_one("KeyPanel")
+        await pilot.pause(0.2)
+        import io
+
+        from rich.console import Console
+
+        console = Console(width=80, record=True, file=io.StringIO())
+        console.print(keys.query_one("BindingsTable").render())
+        assert "Mark (moves down)" in console.export_text()  # space is documented
         await pilot.press("escape")
         await pilot.pause()
         assert not app.screen.query("HelpPanel")
