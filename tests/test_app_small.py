@@ -160,3 +160,21 @@ async def test_enter_on_an_evaluated_answer_shows_it_both_ways_and_toasts_leave_
         assert "Without the calculator: ✗ wrong\n#### 98" in text
         await pilot.press("escape")
         assert isinstance(app.screen, EvalScreen)
+
+
+def test_the_sweep_builder_sets_single_values_instead_of_naming_runs_after_them(tmp_path: Path) -> None:
+    from trm_core.experiments.sweep import parse_sweep
+    from trm_tui.screens.sweep_start import build_sweep_text
+
+    from .test_experiments import GOOD
+
+    grid = "train.max_steps = 150\nearly_stopping.stop_below = 0\nmodel.hidden_size = 16, 32\n"
+    sweep = parse_sweep(build_sweep_text("arch", GOOD, grid, "0"), tmp_path / "arch.toml")
+    assert sweep.fixed == {"train.max_steps": 150, "early_stopping.stop_below": 0}
+    assert list(sweep.grid) == ["model.hidden_size"]
+    assert [r.name for r in sweep.runs] == ["hidden_size-16_seed0", "hidden_size-32_seed0"]
+    assert all(r.profile.train.max_steps == 150 for r in sweep.runs)
+    only_set = parse_sweep(
+        build_sweep_text("one", GOOD, "train.max_steps = 3\n", "0, 1"), tmp_path / "one.toml"
+    )
+    assert [r.name for r in only_set.runs] == ["seed0", "seed1"]

@@ -37,6 +37,7 @@ def build_sweep_text(name: str, base: Path, grid_lines: str, seeds: str, eval_li
         "",
         "[grid]",
     ]
+    fixed: list[str] = []
     for raw in grid_lines.splitlines():
         if not raw.strip():
             continue
@@ -49,7 +50,12 @@ def build_sweep_text(name: str, base: Path, grid_lines: str, seeds: str, eval_li
             raise ValueError(
                 f'values of {key.strip()} must be TOML values ("text" in quotes), got {values.strip()!r}'
             ) from None
-        lines.append(f'"{key.strip()}" = {_toml_list(parsed)}')
+        if len(parsed) == 1:  # one value: set for every run, not a grid axis (names stay short)
+            fixed.append(f'"{key.strip()}" = {_toml_list(parsed)[1:-1].strip()}')
+        else:
+            lines.append(f'"{key.strip()}" = {_toml_list(parsed)}')
+    if fixed:
+        lines += ["", "[set]", *fixed]
     limit = eval_limit.strip()
     if limit and not (limit.isdigit() and int(limit) > 0):
         raise ValueError(f"evaluate on a positive number of problems (or leave it empty), got {limit!r}")
