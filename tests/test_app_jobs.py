@@ -90,8 +90,8 @@ async def test_a_sweep_shows_its_size_first_and_stops_from_the_train_tab(tmp_pat
             (stop,) = [c for c in app.get_system_commands(app.screen) if c.title == "Train: Stop"]
             stop.callback()  # the palette's entry
         await until(lambda: app.jobs.busy is None)
-        status = str(pane.query_one("#sweep-status", Static).render())
-        assert "stopped: F9 resumes it" in status
+        status = pane.query_one("#sweep-status", Static)
+        await until(lambda: "stopped: F9 resumes it" in str(status.render()), timeout=5)  # the news arrives
     states = {r["name"]: r["state"] for r in read_manifest(runs / "long")["runs"]}
     assert states == {"hidden_size-16_seed0": "stopped", "hidden_size-32_seed0": "queued"}
     assert list((runs / "long" / "hidden_size-16_seed0" / "checkpoints").glob("step-*"))  # saved on stop
