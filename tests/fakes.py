@@ -343,6 +343,8 @@ class FakeEvaluator:
                 "generated": a if i == 0 else "#### 99",
                 "predicted": a.rsplit("#### ", 1)[-1] if i == 0 else "99",
                 "correct": i == 0,
+                "generated_no_calculator": "#### 98",  # scored both ways, as the real evaluate_run
+                "correct_no_calculator": False,
             }
             for i, (q, a) in enumerate(examples)
         ]

@@ -453,9 +453,9 @@ async def test_command_palette_lists_every_action(dirs):
         titles = {c.title for c in app.get_system_commands(app.screen)}
     for expected in (
         "Show Train",
-        "Train: Start/resume",
+        "Train: Start",
         "Train: Stop",
-        "Train: Log scale",
+        "Train: Log",
         "Profiles: Save",
         "Profiles: Delete",
         "REPL: Stop",

@@ -307,6 +307,8 @@ async def test_repl_shows_the_data_format_and_inserts_an_example_question(dirs):
         await pilot.pause(0.1)
         assert "Question: Mia has 3 boxes" in app.query_one(Transcript).plain
         assert "#### 12" in app.query_one(Transcript).plain
+        await pilot.press("f9")  # the next problem: the first one is on screen already
+        assert app.query_one("#repl-prompt", Input).value.startswith("Leo had 9 apples")
         await pilot.press("f9")
         assert app.query_one("#repl-prompt", Input).value.startswith("Mia has 3 boxes")
 

@@ -99,6 +99,7 @@ async def test_the_app_runs_a_sweep_as_a_queue_in_its_worker(tmp_path: Path) -> 
     from trm_core.experiments.manifest import read_manifest
     from trm_tui.app import TrmApp
     from trm_tui.panes.runs import RunsPane
+    from trm_tui.screens.modals import ConfirmModal
 
     profiles, runs = tmp_path / "profiles", tmp_path / "runs"
     (profiles / "sweeps").mkdir(parents=True)
@@ -114,6 +115,11 @@ async def test_the_app_runs_a_sweep_as_a_queue_in_its_worker(tmp_path: Path) -> 
         await pilot.pause()
         app.screen.query_one(OptionList).highlighted = 0
         await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal)  # its size and time first, then it runs
+        question = str(app.screen.query_one(".question", Static).render())
+        assert question.startswith("Run sweep tiny: 1 run, 4 steps, time unknown")
+        await pilot.press("enter")
         pane = app.query_one(RunsPane)
 
         def status() -> str:
@@ -124,7 +130,7 @@ async def test_the_app_runs_a_sweep_as_a_queue_in_its_worker(tmp_path: Path) -> 
             await asyncio.sleep(0.05)
             if "finished" in status():
                 break
-        assert not pane.sweep_running
+        assert app.jobs.busy is None
         status = status()
         assert "1 done" in status and "finished" in status
     assert [r["state"] for r in read_manifest(runs / "tiny")["runs"]] == ["done"]

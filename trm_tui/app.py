@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
@@ -20,6 +22,8 @@ from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from .backend import Backend
+from .jobs import Jobs
+from .messages import PaneRequest, QuitWanted, RunsChanged
 from .panes.profiles import ProfilesPane
 from .panes.repl import ReplPane
 from .panes.runs import RunsPane
@@ -49,6 +53,7 @@ class TrmApp(App[None]):
             for tab, (label, _, key) in TABS.items()
         ),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+        Binding("escape", "close_help", "Close keys", id="app.close_help", show=False),
     ]
 
     profile_path: reactive[Path | None] = reactive(None, always_update=True)
@@ -68,6 +73,7 @@ class TrmApp(App[None]):
         self.runs_dir = Path(runs_dir)
         self.initial_profile = profile
         self.backend = backend or Backend()
+        self.jobs = Jobs(self.backend, self.runs_dir)
         if theme:
             self.theme = theme
         if keymap:
@@ -78,28 +84,27 @@ class TrmApp(App[None]):
             for tab, (label, pane_cls, key) in TABS.items():
                 with TabPane(f"{key.upper()} {label}", id=f"tab-{tab}"):
                     yield pane_cls(id=f"{tab}-pane")
+        yield self.jobs
         yield Footer()
 
     def on_mount(self) -> None:
-        if self.initial_profile and self.query_one(ProfilesPane).current is None:
-            self.notify(
-                f"No profile named {self.initial_profile} in {self.profiles_dir}.", severity="warning"
-            )
         self._focus_tab("profiles")
         if not self.is_headless:
             from .hangup import watch_terminal
 
             watch_terminal(self, self.hang_up)
 
+    @on(PaneRequest)
+    def _deliver(self, msg: PaneRequest) -> None:
+        """Panes never call each other: a pane posts a request, the app delivers it to the pane it names."""
+        msg.stop()
+        if msg.delivered:
+            return
+        if msg.SHOW:
+            self.action_show_tab(msg.TO)
+        self.query_one(f"#{msg.TO}-pane").post_message(replace(msg, delivered=True))
+
     # ------------------------------------------------------------------ tabs
-
-    @property
-    def train_pane(self) -> TrainPane:
-        return self.query_one(TrainPane)
-
-    @property
-    def profiles_pane(self) -> ProfilesPane:
-        return self.query_one(ProfilesPane)
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = f"tab-{tab}"
@@ -110,10 +115,6 @@ class TrmApp(App[None]):
         self._focus_tab(tab)
 
     def _focus_tab(self, tab: str) -> None:
-        if tab == "repl":
-            self.query_one(ReplPane).refresh_runs()
-        elif tab == "runs":
-            self.query_one(RunsPane).action_refresh()
         if tab in FOCUS:
             self._focus(tab)  # now, so a key pressed right after lands in the pane
             self.call_after_refresh(self._focus, tab)
@@ -125,18 +126,22 @@ class TrmApp(App[None]):
             return
         self.screen.set_focus(self.query_one(FOCUS[tab]))  # synchronous, unlike Widget.focus()
 
-    def open_repl(self, run_dir: Path) -> None:
-        self.action_show_tab("repl")
-        self.query_one(ReplPane).refresh_runs(select=str(run_dir))
-
     def open_evaluation(self, run_dir: Path) -> None:
         """The evaluation screen of one run (F9 on Train, F8 on Runs)."""
         from .screens.evaluation import EvalScreen
 
         def closed(_: object) -> None:
-            self.query_one(RunsPane).action_refresh()  # the Runs table shows the new accuracy
+            self.post_message(RunsChanged())  # the Runs table shows the new accuracy
 
         self.push_screen(EvalScreen(run_dir), closed)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "close_help":  # esc only while the keys panel is open
+            return bool(self.screen.query("HelpPanel"))
+        return super().check_action(action, parameters)
+
+    def action_close_help(self) -> None:
+        self.action_hide_help_panel()
 
     # ------------------------------------------------------------------ palette
 
@@ -172,14 +177,7 @@ class TrmApp(App[None]):
         """The terminal is gone (trm_tui/hangup.py): stop what runs, saving its checkpoint, and exit
         without asking, since nobody is there to answer."""
         self.terminal_gone = True
-        runs = self.query_one(RunsPane)
-        if runs.sweep_running:
-            runs.stop_sweep(quit_after=True)
-        elif self.train_pane.training:
-            self.train_pane.action_stop(quit_after=True)
-        else:
-            self.query_one(ReplPane).action_stop()
-            self.exit()
+        self.jobs.hang_up()
 
     def exit(self, *args, **kwargs) -> None:
         if self.terminal_gone:
@@ -190,39 +188,18 @@ class TrmApp(App[None]):
         super().exit(*args, **kwargs)
 
     async def action_quit(self) -> None:
-        runs = self.query_one(RunsPane)
-        if runs.sweep_running:
-            question = "A sweep is running. Stop it (the run saves a checkpoint; F9 or `trm-tui sweep` resumes) and quit?"
-            self.push_screen(
-                ConfirmModal(question, yes="Stop and quit"),
-                lambda yes: yes and runs.stop_sweep(quit_after=True),
-            )
+        busy = self.jobs.busy
+        if busy is None:
+            self.post_message(QuitWanted())  # the Profiles tab asks about unsaved edits, then exits
             return
-        train = self.train_pane
-        if train.training:
+        question = {
+            "sweep": "A sweep is running. Stop it (the run saves a checkpoint; F9 or `trm-tui sweep` resumes) and quit?",
+            "training": "Training is running. Stop it (a checkpoint is saved) and quit?",
+        }[busy]
 
-            def decided(yes: bool | None) -> None:
-                if yes:
-                    self.notify("Stopping training: saving a checkpoint, then quitting…", timeout=30)
-                    train.action_stop(quit_after=True)
+        def decided(yes: bool | None) -> None:
+            if yes:
+                self.notify(f"Stopping the {busy}: saving a checkpoint, then quitting…", timeout=30)
+                self.jobs.stop(quit_after=True)
 
-            self.push_screen(
-                ConfirmModal(
-                    "Training is running. Stop it (a checkpoint is saved) and quit?", yes="Stop and quit"
-                ),
-                decided,
-            )
-            return
-        editor = self.query_one(ProfilesPane).editor
-        if editor.dirty:
-
-            def discard(yes: bool | None) -> None:
-                if yes:
-                    self.exit()
-
-            self.push_screen(
-                ConfirmModal(f"Quit without saving {editor.source}?", yes="Quit", danger=True), discard
-            )
-            return
-        self.query_one(ReplPane).action_stop()
-        self.exit()
+        self.push_screen(ConfirmModal(question, yes="Stop and quit"), decided)

@@ -35,11 +35,16 @@ GeneratorFactory = Callable[[Path, str], GeneratorLike]  # (run_dir, "best"|"lat
 
 
 def _real_trainer(
-    profile: Profile, run_dir: Path, *, on_event: Callable[[Event], None], resume: bool
+    profile: Profile,
+    run_dir: Path,
+    *,
+    on_event: Callable[[Event], None],
+    resume: bool,
+    extend_patience: int | None = None,
 ) -> TrainerLike:
     from trm_core.training.trainer import Trainer
 
-    return Trainer(profile, run_dir, on_event=on_event, resume=resume)
+    return Trainer(profile, run_dir, on_event=on_event, resume=resume, extend_patience=extend_patience)
 
 
 def _real_generator(run_dir: Path, which: str) -> GeneratorLike:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual.message import Message
 
@@ -34,6 +34,7 @@ class TrainPrepared(Message):
     fresh_dir: Path | None = None
     error: str = ""
     busy_pid: int | None = None
+    stopped_early: int | None = None  # the step an early-stopped run ended at
 
 
 @dataclass
@@ -92,3 +93,57 @@ class ExamplesLoaded(Message):
     run_dir: Path
     examples: list[tuple[str, str]]  # (question, answer)
     error: str = ""
+
+
+# --------------------------------------------------------------------------- requests between tabs
+# A pane never calls another pane: it posts one of these, and the app delivers it to the pane
+# named by `TO` (showing that tab first when `SHOW`).
+
+
+@dataclass
+class PaneRequest(Message):
+    TO: ClassVar[str] = ""
+    SHOW: ClassVar[bool] = False
+    delivered: bool = field(default=False, kw_only=True)
+
+
+@dataclass
+class TrainWanted(PaneRequest):
+    """The Train tab wants to train this profile: the Profiles tab settles unsaved edits first."""
+
+    TO: ClassVar[str] = "profiles"
+    path: Path
+    fresh: bool
+
+
+@dataclass
+class TrainSettled(PaneRequest):
+    """The Profiles tab's answer to `TrainWanted`: train the saved file (`go`), with a log note."""
+
+    TO: ClassVar[str] = "train"
+    path: Path
+    fresh: bool
+    go: bool
+    note: str = ""
+    style: str = ""
+
+
+@dataclass
+class QuitWanted(PaneRequest):
+    """Nothing runs and the user quits: the Profiles tab asks about unsaved edits, then exits."""
+
+    TO: ClassVar[str] = "profiles"
+
+
+@dataclass
+class OpenInRepl(PaneRequest):
+    TO: ClassVar[str] = "repl"
+    SHOW: ClassVar[bool] = True
+    run_dir: Path
+
+
+@dataclass
+class RunsChanged(PaneRequest):
+    """A run's files changed (an evaluation, a hidden run): the Runs tab re-reads the directory."""
+
+    TO: ClassVar[str] = "runs"

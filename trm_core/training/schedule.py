@@ -59,6 +59,12 @@ class EarlyStopper:
             self.state = "waiting"
         return self.state, improved
 
+    def reopen(self, patience: int | None) -> None:
+        """Continue past early stopping: the best so far is kept, the count of evaluations without
+        improvement restarts, judged against `patience` (None or 0: nothing changes)."""
+        if patience and patience > 0:
+            self.patience, self.evals_since_best, self.state = patience, 0, "waiting"
+
     @property
     def should_stop(self) -> bool:
         return self.enabled and self.state in ("stopped", "target-reached")

@@ -77,6 +77,7 @@ class Trainer:
         resume: bool = True,
         device: str | None = None,
         max_steps: int | None = None,
+        extend_patience: int | None = None,
     ):
         self.profile = profile
         self.run_dir = Path(run_dir)
@@ -84,6 +85,7 @@ class Trainer:
         self.resume = resume
         self.device_request = device or profile.train.device
         self.max_steps_override = max_steps if max_steps and max_steps > 0 else None
+        self.extend_patience = extend_patience  # continue past early stopping with this patience
         self._stop = threading.Event()
         self.dist = D.DistInfo()
         self.files = RunFiles(self.run_dir, profile)  # the lock, metrics.jsonl, checkpoints
@@ -172,8 +174,9 @@ class Trainer:
         r = self.files.resume(allowed=self.resume, model=model, ema=self.ema, optimizer=self.optimizer,
                               stopper=self.state.stopper, dist=self.dist, log=self._log)  # fmt: skip
         resumed = r is not None
-        if r is not None and r.step >= self.total_steps:
-            return self._nothing_to_train(r.step)
+        self.state.stopper.reopen(self.extend_patience)  # past early stopping, when asked to (else a no-op)
+        if r is not None and (r.step >= self.total_steps or self.state.stopper.should_stop):
+            return self._nothing_to_train(r.step)  # before anything is written (profile.toml too)
         if r is not None:
             self.state = r
         D.barrier(self.dist)
@@ -214,8 +217,9 @@ class Trainer:
 
     def _nothing_to_train(self, step: int) -> DoneEvent:
         """The checkpoint already reached the step budget (loaded, so a damaged one is still
-        reported): said to `on_event` only; metrics.jsonl was never opened, the run stays byte for byte."""
-        self.state.step, msg = step, f"{self.run_dir} already finished at step {step}; nothing to train"
+        reported) or stopped early: said to `on_event` only; metrics.jsonl was never opened, the run stays byte for byte."""
+        what = "stopped early" if self.state.stopper.should_stop and step < self.total_steps else "finished"
+        self.state.step, msg = step, f"{self.run_dir} already {what} at step {step}; nothing to train"
         done = DoneEvent("nothing-to-train", step, msg)
         if self.on_event is not None and self.dist.is_main:
             self.on_event(done)
@@ -230,11 +234,6 @@ class Trainer:
         self.meter = Throughput(self.state.elapsed_s)
         reason, message = "finished", ""
         try:
-            if self.state.stopper.should_stop:
-                raise _Finish(
-                    "early-stopped",
-                    f"this run already stopped early (best at step {self.state.stopper.best_step})",
-                )
             if self.state.step >= self.total_steps:
                 raise _Finish("finished")
             first = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tomllib
 from pathlib import Path
 
@@ -58,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.theme and args.theme not in BUILTIN_THEMES:
         raise UserError(f"unknown theme {args.theme!r}; try one of: {', '.join(sorted(BUILTIN_THEMES))}")
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        # without a terminal Textual reads EOF in a loop (a core at ~50 %) and draws to nowhere
+        raise UserError(
+            "the app needs a terminal (stdin and stdout are not a tty); the headless commands are listed by trm-tui --help"
+        )
     keymap = _keymap(args.keymap)
     from trm_tui.app import TrmApp
 

@@ -20,8 +20,8 @@ from trm_core.atomic import write_text_atomic
 from trm_core.printable import printable
 from trm_core.profile import Profile, ProfileError, load_profile, save_profile_text, set_value
 
-from ..messages import ParamsCounted
-from ..screens.modals import ConfirmModal, NameModal
+from ..messages import ParamsCounted, QuitWanted, TrainSettled, TrainWanted
+from ..screens.modals import ChoiceModal, ConfirmModal, NameModal
 from ..widgets.profile_editor import ProfileEditor
 from .base import Pane
 from .profile_template import TEMPLATE
@@ -42,6 +42,9 @@ def facts(profile: Profile | None, error: str = "") -> str:
     src = profile.data.source.split(":", 1)[-1].rstrip("/").rsplit("/", 1)[-1]
     t = profile.train
     return f"{profile.tokenizer.name} · {src} · {t.supervision}×{t.supervision_steps}"
+
+
+RESCAN_S = 3.0
 
 
 class ProfilesPane(Pane):
@@ -69,6 +72,14 @@ class ProfilesPane(Pane):
         Binding("f7", "rename", "Rename", id="profiles.rename", priority=True, tooltip="Rename the profile"),
         Binding("f8", "delete", "Delete", id="profiles.delete", priority=True, tooltip="Delete the profile"),
         Binding("ctrl+g", "goto_problem", "Go to error", id="profiles.goto_problem", show=False),
+        Binding(
+            "ctrl+r",
+            "rescan",
+            "Refresh",
+            id="profiles.refresh",
+            show=False,
+            tooltip="Re-read the profiles directory (also done every few seconds)",
+        ),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -80,6 +91,7 @@ class ProfilesPane(Pane):
         self.current: Path | None = None
         self.live_params: int | None = None  # of the editor's unsaved text
         self._restoring = False
+        self._stamps: dict[Path, float] = {}
 
     @property
     def editor(self) -> ProfileEditor:
@@ -94,12 +106,27 @@ class ProfilesPane(Pane):
     def on_mount(self) -> None:
         self.query_one("#profile-list").border_title = "Profiles"
         self.reload(select=self.tapp.initial_profile)
+        wanted = self.tapp.initial_profile
+        if wanted and (self.current is None or self._find(wanted) is None):
+            self.app.notify(f"No profile named {wanted} in {self.tapp.profiles_dir}.", severity="warning")
+        self.set_interval(RESCAN_S, self.action_rescan)
+
+    def on_show(self) -> None:
+        self.action_rescan()
+
+    def action_rescan(self) -> None:
+        """Profiles added, removed or changed on disk appear without a restart."""
+        d = self.tapp.profiles_dir
+        paths = sorted(d.glob("*.toml")) if d.is_dir() else []
+        if paths != self.paths or any(self._stamp(p) != self._stamps.get(p) for p in paths):
+            self.reload(select=self.current)
 
     # ------------------------------------------------------------------ list
 
     def reload(self, select: str | Path | None = None) -> None:
         d = self.tapp.profiles_dir
         self.paths = sorted(d.glob("*.toml")) if d.is_dir() else []
+        self._stamps = {p: self._stamp(p) for p in self.paths}
         self.profiles.clear()
         self.errors.clear()
         for p in self.paths:
@@ -125,8 +152,16 @@ class ProfilesPane(Pane):
             self._restoring = True
             ol.highlighted = self.paths.index(target)
             self._restoring = False
-            self._open(target)
+            if not (target == self.current and self.editor.dirty):  # never drop unsaved edits
+                self._open(target)
         self._count_params([p for p in self.paths if self.profiles.get(p) and p not in self.params])
+
+    @staticmethod
+    def _stamp(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return 0.0
 
     def _find(self, select: str | Path) -> Path | None:
         for p in self.paths:
@@ -358,4 +393,45 @@ class ProfilesPane(Pane):
         self.app.push_screen(
             ConfirmModal(f"Delete {path.name}? Runs trained from it are kept.", yes="Delete", danger=True),
             decided,
+        )
+
+    # ------------------------------------------------------------------ requests from other tabs
+
+    @on(TrainWanted)
+    def _train_wanted(self, msg: TrainWanted) -> None:
+        """Training reads the saved file: with unsaved edits to it, ask first (save, or train the saved one)."""
+        path, fresh = msg.path, msg.fresh
+        if self.current != path or not self.editor.dirty:
+            self.post_message(TrainSettled(path, fresh, go=True))
+            return
+        result = self.editor.validate_now()
+        refused = {} if result.ok else {"save": f"Cannot save: {result.problem}"}
+
+        def chosen(choice: str | None) -> None:
+            if choice == "save":
+                if self.action_save():
+                    self.post_message(
+                        TrainSettled(path, fresh, True, f"saved {path.name}; training it", "cyan")
+                    )
+                return
+            if choice == "saved":
+                note = f"training the saved {path.name}; the editor's changes are not used"
+                self.post_message(TrainSettled(path, fresh, True, note, "yellow"))
+            else:
+                self.post_message(TrainSettled(path, fresh, False, "cancelled: nothing trained", "dim"))
+
+        choices = [("save", "Save and train", "primary"), ("saved", "Train the saved version", "default")]
+        question = f"{path.name} has unsaved changes. Training uses the saved file."
+        focus = "save" if result.ok else "cancel"
+        self.app.push_screen(ChoiceModal(question, choices, focus=focus, refused=refused), chosen)
+
+    @on(QuitWanted)
+    def _quit_wanted(self, msg: QuitWanted) -> None:
+        editor = self.editor
+        if not editor.dirty:
+            self.app.exit()
+            return
+        self.app.push_screen(
+            ConfirmModal(f"Quit without saving {editor.source}?", yes="Quit", danger=True),
+            lambda yes: yes and self.app.exit(),
         )

@@ -26,7 +26,7 @@ from trm_core.profile import ProfileError, parse_profile
 from trm_core.runs.listing import list_runs
 
 from ..backend import stop_strings, wrap_prompt
-from ..messages import ExamplesLoaded, GenerationDone, GenerationStatus
+from ..messages import ExamplesLoaded, GenerationDone, GenerationStatus, OpenInRepl
 from ..widgets.prompt_input import PromptInput
 from ..widgets.transcript import PieceBuffer, Transcript, depth_legend
 from .base import Pane
@@ -38,10 +38,10 @@ NO_RUNS = [("no runs yet", "")]
 
 class ReplPane(Pane):
     BINDINGS = [
-        Binding("f5", "generate", "Generate", id="repl.generate", tooltip="Generate from the prompt"),
+        Binding("f5", "generate", "Run", id="repl.generate", tooltip="Generate from the prompt"),
         Binding("f6,escape", "stop", "Stop", id="repl.stop", tooltip="Stop generating"),
-        Binding("f7", "clear", "Clear", id="repl.clear", tooltip="Clear the transcript"),
-        Binding("f8", "reload", "Reload model", id="repl.reload", tooltip="Reload the checkpoint from disk"),
+        Binding("f7", "clear", "Clear", id="repl.clear", show=False, tooltip="Clear the transcript"),
+        Binding("f8", "reload", "Reload", id="repl.reload", tooltip="Reload the checkpoint from disk"),
         Binding("f9", "example", "Example", id="repl.example", tooltip="Insert a validation problem"),
         Binding("f10", "toggle_depth", "Depth", id="repl.depth", tooltip="Shade each token by its depth"),
     ]
@@ -55,6 +55,7 @@ class ReplPane(Pane):
         self.examples: dict[Path, list[tuple[str, str]]] = {}
         self.example_error = ""
         self._example_index = 0
+        self._note_only = False  # the transcript holds only the example note
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="repl-controls"):
@@ -80,12 +81,13 @@ class ReplPane(Pane):
             yield Input("", id="repl-seed", type="integer", placeholder="new", compact=True)
             yield Checkbox("calc", True, id="repl-calculator", compact=True)
         with Horizontal(id="repl-depth-controls"):
-            yield Label("steps", classes="repl-label")
-            yield Input("", id="repl-steps", type="integer", placeholder="S", compact=True)
+            # empty = the checkpoint's own depth, shown as "own"
+            yield Label("depth: steps", classes="repl-label")
+            yield Input("", id="repl-steps", type="integer", placeholder="own", compact=True)
             yield Label("H", classes="repl-label")
-            yield Input("", id="repl-H", type="integer", placeholder="H", compact=True)
+            yield Input("", id="repl-H", type="integer", placeholder="own", compact=True)
             yield Label("L", classes="repl-label")
-            yield Input("", id="repl-L", type="integer", placeholder="L", compact=True)
+            yield Input("", id="repl-L", type="integer", placeholder="own", compact=True)
             yield Label("halt", classes="repl-label")
             yield Input("", id="repl-halt", type="number", placeholder="0.5", compact=True)
             yield Static("F10 shading off", id="repl-legend")
@@ -97,6 +99,16 @@ class ReplPane(Pane):
         self._flush_timer = self.set_interval(FLUSH_S, self._flush, pause=True)
         self.refresh_runs()
         self.status("pick a run, type a problem (F9: an example), press enter")
+
+    def on_show(self) -> None:
+        self.refresh_runs()
+
+    def on_unmount(self) -> None:
+        self.action_stop()
+
+    @on(OpenInRepl)
+    def _open_in_repl(self, msg: OpenInRepl) -> None:
+        self.refresh_runs(select=str(msg.run_dir))
 
     # ------------------------------------------------------------------ runs
 
@@ -122,6 +134,13 @@ class ReplPane(Pane):
         if not isinstance(event.value, str) or not event.value or event.value != event.select.value:
             return  # none, or a stale change (set_options picks the first run before ours)
         run_dir = Path(event.value)
+        transcript = self.query_one("#repl-transcript", Transcript)
+        if self._note_only:  # only the previous run's example: show this run's instead
+            transcript.clear()
+            self._note_only = False
+            self._show_example_note(run_dir)
+        elif transcript.plain:
+            transcript.add_note(f"now talking to {run_dir.name}")
         has_best = (run_dir / "checkpoints" / "best").exists()  # stopped before any evaluation: none
         self.query_one("#repl-which", Select).value = "best" if has_best else "latest"
         if run_dir not in self.examples:
@@ -155,13 +174,22 @@ class ReplPane(Pane):
     def _on_examples(self, msg: ExamplesLoaded) -> None:
         self.examples[msg.run_dir] = msg.examples
         self.example_error = msg.error
+        if self._run() == msg.run_dir:
+            self._show_example_note(msg.run_dir)
+
+    def _show_example_note(self, run_dir: Path) -> None:
+        """An empty transcript shows the data format: one validation problem of the run's own."""
         transcript = self.query_one("#repl-transcript", Transcript)
-        if msg.examples and not transcript.plain and self._run() == msg.run_dir:
-            question, answer = msg.examples[0]
-            transcript.add_note(
-                f"{msg.run_dir.name} learned text like this (a validation problem; F9 inserts one):\n"
-                f"{self.tapp.backend.format_prompt(question)} {answer}"
-            )
+        examples = self.examples.get(run_dir)
+        if not examples or transcript.plain:
+            return
+        question, answer = examples[0]
+        transcript.add_note(
+            f"{run_dir.name} learned text like this (a validation problem; F9 inserts another):\n"
+            f"{self.tapp.backend.format_prompt(question)} {answer}"
+        )
+        self._note_only = True
+        self._example_index = 1  # F9 inserts the next one: this one is already on screen
 
     def action_example(self) -> None:
         run = self._run()
@@ -269,6 +297,7 @@ class ReplPane(Pane):
         prompt = wrap_prompt(text, self.tapp.backend.format_prompt)
         prompt_input.remember(text)
         prompt_input.value = ""
+        self._note_only = False
         self.query_one("#repl-transcript", Transcript).add_prompt(prompt, header=f"{run.name} · {which}")
         self.generating = True
         self._flush_timer.resume()

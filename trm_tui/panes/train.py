@@ -19,7 +19,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, RichLog, Select, Static
-from textual.worker import Worker, WorkerState
 
 from trm_core.events import (
     CheckpointEvent,
@@ -35,23 +34,24 @@ from trm_core.profile import Profile, ProfileError, load_profile
 from trm_core.runs.history import RunHistory
 from trm_core.runs.listing import list_runs, run_info
 
-from ..messages import TrainEvent, TrainPrepared
+from ..jobs import TrainingEnded, TrainingStopping
+from ..messages import TrainEvent, TrainPrepared, TrainSettled, TrainWanted
 from ..screens.mismatch import MismatchModal
+from ..screens.modals import ChoiceModal
 from ..widgets.early_stop import EarlyStopPanel
 from ..widgets.loss_chart import LossChart
 from .base import Pane
-from .train_dialogs import TrainDialogs
 from .train_view import fmt_duration, now_table, progress_text, run_label, short, state_text
 
 REDRAW_S = 0.25
 
 
-class TrainPane(TrainDialogs, Pane):
+class TrainPane(Pane):
     BINDINGS = [
-        Binding("f5", "start", "Start/resume", id="train.start", tooltip="Train the selected run"),
+        Binding("f5", "start", "Start", id="train.start", tooltip="Train the selected run"),
         Binding("f6", "stop", "Stop", id="train.stop", tooltip="Stop training; a checkpoint is saved"),
-        Binding("f7", "toggle_log", "Log scale", id="train.log_scale", tooltip="Toggle log-scale loss axis"),
-        Binding("f8", "start_fresh", "Fresh run", id="train.fresh", tooltip="Train into a new run directory"),
+        Binding("f7", "toggle_log", "Log", id="train.log_scale", tooltip="Toggle log-scale loss axis"),
+        Binding("f8", "start_fresh", "Fresh", id="train.fresh", tooltip="Train into a new run directory"),
         Binding("f9", "evaluate", "Evaluate", id="train.evaluate", tooltip="Evaluate the selected run"),
     ]
 
@@ -62,9 +62,6 @@ class TrainPane(TrainDialogs, Pane):
         self.profile: Profile | None = None
         self.run_dir: Path | None = None  # the run F5 writes (the picker's choice)
         self.history = RunHistory()
-        self._trainer = None
-        self._stop_requested = False
-        self._quit_after = False
         self._log_new = False
         self._dirty = True
         self.compiling_since: float | None = None  # wall clock of the "compiling" PhaseEvent
@@ -96,6 +93,7 @@ class TrainPane(TrainDialogs, Pane):
         self.query_one("#train-stats", Static).border_title = "Now"
         self.set_interval(REDRAW_S, self._redraw)
         self.watch(self.app, "profile_path", self._profile_changed)
+        self.tapp.jobs.train_news.subscribe(self, self._on_news)
 
     def _profile_changed(self, path: Path | None) -> None:
         self._dirty = True
@@ -152,28 +150,28 @@ class TrainPane(TrainDialogs, Pane):
         if path is None:
             self.app.notify("Pick a profile first (F1).", severity="warning")
             return
-        profiles = self.tapp.profiles_pane
-        editor = profiles.editor
-        if profiles.current == path and editor.dirty:
-            self._ask_unsaved(Path(path), fresh)
-            return
-        self._set_state("checking")
-        self._prepare(Path(path), self.run_dir, fresh)
+        self.post_message(TrainWanted(Path(path), fresh))  # the Profiles tab settles unsaved edits
+
+    @on(TrainSettled)
+    def _on_settled(self, msg: TrainSettled) -> None:
+        if msg.note:
+            self.log_line(msg.note, msg.style)
+        if msg.go and not (self.training or self.state == "checking"):
+            self._set_state("checking")
+            self._prepare(msg.path, self.run_dir, msg.fresh)
 
     def action_start_fresh(self) -> None:
         self.action_start(fresh=True)
 
-    def action_stop(self, quit_after: bool = False) -> None:
-        self._quit_after = self._quit_after or quit_after
-        if not self.training:
-            if not quit_after:
-                self.app.notify("Nothing is training.", severity="information")
+    def action_stop(self) -> None:
+        """Stop what runs: this tab's training or the Runs tab's sweep (the app's jobs own both)."""
+        busy = self.tapp.jobs.busy
+        if busy is None:
+            self.app.notify("Nothing is training.", severity="information")
             return
-        self._stop_requested = True
-        self._set_state("stopping")
-        self.log_line("stop requested: saving a checkpoint…", "yellow")
-        if self._trainer is not None:
-            self._trainer.request_stop()
+        if busy == "sweep":
+            self.app.notify("Stopping the sweep: its running run saves a checkpoint; F9 resumes the rest.")
+        self.tapp.jobs.stop()
 
     def action_toggle_log(self) -> None:
         chart = self.query_one("#train-chart", LossChart)
@@ -207,11 +205,12 @@ class TrainPane(TrainDialogs, Pane):
                 self.post_message(TrainPrepared(profile, run_dir, None, busy_pid=info.pid))
                 return
             mismatches = backend.check_run_dir(profile, run_dir)
-            fresh_dir = backend.propose_fresh_run_dir(run_dir) if mismatches else None
+            early = info.step if info.status == "early-stopped" and not fresh else None
+            fresh_dir = backend.propose_fresh_run_dir(run_dir) if mismatches or early else None
         except Exception as e:  # noqa: BLE001 — a broken checkpoint must not kill the app
             self.post_message(TrainPrepared(profile, run_dir, None, error=f"{type(e).__name__}: {e}"))
             return
-        self.post_message(TrainPrepared(profile, run_dir, mismatches, fresh_dir))
+        self.post_message(TrainPrepared(profile, run_dir, mismatches, fresh_dir, stopped_early=early))
 
     @on(TrainPrepared)
     def _on_prepared(self, msg: TrainPrepared) -> None:
@@ -234,9 +233,7 @@ class TrainPane(TrainDialogs, Pane):
         if msg.mismatches is None:
             self._launch(profile, run_dir, resume=True, note=f"new run in {short(run_dir)}")
         elif not msg.mismatches:
-            self._launch(
-                profile, run_dir, resume=True, note=f"profile identical to {run_dir.name}'s: resuming"
-            )
+            self._resume(msg, note=f"profile identical to {run_dir.name}'s: resuming")
         else:
             assert msg.fresh_dir is not None
             fresh_dir = msg.fresh_dir
@@ -244,7 +241,7 @@ class TrainPane(TrainDialogs, Pane):
             def chosen(choice: str | None) -> None:
                 if choice == "resume":
                     changed = ", ".join(m.key for m in msg.mismatches or [])
-                    self._launch(profile, run_dir, resume=True, note=f"resuming despite changes: {changed}")
+                    self._resume(msg, note=f"resuming despite changes: {changed}")
                 elif choice == "fresh":
                     self._launch(profile, fresh_dir, resume=False, note=f"fresh run in {short(fresh_dir)}")
                 else:
@@ -253,29 +250,66 @@ class TrainPane(TrainDialogs, Pane):
 
             self.app.push_screen(MismatchModal(msg.mismatches, run_dir, fresh_dir), chosen)
 
-    def _launch(self, profile: Profile, run_dir: Path, *, resume: bool, note: str) -> None:
-        self.profile, self._stop_requested, self._trainer = profile, False, None
+    def _resume(self, msg: TrainPrepared, note: str) -> None:
+        """Resume; a run that stopped early is first asked about: continuing it past early stopping
+        (from its last checkpoint, with the profile's patience counted afresh) or a fresh run. Nothing
+        of the run is touched until one is chosen."""
+        assert msg.profile is not None
+        profile, run_dir = msg.profile, msg.run_dir
+        if msg.stopped_early is None or msg.fresh_dir is None:
+            self._launch(profile, run_dir, resume=True, note=note)
+            return
+        fresh_dir, patience = msg.fresh_dir, profile.early_stopping.patience
+
+        def chosen(choice: str | None) -> None:
+            if choice == "extend":
+                note = f"continuing past early stopping from step {msg.stopped_early}, patience {patience}"
+                self._launch(profile, run_dir, resume=True, note=note, extend_patience=patience)
+            elif choice == "fresh":
+                self._launch(profile, fresh_dir, resume=False, note=f"fresh run in {short(fresh_dir)}")
+            else:
+                self._set_state("idle")
+                self.log_line("cancelled: nothing trained, the run's files are untouched", "dim")
+
+        question = (
+            f"{run_dir.name} stopped early at step {msg.stopped_early}. Continue past early stopping "
+            f"from its last checkpoint, with a patience of {patience} evaluations "
+            "(early_stopping.patience), or train a fresh run?"
+        )
+        choices = [
+            ("extend", f"Continue (patience {patience})", "primary"),
+            ("fresh", f"Fresh: {fresh_dir.name}", "default"),
+        ]
+        self.app.push_screen(ChoiceModal(question, choices, focus="extend"), chosen)
+
+    def _launch(
+        self, profile: Profile, run_dir: Path, *, resume: bool, note: str, extend_patience: int | None = None
+    ) -> None:
+        if self.tapp.jobs.busy:
+            self._set_state("idle")
+            self.app.notify("A sweep is running; stop it first (F6).", severity="warning")
+            return
+        self.profile = profile
         self.run_dir = None
         self._target_changed(run_dir)  # its history so far: a resume continues the curve
         self.log_line(note, "cyan")
         self._set_state("starting")
         self.refresh_runs(select=run_dir)
-        self._train(profile, run_dir, resume)
-
-    @work(thread=True, exclusive=True, group="train", exit_on_error=False)
-    def _train(self, profile: Profile, run_dir: Path, resume: bool) -> DoneEvent:
-        post = self.post_message
-        trainer = self.tapp.backend.trainer_factory(
-            profile, run_dir, on_event=lambda ev: post(TrainEvent(ev)), resume=resume
-        )
-        self._trainer = trainer
-        if self._stop_requested:  # stop pressed while the trainer was being built
-            trainer.request_stop()
-        return trainer.run()
+        options = {"extend_patience": extend_patience} if extend_patience else {}
+        self.tapp.jobs.train(profile, run_dir, resume, **options)
 
     # ------------------------------------------------------------------ events (app thread)
 
-    @on(TrainEvent)
+    def _on_news(self, news: TrainEvent | TrainingStopping | TrainingEnded) -> None:
+        """What the app's jobs say about the training this tab started."""
+        if isinstance(news, TrainEvent):
+            self._on_train_event(news)
+        elif isinstance(news, TrainingStopping):
+            self._set_state("stopping")
+            self.log_line("stop requested: saving a checkpoint…", "yellow")
+        else:
+            self._on_ended(news)
+
     def _on_train_event(self, msg: TrainEvent) -> None:
         ev = msg.event
         self._dirty = True
@@ -304,38 +338,38 @@ class TrainPane(TrainDialogs, Pane):
         elif isinstance(ev, DoneEvent):
             self._on_done(ev)
 
-    def on_unmount(self) -> None:
-        if (
-            self._trainer is not None
-        ):  # the app is going away (e.g. SIGTERM): stop, so the checkpoint is saved
-            self._trainer.request_stop()
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "train":
-            return
-        if event.state == WorkerState.ERROR:
-            err = event.worker.error
-            text = f"{type(err).__name__}: {err}"
-            self._set_state("error", text)
-            self.log_line(f"training crashed: {text}", "red")
+    def _on_ended(self, news: TrainingEnded) -> None:
+        if news.error:
+            self._set_state("error", news.error)
+            self.log_line(f"training crashed: {news.error}", "red")
             self.app.notify(
-                printable(text), title="Training crashed", severity="error", timeout=10, markup=False
+                printable(news.error), title="Training crashed", severity="error", timeout=10, markup=False
             )
-        elif event.state == WorkerState.SUCCESS and self.training:
-            result = event.worker.result
-            if isinstance(result, DoneEvent):
-                self._on_train_event(TrainEvent(result))
-        if event.state == WorkerState.CANCELLED and self._trainer is not None:
-            self._trainer.request_stop()  # the app is exiting: the thread must end (and save) on its own
-        if event.state in (WorkerState.ERROR, WorkerState.SUCCESS, WorkerState.CANCELLED):
-            self._trainer = None
-            if self.training:
-                self._set_state("stopped")
-            self._redraw()
-            if self._quit_after:
-                self.app.exit()
-            elif self.is_mounted:
-                self.refresh_runs(select=self.run_dir)
+        elif news.done is not None and self.training:
+            self._on_train_event(TrainEvent(news.done))
+        if self.training:
+            self._set_state("stopped")
+        self._redraw()
+        if self.is_mounted and not self.tapp.jobs.quit_after:
+            self.refresh_runs(select=self.run_dir)
+
+    def _on_done(self, ev: DoneEvent) -> None:
+        if ev.reason == "nothing-to-train":
+            text = f"{ev.message} — raise train.max_steps to continue, or F8 trains a fresh run"
+            self.log_line(text, "yellow")
+            self.app.notify(printable(text), severity="warning", timeout=8, markup=False)
+            self._set_state("idle")
+            return
+        text = f"done: {ev.reason} at step {ev.step}"
+        if ev.best_val_loss is not None:
+            text += f", best val {ev.best_val_loss:.4f}"
+        if ev.message:
+            text += f" — {ev.message}"
+        if ev.reason in ("finished", "early-stopped"):
+            text += " · F9 evaluates it"
+        self.log_line(text, "red" if ev.reason == "error" else "green")
+        self._set_state(ev.reason, ev.message)
+        self._redraw()
 
     # ------------------------------------------------------------------ view
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.text import Text
 from textual import on, work
@@ -261,7 +261,7 @@ class EvalScreen(Screen[None]):
             post(EvalProgress(done, total))
 
         try:
-            record, samples = self.app.backend.evaluate_run(  # type: ignore[attr-defined]
+            record, samples = cast(Any, self.app).backend.evaluate_run(  # the TrmApp's backend
                 self.run_dir, which=which, split=split, limit=limit, progress=progress
             )
         except EvalCancelled:
@@ -325,6 +325,16 @@ class EvalScreen(Screen[None]):
         key = event.row_key.value
         sample = next((s for s in self.shown() if str(s.get("index", id(s))) == key), None)
         self._detail(sample)
+
+    @on(DataTable.RowSelected, "#eval-samples")
+    def _on_enter(self, event: DataTable.RowSelected) -> None:
+        """Enter: the answer in full, with the calculator and without (trm_tui/screens/answer.py)."""
+        from .answer import AnswerModal
+
+        key = event.row_key.value
+        sample = next((s for s in self.shown() if str(s.get("index", id(s))) == key), None)
+        if sample is not None:
+            self.app.push_screen(AnswerModal(sample))
 
     def _detail(self, s: dict[str, Any] | None) -> None:
         box = self.query_one("#eval-detail", Static)

@@ -3,6 +3,7 @@ from the selected profile (keys and values, seeds), saved there before it runs."
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -22,8 +23,9 @@ def sweep_files(profiles_dir: Path) -> list[Path]:
     return sorted((profiles_dir / "sweeps").glob("*.toml"))
 
 
-def build_sweep_text(name: str, base: Path, grid_lines: str, seeds: str) -> str:
-    """A sweep file from `key = v1, v2` lines and `0, 1, 2`; ValueError with a sentence when unreadable."""
+def build_sweep_text(name: str, base: Path, grid_lines: str, seeds: str, eval_limit: str = "500") -> str:
+    """A sweep file from `key = v1, v2` lines, `0, 1, 2` and how many test problems each run is
+    evaluated on (empty: no evaluation); ValueError with a sentence when unreadable."""
     try:
         seed_list = tomllib.loads(f"s = [{seeds}]")["s"]
     except tomllib.TOMLDecodeError:
@@ -35,6 +37,7 @@ def build_sweep_text(name: str, base: Path, grid_lines: str, seeds: str) -> str:
         "",
         "[grid]",
     ]
+    fixed: list[str] = []
     for raw in grid_lines.splitlines():
         if not raw.strip():
             continue
@@ -47,15 +50,47 @@ def build_sweep_text(name: str, base: Path, grid_lines: str, seeds: str) -> str:
             raise ValueError(
                 f'values of {key.strip()} must be TOML values ("text" in quotes), got {values.strip()!r}'
             ) from None
-        lines.append(f'"{key.strip()}" = {_toml_list(parsed)}')
-    lines += ["", "[eval]", 'split = "test"', "limit = 500", "calculator = [true, false]", ""]
+        if len(parsed) == 1:  # one value: set for every run, not a grid axis (names stay short)
+            fixed.append(f'"{key.strip()}" = {_toml_list(parsed)[1:-1].strip()}')
+        else:
+            lines.append(f'"{key.strip()}" = {_toml_list(parsed)}')
+    if fixed:
+        lines += ["", "[set]", *fixed]
+    limit = eval_limit.strip()
+    if limit and not (limit.isdigit() and int(limit) > 0):
+        raise ValueError(f"evaluate on a positive number of problems (or leave it empty), got {limit!r}")
+    if limit:
+        lines += ["", "[eval]", 'split = "test"', f"limit = {int(limit)}", "calculator = [true, false]"]
+    lines.append("")
     return "\n".join(lines)
+
+
+def base_for(profile: Path, sweeps_dir: Path) -> Path:
+    """The base profile as the sweep file names it: relative to the sweep file when it can be
+    (the sweep keeps working in a clone elsewhere), else absolute."""
+    try:
+        return Path(os.path.relpath(profile.resolve(), sweeps_dir.resolve()))
+    except ValueError:  # another drive
+        return profile.resolve()
 
 
 def _toml_list(values: list) -> str:
     import tomlkit
 
     return tomlkit.dumps({"v": values}).partition("=")[2].strip()
+
+
+class StopAtEnds(OptionList):
+    """An option list that stops at its first and last option: ↓ past the end must not land on the
+    first sweep (which enter would start)."""
+
+    def action_cursor_down(self) -> None:
+        if self.highlighted is None or self.highlighted < self.option_count - 1:
+            super().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        if self.highlighted is None or self.highlighted > 0:
+            super().action_cursor_up()
 
 
 class SweepPickModal(ModalScreen[Path | str | None]):
@@ -75,7 +110,7 @@ class SweepPickModal(ModalScreen[Path | str | None]):
             yield Label(
                 "Run which sweep? (runs go to RUNS_DIR/<sweep>/; rerunning resumes)", classes="question"
             )
-            yield OptionList(*options, id="sweep-files")
+            yield StopAtEnds(*options, id="sweep-files")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
 
@@ -102,15 +137,24 @@ class SweepBuildModal(ModalScreen[Path | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(
-                f"Sweep over {self.profile.stem}: one `key = value, value` per line", classes="question"
+                f"Sweep over {self.profile.stem}: one `key = value, value` per line (F7 selects all)",
+                classes="question",
             )
             yield Input(value=f"{self.profile.stem}-sweep", id="sweep-name", placeholder="sweep name")
             yield TextArea("train.lr = 1e-3, 3e-3\n", id="sweep-grid")
-            yield Input(value="0, 1, 2", id="sweep-seeds", placeholder="seeds, e.g. 0, 1, 2")
+            yield Label("seeds · test problems each run is evaluated on (empty: none)")
+            with Horizontal(classes="fields"):
+                yield Input(value="0, 1, 2", id="sweep-seeds", placeholder="seeds, e.g. 0, 1, 2")
+                yield Input(value="500", id="sweep-eval", placeholder="none", type="integer")
             yield Static("", id="sweep-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Save and run", id="ok", variant="primary")
                 yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        grid = self.query_one("#sweep-grid", TextArea)
+        grid.focus()
+        grid.select_all()  # typing replaces the example
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id != "ok":
@@ -124,9 +168,10 @@ class SweepBuildModal(ModalScreen[Path | None]):
         try:
             text = build_sweep_text(
                 name,
-                self.profile.resolve(),
+                base_for(self.profile, self.profiles_dir / "sweeps"),
                 self.query_one("#sweep-grid", TextArea).text,
                 self.query_one("#sweep-seeds", Input).value,
+                self.query_one("#sweep-eval", Input).value,
             )
         except ValueError as e:
             error.update(str(e))
