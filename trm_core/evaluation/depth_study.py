@@ -85,8 +85,8 @@ def run_depth_study(
     (an empty list: the checkpoint's own value), samples beside the run's records, the rows written
     to `json_path` and returned. `progress(done, total, label)` after each problem batch."""
     from trm_core.evaluation.record import EVAL_DIR
-    from trm_core.model.depth import Depth
     from trm_core.evaluation.run_eval import evaluate_generator, run_dir_of
+    from trm_core.model.depth import Depth
 
     cfg = gen.model.cfg
     if H_cycles and cfg.arch != "trm":

@@ -5,7 +5,7 @@ and posts its progress and result to the screen, which draws the curve (`depth_c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.text import Text
 from textual import work
@@ -99,7 +99,7 @@ class DepthStudyRow(Horizontal):
             post(DepthProgress(done, total, label))
 
         try:
-            rows = self.app.backend.depth_study(  # type: ignore[attr-defined]
+            rows = cast(Any, self.app).backend.depth_study(
                 run_dir, which=which, split=split, limit=limit, H_cycles=H, thresholds=halt, progress=progress
             )
         except _Cancelled:
