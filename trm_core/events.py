@@ -19,6 +19,7 @@ __all__ = [
     "Event",
     "StepEvent",
     "EvalEvent",
+    "AccuracyEvent",
     "EarlyStopEvent",
     "CheckpointEvent",
     "LogEvent",
@@ -68,6 +69,7 @@ class StepEvent(Event):
     tokens_per_s: float  # supervised tokens through the model per second, recent average
     elapsed_s: float
     eta_s: float
+    tokens: float = -1.0  # supervised tokens since this session's StartEvent; -1: not logged (older runs)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,18 @@ class EvalEvent(Event):
     step: int
     val_loss: float
     val_token_acc: float
+
+
+@dataclass(frozen=True)
+class AccuracyEvent(Event):
+    """Exact-answer accuracy on a few held-out problems during training (train.eval_accuracy_problems)."""
+
+    kind: ClassVar[str] = "accuracy"
+    step: int
+    accuracy: float
+    correct: int
+    total: int
+    split: str = "val"
 
 
 @dataclass(frozen=True)
@@ -150,6 +164,7 @@ _KINDS: dict[str, type[Event]] = {
         StartEvent,
         StepEvent,
         EvalEvent,
+        AccuracyEvent,
         EarlyStopEvent,
         CheckpointEvent,
         LogEvent,

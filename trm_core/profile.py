@@ -113,6 +113,10 @@ class TrainConfig:
     ema: bool = False
     ema_decay: float = 0.999
     eval_every: int = 200
+    # answer accuracy (greedy, exact final number) on this many validation problems at each
+    # evaluation, logged as an "accuracy" event; 0 = off. Draws no random numbers: losses are unchanged
+    eval_accuracy_problems: int = 0
+    tensorboard: bool = False  # mirror metrics.jsonl into RUN/tensorboard/ (needs the `tensorboard` extra)
     checkpoint_every: int = 500
     keep_last: int = 3
     log_every: int = 10
@@ -296,7 +300,10 @@ _INCOMPATIBLE = {
 }  # fmt: skip
 # Keys that do not touch weights, optimisation or data at all.
 _HARMLESS_PREFIXES = ("generate.",)
-_HARMLESS = {"name", "description", "train.log_every", "train.device", "train.keep_last"}
+_HARMLESS = {
+    "name", "description", "train.log_every", "train.device", "train.keep_last",
+    "train.eval_accuracy_problems", "train.tensorboard",
+}  # fmt: skip
 
 
 def severity(key: str) -> str:

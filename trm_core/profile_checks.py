@@ -27,7 +27,7 @@ _POSITIVE = [
 ]  # fmt: skip
 _NON_NEGATIVE = [
     "data.val_size", "data.seed", "train.max_steps", "train.min_lr_ratio", "train.warmup_steps",
-    "train.weight_decay", "train.grad_clip", "train.seed", "early_stopping.min_delta",
+    "train.weight_decay", "train.grad_clip", "train.seed", "train.eval_accuracy_problems", "early_stopping.min_delta",
     "early_stopping.stop_below", "generate.temperature", "generate.top_k",
 ]  # fmt: skip
 _UNIT_INTERVAL = ["train.beta1", "train.beta2", "train.ema_decay", "train.min_lr_ratio"]

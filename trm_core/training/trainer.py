@@ -23,19 +23,12 @@ import torch
 from torch import nn
 
 from trm_core.errors import UserError
-from trm_core.events import (
-    CheckpointEvent,
-    DoneEvent,
-    EvalEvent,
-    Event,
-    LogEvent,
-    StartEvent,
-    StepEvent,
-)
+from trm_core.events import CheckpointEvent, DoneEvent, EvalEvent, Event, LogEvent, StartEvent, StepEvent
 from trm_core.profile import Profile
 from trm_core.runs.inference import resolve_device
 from trm_core.training import distributed as D
 from trm_core.training.accel import compile_for_run
+from trm_core.training.accuracy import AccuracyProbe
 from trm_core.training.ema import EMA
 from trm_core.training.meter import Throughput
 from trm_core.training.run_files import RunFiles
@@ -137,6 +130,7 @@ class Trainer:
         self.S, self.deep, self.precision = s.supervision_steps, s.deep, s.precision
         self.model = model = s.model
         self.ema, self.optimizer = s.ema, s.optimizer
+        self.accuracy = AccuracyProbe(p, s.tokenizer, dev, is_main=self.dist.is_main)  # off unless asked
 
         pending_logs: list[str] = []
         D.on_rank0(lambda: self.files.claim(pending_logs.append), self.dist)
@@ -292,7 +286,7 @@ class Trainer:
             self._emit(
                 StepEvent(
                     step, self.total_steps, epoch + 1, loss, lr, grad_norm, tps,
-                    self.meter.elapsed(), eta,
+                    self.meter.elapsed(), eta, tokens=self.meter.tokens,
                 )
             )  # fmt: skip
         improved = False
@@ -329,6 +323,7 @@ class Trainer:
         val_loss, acc = self._evaluate()
         self._last_eval_step = self.step
         self._emit(EvalEvent(self.step, val_loss, acc))
+        self.accuracy.measure(self.ema.module if self.ema else self.model, self.step, self._emit)
         _, improved = self.stopper.update(val_loss, self.step)
         self._emit(self.stopper.event(self.step))
         return improved
