@@ -12,6 +12,7 @@ import json
 import os
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, get_args, get_type_hints
 
@@ -26,6 +27,8 @@ __all__ = [
     "PhaseEvent",
     "StartEvent",
     "DoneEvent",
+    "METRIC_FIELDS",
+    "event_metrics",
     "event_from_dict",
     "read_events",
 ]
@@ -156,6 +159,29 @@ class DoneEvent(Event):
     step: int
     message: str = ""
     best_val_loss: float | None = None
+
+
+# event class -> its fields that are metrics (the fold records these, by the field's name)
+METRIC_FIELDS: dict[type[Event], tuple[str, ...]] = {
+    StepEvent: ("loss", "grad_norm", "lr", "tokens_per_s"),
+    EvalEvent: ("val_loss", "val_token_acc"),
+    AccuracyEvent: ("accuracy",),
+}
+# a step event's numeric fields that are not metrics (counters and times); any other numeric field
+# a later StepEvent gains (memory, say) becomes plottable without a change here
+_NOT_METRICS = {"step", "total_steps", "epoch", "elapsed_s", "eta_s", "tokens", "time"}
+
+
+def event_metrics(ev: Event) -> Iterator[tuple[str, float]]:
+    """(metric name, value) for every metric `ev` carries (non-finite values included)."""
+    names = METRIC_FIELDS.get(type(ev), ())
+    if isinstance(ev, StepEvent):  # a numeric field added to StepEvent later is a metric too
+        extra = (k for k, v in vars(ev).items() if k not in _NOT_METRICS and k not in names)
+        names = (*names, *(k for k in extra if isinstance(getattr(ev, k), float)))
+    for name in names:
+        v = getattr(ev, name)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            yield name, float(v)
 
 
 _KINDS: dict[str, type[Event]] = {

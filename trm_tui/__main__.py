@@ -23,7 +23,19 @@ from typing import NoReturn
 # Measured on 2 cores, see docs/perf-notes.md ("OpenMP spin"). A user's own setting wins.
 GOMP_SPINCOUNT = "20000"
 
-COMMANDS = ["app", "check", "tokenize", "train", "generate", "eval", "bench", "sweep", "compare"]
+COMMANDS = [
+    "app",
+    "check",
+    "tokenize",
+    "train",
+    "generate",
+    "eval",
+    "bench",
+    "sweep",
+    "compare",
+    "plot",
+    "export-tb",
+]
 
 
 def tune_openmp(environ: MutableMapping[str, str]) -> None:
@@ -50,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"trm_tui.commands.{name}").add_parser(sub)
+        importlib.import_module(f"trm_tui.commands.{name.replace('-', '_')}").add_parser(sub)
     return parser
 
 

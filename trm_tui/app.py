@@ -25,6 +25,7 @@ from .panes.repl import ReplPane
 from .panes.runs import RunsPane
 from .panes.train import TrainPane
 from .screens.modals import ConfirmModal
+from .screens.plot import PlotRequested, PlotScreen
 
 TABS = {  # tab id -> (label, pane class, key)
     "profiles": ("Profiles", ProfilesPane, "f1"),
@@ -90,6 +91,9 @@ class TrmApp(App[None]):
             from .hangup import watch_terminal
 
             watch_terminal(self, self.hang_up)
+
+    def on_plot_requested(self, msg: PlotRequested) -> None:
+        self.push_screen(PlotScreen(msg.runs, export_dir=self.runs_dir.parent / "plots"))
 
     # ------------------------------------------------------------------ tabs
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from trm_core.events import AccuracyEvent, EvalEvent, Event, StepEvent
+from trm_core.events import METRIC_FIELDS, event_metrics
 
 if TYPE_CHECKING:
     from trm_core.runs.history import RunHistory
@@ -37,15 +37,6 @@ __all__ = [
 
 Point = tuple[float, float]
 
-# event class -> its fields that are metrics (the fold records these, by the field's name)
-METRIC_FIELDS: dict[type[Event], tuple[str, ...]] = {
-    StepEvent: ("loss", "grad_norm", "lr", "tokens_per_s"),
-    EvalEvent: ("val_loss", "val_token_acc"),
-    AccuracyEvent: ("accuracy",),
-}
-# a step event's numeric fields that are not metrics (counters and times); any other numeric field
-# a later StepEvent gains (memory, say) becomes plottable without a change here
-_NOT_METRICS = {"step", "total_steps", "epoch", "elapsed_s", "eta_s", "tokens", "time"}
 METRIC_LABELS = {
     "loss": "train loss",
     "val_loss": "val loss",
@@ -58,18 +49,6 @@ METRIC_LABELS = {
 X_AXES = ("step", "tokens", "wall")
 X_LABELS = {"step": "step", "tokens": "tokens", "wall": "wall time (s)"}
 SMOOTHING = (0.0, 0.6, 0.9, 0.99)  # EMA weights the app cycles through (0 = raw)
-
-
-def event_metrics(ev: Event) -> Iterator[tuple[str, float]]:
-    """(metric name, value) for every metric `ev` carries (non-finite values included)."""
-    names = METRIC_FIELDS.get(type(ev), ())
-    if isinstance(ev, StepEvent):  # a numeric field added to StepEvent later is a metric too
-        extra = (k for k, v in vars(ev).items() if k not in _NOT_METRICS and k not in names)
-        names = (*names, *(k for k in extra if isinstance(getattr(ev, k), float)))
-    for name in names:
-        v = getattr(ev, name)
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            yield name, float(v)
 
 
 @dataclass(frozen=True)

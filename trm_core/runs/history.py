@@ -3,7 +3,7 @@
 `RunHistory` is a small state object updated one event at a time (`update`), from the trainer's
 callback or from `metrics.jsonl` (`follow` reads what was appended since the last call, so a file
 another process is still writing can be tailed). Every logged metric is kept as (step, value) in
-`samples` (which ones: `trm_core.metrics.series`), beside a clock of (step, tokens, wall seconds)
+`samples` (which ones: `events.METRIC_FIELDS`), beside a clock of (step, tokens, wall seconds)
 that puts them on a tokens or wall-time axis. No Textual here.
 """
 
@@ -21,9 +21,9 @@ from trm_core.events import (
     Event,
     StartEvent,
     StepEvent,
+    event_metrics,
     read_events,
 )
-from trm_core.metrics.series import event_metrics
 
 __all__ = ["RunHistory", "DONE_STATUS", "TOKENS_PER_S_SMOOTHING"]
 

@@ -50,8 +50,9 @@ class MetricsLog:
     go first into the file when it opens; after `close()` nothing more reaches the file.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, mirror: Any = None):
         self.path = path
+        self.mirror = mirror  # another log of the same events (TensorBoardLog) or None
         self._file: TextIO | None = None
         self._pending: list[Event] = []
 
@@ -59,6 +60,8 @@ class MetricsLog:
         if self._file is not None:
             self._file.write(event.to_json() + "\n")
             self._file.flush()
+            if self.mirror is not None:
+                self.mirror.write(event)
         else:
             self._pending.append(event)
 
@@ -74,12 +77,26 @@ class MetricsLog:
         for event in self._pending:
             self._file.write(event.to_json() + "\n")
         self._file.flush()
+        if self.mirror is not None:
+            self.mirror.open()  # the package missing: one sentence, before anything trains
+            self.mirror.write_all(self._pending)
         self._pending = []
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self.mirror is not None:
+            self.mirror.close()
+
+
+def tensorboard_log(path: Path, profile: Profile) -> Any:
+    """The TensorBoard mirror of metrics.jsonl when the profile asks for one (train.tensorboard)."""
+    if not profile.train.tensorboard:
+        return None
+    from trm_core.metrics.tensorboard import TB_DIR, TensorBoardLog
+
+    return TensorBoardLog(path / TB_DIR)
 
 
 # --------------------------------------------------------------------------- the run directory
@@ -128,7 +145,7 @@ class RunFiles:
         self.path = path
         self.profile = profile
         # events before metrics.jsonl opens are held back there (a refused resume writes nothing)
-        self.metrics = MetricsLog(path / "metrics.jsonl")
+        self.metrics = MetricsLog(path / "metrics.jsonl", mirror=tensorboard_log(path, profile))
         self._release_lock: Callable[[], None] | None = None
 
     def claim(self, log: Callable[[str], None]) -> None:

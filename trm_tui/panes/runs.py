@@ -21,6 +21,7 @@ from trm_core.runs.history import RunHistory
 from trm_core.runs.listing import RunInfo, list_runs
 
 from ..messages import RunsListed
+from ..screens.plot import PlotRequested
 from ..widgets.loss_chart import LossChart
 from .base import Pane
 from .run_marks import MARK_BINDINGS, RunMarks
@@ -39,6 +40,7 @@ class RunsPane(SweepRunner, RunMarks, Pane):
         *MARK_BINDINGS,
         *SWEEP_BINDINGS,
         Binding("ctrl+e", "evaluate", "Evaluate", id="runs.evaluate", tooltip="Evaluate the selected run"),
+        Binding("p", "plot", "Plot", id="runs.plot", tooltip="Plot any metric of the marked runs, overlaid"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -163,6 +165,19 @@ class RunsPane(SweepRunner, RunMarks, Pane):
             self.app.notify("Select a run with a checkpoint first.", severity="warning")
             return
         self.tapp.open_evaluation(self.opened)
+
+    def action_plot(self) -> None:
+        """The marked runs (or this run's sweep, or this run) on the plot screen (the app opens it)."""
+        names = self.compare_targets() or ([self._cursor_name()] if self._cursor_name() else [])
+        runs = [
+            (n, self.tapp.runs_dir / n) for n in names if (self.tapp.runs_dir / n / "metrics.jsonl").is_file()
+        ]
+        if not runs:
+            self.app.notify(
+                "No run with metrics here: train one (F2), or mark runs with space.", severity="warning"
+            )
+            return
+        self.post_message(PlotRequested(runs))
 
     def action_open_repl(self) -> None:
         if self.opened is None:
