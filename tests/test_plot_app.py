@@ -83,7 +83,7 @@ async def test_plot_screen_overlays_marked_runs_and_exports(dirs):
         assert all(len(line.points) == 40 for line in screen.chart.lines())
         legend = shown(screen.query_one("#plot-legend"))
         assert "tiny" in legend and "zeta" in legend
-        assert "grad norm vs tokens" in shown(screen.query_one("#plot-title"))
+        assert "grad norm vs tokens" in shown(screen.chart)
         await pilot.press("e")
         await wait_for(pilot, lambda: isinstance(app.screen, NameModal))
         app.screen.query_one("#name", Input).value = "gn.csv"

@@ -85,11 +85,12 @@ class PlotScreen(Screen[None]):
             self._describe()
 
     def _describe(self, _spec: object = None) -> None:
-        spec, n = self.chart.spec, len(self.run_dirs)
+        n = len(self.run_dirs)
         self.query_one("#plot-title", Static).update(
-            Text.assemble((f"{n} run{'s' if n != 1 else ''} · ", ""), (spec.label, "bold"),
-                          ("  m metric · x axis · s smoothing · e export", "dim"))
-        )  # fmt: skip
+            Text.assemble(
+                f"{n} run{'s' if n != 1 else ''}", ("  m metric · x axis · s smooth · e export", "dim")
+            )
+        )
         legend = Text()
         for line in self.chart.lines():
             legend.append("━ ", style=line.style)

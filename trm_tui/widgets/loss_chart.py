@@ -211,11 +211,11 @@ def render_lines(
     ys = [py for s in series_ for _, py in s]
     x0, x1 = min(xs), max(xs)
     y0, y1 = min(ys), max(ys)
+    # a loss (or an accuracy) is never negative: on a linear axis the margin below stops at 0
+    floor = 0.0 if y0 >= 0 and not log_scale else -math.inf
     if y1 - y0 < 1e-12:
         y0, y1 = y0 - 0.5, y1 + 0.5
     pad = (y1 - y0) * 0.05
-    # a loss is never negative: on a linear axis the margin below stops at 0 (no "-0.011" label)
-    floor = 0.0 if y0 >= 0 and not log_scale else -math.inf
     y0, y1 = max(floor, y0 - pad), y1 + pad
     dots_w, dots_h = plot_w * 2, plot_h * 4
     grid = [[0] * plot_w for _ in range(plot_h)]
