@@ -113,9 +113,7 @@ class TrainConfig:
     ema: bool = False
     ema_decay: float = 0.999
     eval_every: int = 200
-    # answer accuracy (greedy, exact final number) on this many validation problems at each
-    # evaluation, logged as an "accuracy" event; 0 = off. Draws no random numbers: losses are unchanged
-    eval_accuracy_problems: int = 0
+    eval_accuracy_problems: int = 0  # answer accuracy on this many validation problems at each evaluation; 0 = off
     tensorboard: bool = False  # mirror metrics.jsonl into RUN/tensorboard/ (needs the `tensorboard` extra)
     checkpoint_every: int = 500
     keep_last: int = 3
