@@ -66,3 +66,13 @@ def test_tensorboard_mirror_reads_back(tmp_path):
     assert close(scalars["val/loss"], vals)
     accs = [(e.step, e.accuracy) for e in events if isinstance(e, AccuracyEvent)]
     assert close(scalars["val/accuracy"], accs) and len(accs) == 2
+
+
+def test_tensorboard_without_the_package_is_one_sentence_before_training(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    done, events, _ = train(tiny_profile(train__max_steps=2, train__tensorboard=True), tmp_path / "r")
+    assert done.reason == "error" and "pip install 'trm-tui[tensorboard]'" in done.message
+    assert not any(isinstance(e, StepEvent) for e in events)
+    assert not (tmp_path / "r" / "metrics.jsonl").exists()

@@ -67,6 +67,8 @@ class MetricsLog:
 
     def open(self) -> None:
         path = self.path
+        if self.mirror is not None:
+            self.mirror.open()  # the package missing: one sentence, before metrics.jsonl is touched
         try:
             torn = path.is_file() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
             self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115
@@ -78,7 +80,6 @@ class MetricsLog:
             self._file.write(event.to_json() + "\n")
         self._file.flush()
         if self.mirror is not None:
-            self.mirror.open()  # the package missing: one sentence, before anything trains
             self.mirror.write_all(self._pending)
         self._pending = []
 

@@ -54,6 +54,7 @@ def print_chart(data, spec, log_scale: bool) -> None:
     from rich.console import Console
     from rich.text import Text
 
+    from trm_core.printable import printable
     from trm_tui.widgets.loss_chart import PALETTE, Line, render_lines, spec_legend
 
     console = Console(highlight=False)
@@ -64,7 +65,7 @@ def print_chart(data, spec, log_scale: bool) -> None:
     legend = Text()
     for line in lines:
         legend.append("━ ", style=line.style)
-        legend.append(line.label)
+        legend.append(printable(line.label))  # a run's name is echoed escaped
         if line.points:
             legend.append(f" {line.points[-1][1]:.4g}", style="dim")
         legend.append("   ")
