@@ -23,19 +23,8 @@ from typing import NoReturn
 # Measured on 2 cores, see docs/perf-notes.md ("OpenMP spin"). A user's own setting wins.
 GOMP_SPINCOUNT = "20000"
 
-COMMANDS = [
-    "app",
-    "check",
-    "tokenize",
-    "train",
-    "generate",
-    "eval",
-    "bench",
-    "sweep",
-    "compare",
-    "plot",
-    "export-tb",
-]
+COMMANDS = ["app", "check", "tokenize", "train", "generate", "eval", "bench", "sweep", "compare"]
+COMMANDS += ["plot", "export-tb"]  # a dash in a command's name is an underscore in its module's
 
 
 def tune_openmp(environ: MutableMapping[str, str]) -> None:
