@@ -113,7 +113,7 @@ class TrainConfig:
     ema: bool = False
     ema_decay: float = 0.999
     eval_every: int = 200
-    eval_accuracy_problems: int = 0  # answer accuracy on this many validation problems at each evaluation; 0 = off
+    eval_accuracy_problems: int = 0  # answer accuracy on N validation problems at each eval; 0 = off
     tensorboard: bool = False  # mirror metrics.jsonl into RUN/tensorboard/ (needs the `tensorboard` extra)
     checkpoint_every: int = 500
     keep_last: int = 3
