@@ -34,3 +34,18 @@ def test_step_axis_has_labelled_ticks() -> None:
     assert numbers == sorted(set(numbers))
     short = render_chart(train[:3], [], 70, 6).plain.splitlines()[-1]
     assert short.count("2") == 1
+
+
+def test_a_flat_zero_series_is_not_drawn_below_zero() -> None:
+    """An accuracy of 0 at every evaluation (an untrained model) drew a -0.528 label."""
+    labels = _axis_labels(render_chart([(1.0, 0.0), (2.0, 0.0)], [], 48, 14).plain)
+    assert 0.0 <= min(labels) < 0.05 and max(labels) > 0.4
+
+
+def test_tokens_and_wall_time_axes() -> None:
+    from trm_tui.widgets.loss_chart import x_axis
+
+    tokens = x_axis(2048, 244_000, 60, "tokens")
+    assert tokens.endswith("tokens 244k") and "50k" in tokens and "2.0k" in tokens
+    wall = x_axis(0, 3725, 60, "wall")
+    assert wall.endswith("wall 1:02:05") and "20:00" in wall  # whole minutes between the ends

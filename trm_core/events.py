@@ -12,6 +12,7 @@ import json
 import os
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, get_args, get_type_hints
 
@@ -19,12 +20,15 @@ __all__ = [
     "Event",
     "StepEvent",
     "EvalEvent",
+    "AccuracyEvent",
     "EarlyStopEvent",
     "CheckpointEvent",
     "LogEvent",
     "PhaseEvent",
     "StartEvent",
     "DoneEvent",
+    "METRIC_FIELDS",
+    "event_metrics",
     "event_from_dict",
     "read_events",
 ]
@@ -68,6 +72,7 @@ class StepEvent(Event):
     tokens_per_s: float  # supervised tokens through the model per second, recent average
     elapsed_s: float
     eta_s: float
+    tokens: float = -1.0  # supervised tokens since this session's StartEvent; -1: not logged (older runs)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,18 @@ class EvalEvent(Event):
     step: int
     val_loss: float
     val_token_acc: float
+
+
+@dataclass(frozen=True)
+class AccuracyEvent(Event):
+    """Exact-answer accuracy on a few held-out problems during training (train.eval_accuracy_problems)."""
+
+    kind: ClassVar[str] = "accuracy"
+    step: int
+    accuracy: float
+    correct: int
+    total: int
+    split: str = "val"
 
 
 @dataclass(frozen=True)
@@ -144,12 +161,36 @@ class DoneEvent(Event):
     best_val_loss: float | None = None
 
 
+# event class -> its fields that are metrics (the fold records these, by the field's name)
+METRIC_FIELDS: dict[type[Event], tuple[str, ...]] = {
+    StepEvent: ("loss", "grad_norm", "lr", "tokens_per_s"),
+    EvalEvent: ("val_loss", "val_token_acc"),
+    AccuracyEvent: ("accuracy",),
+}
+# a step event's numeric fields that are not metrics (counters and times); any other numeric field
+# a later StepEvent gains (memory, say) becomes plottable without a change here
+_NOT_METRICS = {"step", "total_steps", "epoch", "elapsed_s", "eta_s", "tokens", "time"}
+
+
+def event_metrics(ev: Event) -> Iterator[tuple[str, float]]:
+    """(metric name, value) for every metric `ev` carries (non-finite values included)."""
+    names = METRIC_FIELDS.get(type(ev), ())
+    if isinstance(ev, StepEvent):  # a numeric field added to StepEvent later is a metric too
+        extra = (k for k, v in vars(ev).items() if k not in _NOT_METRICS and k not in names)
+        names = (*names, *(k for k in extra if isinstance(getattr(ev, k), float)))
+    for name in names:
+        v = getattr(ev, name)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            yield name, float(v)
+
+
 _KINDS: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
         StartEvent,
         StepEvent,
         EvalEvent,
+        AccuracyEvent,
         EarlyStopEvent,
         CheckpointEvent,
         LogEvent,

@@ -44,6 +44,7 @@ INT_MAX: dict[str, int] = {
     "train.warmup_steps": 10**12,
     "train.supervision_steps": 256,
     "train.eval_every": 10**12,
+    "train.eval_accuracy_problems": 100_000,  # each one is decoded at every evaluation
     "train.checkpoint_every": 10**12,
     "train.keep_last": 10_000,
     "train.log_every": 10**12,

@@ -142,6 +142,8 @@ class TrainConfig:
     ema: bool = False  # keep an exponential moving average of the weights (saved beside them)
     ema_decay: float = 0.999  # the EMA's decay per optimizer step
     eval_every: int = 200  # optimizer steps between validation evaluations
+    eval_accuracy_problems: int = 0  # answer accuracy on N validation problems at each eval; 0 = off
+    tensorboard: bool = False  # mirror metrics.jsonl into RUN/tensorboard/ (needs the `tensorboard` extra)
     checkpoint_every: int = 500  # optimizer steps between checkpoints
     keep_last: int = 3  # checkpoints kept (besides `best`)
     log_every: int = 10  # optimizer steps between logged training losses
@@ -328,7 +330,10 @@ _INCOMPATIBLE = {
 }  # fmt: skip
 # Keys that do not touch weights, optimisation or data at all.
 _HARMLESS_PREFIXES = ("generate.",)
-_HARMLESS = {"name", "description", "train.log_every", "train.device", "train.keep_last"}
+_HARMLESS = {
+    "name", "description", "train.log_every", "train.device", "train.keep_last",
+    "train.eval_accuracy_problems", "train.tensorboard",
+}  # fmt: skip
 
 
 def severity(key: str) -> str:

@@ -29,7 +29,7 @@ _NON_NEGATIVE = [
     "data.val_size", "data.seed", "train.max_steps", "train.min_lr_ratio", "train.warmup_steps",
     "train.weight_decay", "train.grad_clip", "train.seed", "early_stopping.min_delta",
     "early_stopping.stop_below", "generate.temperature", "generate.top_k", "train.depth_mean",
-    "train.depth_sigma", "train.backprop_depth",
+    "train.depth_sigma", "train.backprop_depth", "train.eval_accuracy_problems",
 ]  # fmt: skip
 _UNIT_INTERVAL = ["train.beta1", "train.beta2", "train.ema_decay", "train.min_lr_ratio"]
 _PROB = ["generate.top_p"]  # (0, 1]

@@ -19,6 +19,7 @@ from typing import NoReturn
 GOMP_SPINCOUNT = "20000"
 
 COMMANDS = ["app", "check", "tokenize", "train", "generate", "eval", "bench", "sweep", "compare"]
+COMMANDS += ["plot", "export-tb"]  # a dash in a command's name is an underscore in its module's
 
 
 def tune_openmp(environ: MutableMapping[str, str]) -> None:
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"trm_tui.commands.{name}").add_parser(sub)
+        importlib.import_module(f"trm_tui.commands.{name.replace('-', '_')}").add_parser(sub)
     return parser
 
 

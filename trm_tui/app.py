@@ -29,6 +29,7 @@ from .panes.repl import ReplPane
 from .panes.runs import RunsPane
 from .panes.train import TrainPane
 from .screens.modals import ConfirmModal
+from .screens.plot import PlotRequested, PlotScreen
 
 TABS = {  # tab id -> (label, pane class, key)
     "profiles": ("Profiles", ProfilesPane, "f1"),
@@ -103,6 +104,9 @@ class TrmApp(App[None]):
         if msg.SHOW:
             self.action_show_tab(msg.TO)
         self.query_one(f"#{msg.TO}-pane").post_message(replace(msg, delivered=True))
+
+    def on_plot_requested(self, msg: PlotRequested) -> None:
+        self.push_screen(PlotScreen(msg.runs, export_dir=self.runs_dir.parent / "plots"))
 
     # ------------------------------------------------------------------ tabs
 

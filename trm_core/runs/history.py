@@ -2,7 +2,9 @@
 
 `RunHistory` is a small state object updated one event at a time (`update`), from the trainer's
 callback or from `metrics.jsonl` (`follow` reads what was appended since the last call, so a file
-another process is still writing can be tailed). No Textual here.
+another process is still writing can be tailed). Every logged metric is kept as (step, value) in
+`samples` (which ones: `events.METRIC_FIELDS`), beside a clock of (step, tokens, wall seconds)
+that puts them on a tokens or wall-time axis. No Textual here.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trm_core.events import (
+    AccuracyEvent,
     DoneEvent,
     EarlyStopEvent,
     EvalEvent,
     Event,
     StartEvent,
     StepEvent,
+    event_metrics,
     read_events,
 )
 
@@ -32,6 +36,7 @@ DONE_STATUS = {  # DoneEvent.reason -> the run's status
 TOKENS_PER_S_SMOOTHING = 0.1  # weight of the newest step in the smoothed tokens/s
 
 Point = tuple[float, float]
+Tick = tuple[int, float, float]  # (step, supervised tokens since step 0, training seconds)
 
 
 @dataclass
@@ -39,8 +44,9 @@ class RunHistory:
     """Curves and headline numbers of one run; `points=False` keeps only the headline numbers."""
 
     points: bool = True
-    train: list[Point] = field(default_factory=list)
-    val: list[Point] = field(default_factory=list)
+    samples: dict[str, list[Point]] = field(default_factory=dict)  # metric -> (step, value)
+    clock: list[Tick] = field(default_factory=list)  # one per logged step
+    tokens_before: float = 0.0  # tokens at the step this session resumed from (StepEvent.tokens counts on)
     step: int = 0  # optimizer steps done (the last step seen)
     total_steps: int = 0  # 0 while unknown
     best_val_loss: float | None = None
@@ -57,12 +63,23 @@ class RunHistory:
 
     # ------------------------------------------------------------------ the fold
 
+    @property
+    def train(self) -> list[Point]:
+        return self.samples.setdefault("loss", [])
+
+    @property
+    def val(self) -> list[Point]:
+        return self.samples.setdefault("val_loss", [])
+
     def update(self, ev: Event) -> None:
+        if self.points and isinstance(ev, StepEvent | EvalEvent | AccuracyEvent):
+            for name, v in event_metrics(ev):
+                self.samples.setdefault(name, []).append((ev.step, v))
         if isinstance(ev, StepEvent):
             self.last_step = ev
             self.step, self.total_steps = ev.step, ev.total_steps or self.total_steps
             if self.points:
-                self.train.append((ev.step, ev.loss))
+                self._tick(ev)
             if math.isfinite(ev.tokens_per_s):
                 self.rate_sum += ev.tokens_per_s
                 self.rate_count += 1
@@ -72,8 +89,6 @@ class RunHistory:
         elif isinstance(ev, EvalEvent):
             self.last_eval = ev
             self._best(ev.val_loss)
-            if self.points:
-                self.val.append((ev.step, ev.val_loss))
         elif isinstance(ev, EarlyStopEvent):
             self.last_es = ev
             self._best(ev.best_val_loss)
@@ -83,11 +98,26 @@ class RunHistory:
             self.step = ev.step
             # a resume from an older checkpoint replays steps: the curve continues from there
             keep = ev.step if ev.resumed else -1
-            self.train = [p for p in self.train if p[0] <= keep]
-            self.val = [p for p in self.val if p[0] <= keep]
+            self.samples = {k: [p for p in pts if p[0] <= keep] for k, pts in self.samples.items()}
+            self.clock = [c for c in self.clock if c[0] <= keep]
+            # the session's StepEvent.tokens count from here (the steps after the last logged one
+            # and before the checkpoint are not in the log: a slight undercount)
+            self.tokens_before = self.clock[-1][1] if self.clock else 0.0
         elif isinstance(ev, DoneEvent):
             self.done = ev
             self.step = max(self.step, ev.step)
+
+    def _tick(self, ev: StepEvent) -> None:
+        """The step's place on the tokens and wall-time axes. Older logs have no token count:
+        tokens/s times the training time since the last logged step stands in for it."""
+        prev = self.clock[-1] if self.clock else (0, self.tokens_before, 0.0)
+        if ev.tokens >= 0:
+            tokens = self.tokens_before + ev.tokens
+        elif math.isfinite(ev.tokens_per_s):
+            tokens = prev[1] + ev.tokens_per_s * max(0.0, ev.elapsed_s - prev[2])
+        else:
+            tokens = prev[1]
+        self.clock.append((ev.step, tokens, ev.elapsed_s))
 
     def _best(self, v: float) -> None:
         if math.isfinite(v) and (self.best_val_loss is None or v < self.best_val_loss):

@@ -16,10 +16,12 @@ class Throughput:
         self.elapsed_before = elapsed_before
         self.start = self.last = time.perf_counter()
         self.window: deque[tuple[float, float]] = deque(maxlen=window)
+        self.tokens = 0.0  # every step's tokens this session (StepEvent.tokens)
 
     def step(self, tokens: float, steps_left: int) -> tuple[float, float]:
         """Record a step of `tokens`; (tokens/s, ETA in seconds) over the window."""
         now = time.perf_counter()
+        self.tokens += tokens
         self.window.append((now - self.last, tokens))
         self.last = now
         dt = sum(w[0] for w in self.window)

@@ -58,8 +58,9 @@ class MetricsLog:
     go first into the file when it opens; after `close()` nothing more reaches the file.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, mirror: Any = None):
         self.path = path
+        self.mirror = mirror  # another log of the same events (TensorBoardLog) or None
         self._file: TextIO | None = None
         self._pending: list[Event] = []
 
@@ -67,11 +68,15 @@ class MetricsLog:
         if self._file is not None:
             self._file.write(event.to_json() + "\n")
             self._file.flush()
+            if self.mirror is not None:
+                self.mirror.write(event)
         else:
             self._pending.append(event)
 
     def open(self) -> None:
         path = self.path
+        if self.mirror is not None:
+            self.mirror.open()  # the package missing: one sentence, before metrics.jsonl is touched
         try:
             torn = path.is_file() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
             self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115
@@ -82,12 +87,25 @@ class MetricsLog:
         for event in self._pending:
             self._file.write(event.to_json() + "\n")
         self._file.flush()
+        if self.mirror is not None:
+            self.mirror.write_all(self._pending)
         self._pending = []
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self.mirror is not None:
+            self.mirror.close()
+
+
+def tensorboard_log(path: Path, profile: Profile) -> Any:
+    """The TensorBoard mirror of metrics.jsonl when the profile asks for one (train.tensorboard)."""
+    if not profile.train.tensorboard:
+        return None
+    from trm_core.metrics.tensorboard import TB_DIR, TensorBoardLog
+
+    return TensorBoardLog(path / TB_DIR)
 
 
 # --------------------------------------------------------------------------- the run directory
@@ -125,7 +143,7 @@ class RunFiles:
         self.path = path
         self.profile = profile
         # events before metrics.jsonl opens are held back there (a refused resume writes nothing)
-        self.metrics = MetricsLog(path / "metrics.jsonl")
+        self.metrics = MetricsLog(path / "metrics.jsonl", mirror=tensorboard_log(path, profile))
         self._release_lock: Callable[[], None] | None = None
 
     def claim(self, log: Callable[[str], None]) -> None:

@@ -24,19 +24,12 @@ import torch
 from torch import nn
 
 from trm_core.errors import UserError
-from trm_core.events import (
-    CheckpointEvent,
-    DoneEvent,
-    EvalEvent,
-    Event,
-    LogEvent,
-    StartEvent,
-    StepEvent,
-)
+from trm_core.events import CheckpointEvent, DoneEvent, EvalEvent, Event, LogEvent, StartEvent, StepEvent
 from trm_core.profile import Profile
 from trm_core.runs.inference import resolve_device
 from trm_core.training import distributed as D
 from trm_core.training.accel import compile_for_run
+from trm_core.training.accuracy import AccuracyProbe
 from trm_core.training.meter import Throughput
 from trm_core.training.run_files import RunFiles
 from trm_core.training.schedule import EarlyStopper
@@ -93,6 +86,7 @@ class Trainer:
         self.setup: TrainSetup | None = None  # tokenizer, data, model, EMA, optimizer, …: built by run()
         self.fwd: nn.Module | None = None  # the model as training calls it (DDP-wrapped when distributed)
         self.meter = Throughput(0.0)  # restarted by the loop from the resumed elapsed time
+        self.accuracy: AccuracyProbe | None = None  # answer accuracy at each evaluation: built by run()
         es = profile.early_stopping
         # where the run stands (step, position, carry, evaluations, saves, bad steps, early stopping)
         self.state = TrainState(EarlyStopper(es.enabled, es.patience, es.min_delta, es.stop_below))
@@ -165,6 +159,7 @@ class Trainer:
             p, dev, rank=self.dist.rank, world_size=self.dist.world_size, max_steps=self.max_steps_override
         )
         model = s.model
+        self.accuracy = AccuracyProbe(p, s.tokenizer, dev, is_main=self.dist.is_main)  # off unless asked
 
         pending_logs: list[str] = []
         D.on_rank0(lambda: self.files.claim(pending_logs.append), self.dist)
@@ -315,7 +310,7 @@ class Trainer:
             self._emit(
                 StepEvent(
                     step, self.total_steps, epoch + 1, loss, lr, grad_norm, tps,
-                    self.meter.elapsed(), eta,
+                    self.meter.elapsed(), eta, tokens=self.meter.tokens,
                 )
             )  # fmt: skip
         improved = False
@@ -351,6 +346,7 @@ class Trainer:
         val_loss, acc = self._evaluate()
         self.state.last_eval_step = self.state.step
         self._emit(EvalEvent(self.state.step, val_loss, acc))
+        self.accuracy.measure(self.ema.module if self.ema else self.model, self.state.step, self._emit)
         _, improved = self.state.stopper.update(val_loss, self.state.step)
         self._emit(self.state.stopper.event(self.state.step))
         return improved

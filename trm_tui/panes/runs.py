@@ -29,6 +29,7 @@ from ..messages import OpenInRepl, RunsChanged, RunsListed
 from ..run_shelf import hidden_runs, set_hidden, short_names, trash
 from ..screens.compare import CompareScreen
 from ..screens.modals import ConfirmModal
+from ..screens.plot import PlotRequested
 from ..screens.sweep_start import BUILD, SweepBuildModal, SweepPickModal, sweep_files
 from ..sweep_plan import SweepPlan, plan_sweep
 from ..widgets.loss_chart import LossChart
@@ -71,6 +72,7 @@ class RunsPane(Pane):
                 tooltip="Show or leave out the hidden runs"),
         Binding("delete", "trash", "Trash", id="runs.trash", show=False,
                 tooltip="Move this run (or its whole sweep) to RUNS_DIR/.trash"),
+        Binding("p", "plot", "Plot", id="runs.plot", tooltip="Plot any metric of the marked runs, overlaid"),
     ]  # fmt: skip
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -435,6 +437,19 @@ class RunsPane(Pane):
             self.app.notify("Select a run with a checkpoint first.", severity="warning")
             return
         self.tapp.open_evaluation(self.opened)
+
+    def action_plot(self) -> None:
+        """The marked runs (or this run's sweep, or this run) on the plot screen (the app opens it)."""
+        names = self.compare_targets() or ([self._cursor_name()] if self._cursor_name() else [])
+        runs = [
+            (n, self.tapp.runs_dir / n) for n in names if (self.tapp.runs_dir / n / "metrics.jsonl").is_file()
+        ]
+        if not runs:
+            self.app.notify(
+                "No run with metrics here: train one (F2), or mark runs with space.", severity="warning"
+            )
+            return
+        self.post_message(PlotRequested(runs))
 
     def action_open_repl(self) -> None:
         if self.opened is not None:

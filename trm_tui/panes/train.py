@@ -408,7 +408,7 @@ class TrainPane(Pane):
         else:
             bar.update(total=1, progress=0)
         self.query_one("#train-progress-text", Static).update(text)
-        self.query_one("#train-chart", LossChart).set_series(h.train, h.val)
+        self.query_one("#train-chart", LossChart).set_history(h)
         self.query_one("#train-stats", Static).update(now_table(h))
         if self._log_new:
             self._log_new = False
