@@ -52,15 +52,16 @@ class AccuracyProbe:
         from trm_core.evaluation.evaluate import evaluate
         from trm_core.generation.generator import Generator
         from trm_core.generation.sampling import SamplingOptions
+        from trm_core.model.depth import Depth
 
         p = self.profile
         was_training = model.training
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             gen = Generator(
-                model, self.tokenizer, supervision_steps=p.train.supervision_steps, device=self.device,
+                model, self.tokenizer, depth=Depth.of_profile(p), device=self.device,
                 cuda_graph=False, defaults=SamplingOptions.from_profile(p.generate),
-                halt_threshold=p.generate.halt_threshold, prompt_halts=p.data.loss_on == "all",
+                prompt_halts=p.data.loss_on == "all",
             )  # fmt: skip
             result = evaluate(
                 gen, examples, max_tokens=p.generate.max_tokens, calculator=p.generate.calculator
