@@ -4,7 +4,8 @@ usage: PYTHONPATH=. GOMP_SPINCOUNT=20000 R=4 N=3 python docs/perf/ab_train_step.
 Variants (comma list; the first is the baseline): eager, bf16, fused (AdamW fused=True),
 regions (compiled block, one static graph per length), regions_dyn (dynamic lengths, as the
 Trainer does on CPU), a32 (with bf16: attention in fp32; without a32 bf16 attention is forced),
-and combinations such as regions_dyn_bf16 or bf16_a32. Same weights and batches for all;
+t1 (this variant's steps on 1 intra-op thread, the others on THREADS),
+and combinations such as regions_dyn_bf16, bf16_a32 or bf16_t1. Same weights and batches for all;
 R rounds of N steps per variant, variants interleaved within each round; prints the median ratio.
 """
 
@@ -42,7 +43,10 @@ def make(v):
 
     attn = "fp32" if "a32" in v else "bf16"
 
+    threads = 1 if "t1" in v else int(os.environ.get("THREADS", "2"))
+
     def step(b):
+        torch.set_num_threads(threads)
         with ac(), cpu_attention(attn):
             h, _ = m(b.input_ids)
             loss = m.loss(h, b.labels)
