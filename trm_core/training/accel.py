@@ -12,6 +12,8 @@ Why these rules (numbers in docs/perf-notes.md, "CPU fast path"):
   there: with dynamic lengths inductor in torch 2.13 mis-strides its saved output), the compiled
   code cached on disk so the next run or app launch skips codegen.
 - `compile = "auto"` on CPU compiles only runs long enough to win back the compile time.
+- intra-op threads fit the load (`threads_for`, `fit_cpu_threads`): oversubscribed cores cost far
+  more than an idle one (docs/performance-cpu-step.md: 1 thread ran 3.5x faster than 2 at load 11-19).
 """
 
 from __future__ import annotations
