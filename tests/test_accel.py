@@ -119,3 +119,30 @@ def test_compiled_training_matches_eager_and_compiling_is_its_own_phase(tmp_path
     assert len(losses["on"]) == len(losses["off"]) == 3
     for eager, compiled in zip(losses["off"], losses["on"], strict=True):
         assert abs(compiled - eager) <= COMPILED_BOUND * eager, (losses["off"], losses["on"])
+
+
+def test_threads_for_shares_the_free_cores():
+    assert accel.threads_for(1, 2) == 2 and accel.threads_for(2, 2) == 1 and accel.threads_for(3, 2) == 1
+    assert accel.threads_for(2, 16) == 8
+    assert accel.threads_for(1, 2, busy=0.4) == 2  # a quiet machine: all cores
+    assert accel.threads_for(1, 2, busy=1.2) == 1  # one core busy (another run beside it)
+    assert accel.threads_for(1, 2, busy=14.0) == 1  # never fewer than one
+
+
+def test_fit_cpu_threads_follows_the_load_and_respects_omp_num_threads(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(accel, "_DEFAULT_THREADS", 2)
+    monkeypatch.setattr(accel, "usable_cores", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    try:
+        monkeypatch.setattr(accel.os, "getloadavg", lambda: (6.0, 6.0, 6.0))
+        assert "1 CPU thread(s) of 2" in accel.fit_cpu_threads(CPU) and torch.get_num_threads() == 1
+        monkeypatch.setattr(accel.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
+        assert accel.fit_cpu_threads(CPU) == "" and torch.get_num_threads() == 2  # back up when quiet
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a sweep child's (or the user's) setting wins
+        torch.set_num_threads(1)
+        monkeypatch.setattr(accel.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        assert accel.fit_cpu_threads(CPU) == "" and torch.get_num_threads() == 1
+        assert accel.fit_cpu_threads(torch.device("cuda")) == ""
+    finally:
+        torch.set_num_threads(before)

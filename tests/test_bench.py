@@ -13,6 +13,7 @@ from trm_core.bench.train import loss_pair
 from trm_core.data.batches import IGNORE_INDEX
 from trm_core.model.lm import build_model
 from trm_core.profile import ModelConfig
+from trm_core.training.accel import cpu_has_native_bf16
 from trm_tui.__main__ import main
 
 
@@ -34,6 +35,10 @@ def test_quick_json_schema(quick_json: dict) -> None:
         r = d["train"][variant]
         assert r["tokens_per_s"] > 0 and r["tflops"] > 0 and r["peak_memory_gib"] > 0
     assert d["train"]["optimized"]["mfu"] is None  # no measured CPU peak
+    if cpu_has_native_bf16():  # the CPU's bf16 step with attention in both precisions (issue 29.1)
+        rows = [d["train"][f"optimized_bf16_attn_{a}"] for a in ("bf16", "fp32")]
+        assert [r["config"]["attention"] for r in rows] == ["bf16", "fp32"]
+        assert all(r["tokens_per_s"] > 0 for r in rows)
     assert d["decode"]["full_recompute"]["ms_per_token"] > 0
     assert d["decode"]["kv_cache"]["ms_per_token"] > 0
     assert d["decode"]["cuda_graph"]["ms_per_token"] is None

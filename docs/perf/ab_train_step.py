@@ -3,7 +3,9 @@
 usage: PYTHONPATH=. GOMP_SPINCOUNT=20000 R=4 N=3 python docs/perf/ab_train_step.py eager,regions_dyn,bf16
 Variants (comma list; the first is the baseline): eager, bf16, fused (AdamW fused=True),
 regions (compiled block, one static graph per length), regions_dyn (dynamic lengths, as the
-Trainer does on CPU), and combinations such as regions_dyn_bf16. Same weights and batches for all;
+Trainer does on CPU), a32 (with bf16: attention in fp32; without a32 bf16 attention is forced),
+t1 (this variant's steps on 1 intra-op thread, the others on THREADS),
+and combinations such as regions_dyn_bf16, bf16_a32 or bf16_t1. Same weights and batches for all;
 R rounds of N steps per variant, variants interleaved within each round; prints the median ratio.
 """
 
@@ -15,6 +17,7 @@ import time
 
 import torch
 
+from trm_core.model.attention_precision import cpu_attention
 from trm_core.model.lm import build_model
 from trm_core.profile import load_profile
 from trm_core.training.setup import build_train_setup
@@ -38,8 +41,13 @@ def make(v):
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3, fused="fused" in v)
     ac = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if "bf16" in v else contextlib.nullcontext
 
+    attn = "fp32" if "a32" in v else "bf16"
+
+    threads = 1 if "t1" in v else int(os.environ.get("THREADS", "2"))
+
     def step(b):
-        with ac():
+        torch.set_num_threads(threads)
+        with ac(), cpu_attention(attn):
             h, _ = m(b.input_ids)
             loss = m.loss(h, b.labels)
         loss.backward()

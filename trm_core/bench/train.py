@@ -24,9 +24,10 @@ from trm_core.bench.common import (
 from trm_core.data.batches import IGNORE_INDEX, Batch, iterate_batches, tokenize_examples
 from trm_core.data.sources import Example, format_completion, format_prompt
 from trm_core.errors import UserError
+from trm_core.model.attention_precision import cpu_attention
 from trm_core.model.lm import CausalLM, build_model
 from trm_core.profile import Profile
-from trm_core.training.accel import compile_regions_for
+from trm_core.training.accel import compile_regions_for, cpu_has_native_bf16
 from trm_core.training.step import Pass, supervision_step
 
 
@@ -66,6 +67,7 @@ class _TrainVariant:
     compile_mode: str | None = None
     tf32: bool = False
     fused_adamw: bool = False
+    attention: str = "auto"  # CPU under bf16: "fp32" | "bf16" attention (model/attention_precision.py)
 
 
 def _train_variant(
@@ -127,7 +129,8 @@ def _train_variant(
     torch.backends.cuda.matmul.allow_tf32 = v.tf32
     try:
         reset_peak(device)
-        first, times = median_time(one_pass, device, cfg.warmup, cfg.repeats)
+        with cpu_attention(v.attention):
+            first, times = median_time(one_pass, device, cfg.warmup, cfg.repeats)
         mem = peak_memory(device)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = previous
@@ -201,6 +204,18 @@ def bench_train(
                 fused_adamw=cuda,
             )
         )
+    if not cuda and cpu_has_native_bf16():  # the CPU's bf16 step, with attention in each precision
+        for attention in ("bf16", "fp32"):
+            variants.append(
+                _TrainVariant(
+                    f"optimized_bf16_attn_{attention}",
+                    optimized=True,
+                    bf16=True,
+                    compile=cfg.train_compile,
+                    compile_mode=cfg.compile_mode,
+                    attention=attention,
+                )
+            )
     out: dict[str, Any] = {
         "data": source,
         "supervision_steps": S,

@@ -225,8 +225,9 @@ class SweepQueue:
         gpus = _visible_gpus() if self.device != "cpu" else []
         if gpus:
             return [{**env, "CUDA_VISIBLE_DEVICES": gpus[i]} for i in range(min(jobs, len(gpus)))]
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        threads = str(max(1, cores // jobs))
+        from trm_core.training.accel import threads_for  # (imports torch: only when children run)
+
+        threads = str(threads_for(jobs))  # cores // jobs, at least 1
         return [{**env, "OMP_NUM_THREADS": threads} for _ in range(jobs)]
 
     def _run_children(self, jobs: int) -> None:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trm_core.model.attention_precision import cpu_attention_fp32
+
 __all__ = ["trunc_normal_", "rms_norm", "Rotary", "Attention", "SwiGLU", "Block", "Net", "swiglu_hidden_size"]
 
 RoPE = tuple[Tensor, Tensor]  # (cos, signed sin), each [B or 1, 1, T, head_dim]
@@ -89,7 +91,20 @@ def apply_rope(x: Tensor, rope: RoPE) -> Tensor:
     return (x32 * cos + x32.roll(x.shape[-1] // 2, dims=-1) * signed_sin).to(x.dtype)
 
 
-eager_sdpa = torch.compiler.disable(F.scaled_dot_product_attention, recursive=False)
+@torch.compiler.disable
+def cpu_sdpa(
+    q: Tensor, k: Tensor, v: Tensor, *, is_causal: bool = False, attn_mask: Tensor | None = None
+) -> Tensor:
+    """Parallel attention on CPU, always eager (a graph break when compiled: with dynamic lengths
+    inductor in torch 2.13 asserts a wrong stride on SDPA's saved output in backward). Under bf16
+    autocast it runs in fp32 where that measured faster for this head size on this CPU
+    (`attention_precision`); the output is then fp32 and the next projection casts it back."""
+    if q.dtype == torch.bfloat16 and torch.is_autocast_enabled("cpu") and cpu_attention_fp32(q.shape[-1]):
+        with torch.autocast("cpu", enabled=False):
+            return F.scaled_dot_product_attention(
+                q.float(), k.float(), v.float(), attn_mask=attn_mask, is_causal=is_causal
+            )
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
 
 
 class Attention(nn.Module):
@@ -121,13 +136,7 @@ class Attention(nn.Module):
         q, k = apply_rope(qkv[:2], rope).unbind(0)  # q and k rotated in one go
         v = qkv[2]
         if kv is None:
-            # compiled on CPU: SDPA stays outside the graph (a graph break), because with dynamic
-            # lengths inductor (torch 2.13) asserts a wrong stride on its saved output in backward
-            sdpa = (
-                eager_sdpa
-                if (torch.compiler.is_compiling() and x.device.type == "cpu")
-                else F.scaled_dot_product_attention
-            )
+            sdpa = cpu_sdpa if x.device.type == "cpu" else F.scaled_dot_product_attention
             if mask is None:
                 y = sdpa(q, k, v, is_causal=True)
             else:  # ACT: causal and restricted to the keys still running (the mask says both)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -18,7 +18,7 @@ import torch
 from trm_core.errors import DataError
 from trm_core.model.memory import check_fits
 from trm_core.profile import Profile
-from trm_core.training.accel import Accel, choose_accel
+from trm_core.training.accel import Accel, choose_accel, fit_cpu_threads
 from trm_core.training.depth_sampler import DepthSampler
 from trm_core.training.ema import EMA
 from trm_core.training.optim import build_optimizer
@@ -129,6 +129,9 @@ def build_train_setup(
     per_batch = S if deep else 1
     total_steps = max_steps or t.max_steps or batches_per_epoch * t.epochs * per_batch
     accel = choose_accel(t.precision, t.compile, device, total_steps, model_cfg=p.model)
+    threads = fit_cpu_threads(device)  # fewer threads when other work keeps the cores busy
+    if threads:
+        accel = replace(accel, reason="; ".join(r for r in (accel.reason, threads) if r))
     return TrainSetup(
         tokenizer=tokenizer,
         data=data,

@@ -36,7 +36,8 @@ def results_table(result: dict[str, Any]) -> Any:
     tr = result.get("train")
     if tr:
         base = tr.get("baseline", tr["optimized"])["tokens_per_s"]
-        for name in ("baseline", "baseline_tf32", "optimized", "optimized_bucketed"):
+        names = ("baseline", "baseline_tf32", "optimized", "optimized_bucketed")
+        for name in (*names, "optimized_bf16_attn_bf16", "optimized_bf16_attn_fp32"):
             if name not in tr:
                 continue
             r = tr[name]
