@@ -32,6 +32,9 @@ __all__ = [
 ]
 
 MANIFEST = "sweep.json"
+MANIFEST_LOCK = ".sweep.json.lock"  # held for each read-modify-write of sweep.json
+MANIFEST_MAX_BYTES = 64 << 20  # 100,000 runs of a few hundred bytes each, with room
+CLAIMS = ".claims"  # <run>.lock: the sweep process working on that run holds its flock
 PROFILES = "profiles"
 # queued: nothing trained yet; stopped: resumable checkpoint; trained: waits for its evaluation
 STATES = ("queued", "running", "stopped", "trained", "done", "failed")
@@ -52,17 +55,49 @@ def write_profiles(root: Path, sweep: Sweep) -> list[Path]:
     return [write_text_atomic(profile_path(root, r), r.text, fsync=False) for r in sweep.runs]
 
 
+def claim_path(root: Path, name: str) -> Path:
+    return root / CLAIMS / f"{name}.lock"
+
+
 def read_manifest(root: Path) -> dict[str, Any] | None:
+    """sweep.json, or None when it is missing or not one (bounded: a FIFO or a huge file is None)."""
+    from trm_core.safe_read import FileProblem, read_bounded
+
     try:
-        data = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        data = json.loads(read_bounded(root / MANIFEST, MANIFEST_MAX_BYTES).decode("utf-8"))
+    except (FileProblem, UnicodeDecodeError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("runs"), list) else None
 
 
+_ENTRY_KEYS = ("state", "message", "seconds")
+
+
+def _known_states(root: Path) -> dict[str, dict[str, Any]]:
+    manifest = read_manifest(root) or {"runs": []}
+    out = {}
+    for entry in manifest["runs"]:
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry.get("state") in STATES:
+            out[entry["name"]] = {k: entry[k] for k in _ENTRY_KEYS if k in entry}
+    return out
+
+
 def write_manifest(root: Path, sweep: Sweep, states: dict[str, dict[str, Any]]) -> Path:
-    """The sweep file, its base, each run's overrides and state (`states[name]`: state, message, seconds)."""
+    """The sweep file, its base, each run's overrides and state (`states[name]`: state, message, seconds).
+
+    A read-modify-write under the manifest's lock: runs missing from `states` keep the state sweep.json
+    already gives them, so two sweep processes on one folder each write only what they know."""
+    from trm_core.runs.lock import file_lock
+
     root.mkdir(parents=True, exist_ok=True)
+    release = file_lock(root / MANIFEST_LOCK)
+    try:
+        return _write_manifest(root, sweep, {**_known_states(root), **states})
+    finally:
+        release()
+
+
+def _write_manifest(root: Path, sweep: Sweep, states: dict[str, dict[str, Any]]) -> Path:
     doc = {
         "version": 1,
         "name": sweep.name,

@@ -197,8 +197,10 @@ def run(args: argparse.Namespace) -> int:
     received: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:
-        if received:  # a second Ctrl+C: the user really wants out now
+        if received and signum == signal.SIGINT:  # a second Ctrl+C: the user really wants out now
             raise KeyboardInterrupt
+        if received:  # another SIGTERM (a dead sweep's death signal comes once per reparenting): stopping
+            return
         received.append(signum)
         trainer.request_stop()  # the loop saves a checkpoint at the next step and returns
 

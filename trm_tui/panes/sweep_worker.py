@@ -112,8 +112,6 @@ class SweepRunner:
             return status
 
     def _run_sweep(self, sweep: Any) -> None:
-        from trm_core.experiments.queue import SweepQueue
-
         app: Any = self.app  # type: ignore[attr-defined]
         post = self.post_message  # type: ignore[attr-defined]
         last = [0.0]
@@ -136,7 +134,9 @@ class SweepRunner:
             eta = ev.eta_s + left * per_run
             post(SweepProgress(q.counts(), f"{item.name}: step {ev.step}/{ev.total_steps}", eta))
 
-        self.sweep_queue = SweepQueue(sweep, app.runs_dir, on_update=on_update, on_event=on_event)
+        self.sweep_queue = app.backend.sweep_queue(
+            sweep, app.runs_dir, on_update=on_update, on_event=on_event
+        )
         self._status().update(Text(f"sweep {sweep.name}: starting {len(sweep.runs)} runs…"))
         self._sweep_worker(self.sweep_queue)
 
