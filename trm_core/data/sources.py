@@ -6,16 +6,26 @@ the loss covers the answer and EOS (or everything with `loss_on = "all"`), never
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trm_core.errors import DataError
+from trm_core.printable import printable
 from trm_core.safe_read import FileProblem, read_bounded
 
 SPLITS = ("train", "test")
-JSONL_MAX_BYTES = 1 << 30  # GSM8K's train.jsonl is 4 MB; a bigger "data file" is a mistake or an attack
+# GSM8K's train.jsonl is 4 MB (7,473 rows, questions under 1 KB). The bounds hold for memory, not
+# only for bytes read: the file is parsed line by line from its bytes (no whole-file decoded copy),
+# and one row's question or answer is refused past FIELD_MAX_CHARS (a 100 MB question peaked at
+# 2.7 GB RSS in tokenizing), so loading stays within ~2x JSONL_MAX_BYTES.
+JSONL_MAX_BYTES = 256 << 20
+FIELD_MAX_CHARS = 100_000  # per question / answer
+MAX_ROWS = 1_000_000
 
 
 SYNTHETIC_TEST_SIZE = 1000
@@ -86,13 +96,29 @@ def _row_to_example(row: Any, where: str) -> Example:
             raise DataError(f"{where}: missing '{key}'")
         if not isinstance(row[key], str):
             raise DataError(f"{where}: '{key}' is not a string")
+        if len(row[key]) > FIELD_MAX_CHARS:
+            raise DataError(
+                f"{where}: '{key}' is {len(row[key]):,} characters, over the {FIELD_MAX_CHARS:,} a row may hold"
+            )
+        if _SURROGATE.search(row[key]):
+            raise DataError(f"{where}: '{key}' holds a lone surrogate (\\ud800-\\udfff), not text")
     return Example(question=row["question"], answer=row["answer"])
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _load_jsonl(target: str, split: str) -> list[Example]:
     if not target:
         raise DataError("data source 'jsonl:' needs a file or a folder, e.g. 'jsonl:data/gsm8k'")
     path = Path(target).expanduser()
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass  # said below
+    except OSError as e:
+        why = "is a symlink loop" if e.errno == errno.ELOOP else f"cannot be read ({e.strerror})"
+        raise DataError(f"{printable(target)}: {why}, so it cannot be read as GSM8K JSONL") from None
     if path.is_dir():
         path = path / f"{split}.jsonl"
         if not path.is_file():
@@ -106,20 +132,32 @@ def _load_jsonl(target: str, split: str) -> list[Example]:
         data = read_bounded(path, JSONL_MAX_BYTES)
     except FileProblem as p:
         raise DataError(f"{shown}: {p.phrase}, so it cannot be read as GSM8K JSONL") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"{shown}: not a UTF-8 text file") from None
     examples: list[Example] = []
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
+    pos, lineno = 0, 0
+    while pos < len(data):  # line by line: no decoded copy of the whole file
+        end = data.find(b"\n", pos)
+        end = len(data) if end < 0 else end
+        lineno += 1
+        if end - pos > 4 * FIELD_MAX_CHARS + 4096:  # before any copy of it is made
+            raise DataError(f"{shown} line {lineno}: {end - pos:,} bytes, longer than any row may be")
+        raw, pos = data[pos:end], end + 1
+        if not raw.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise DataError(f"{shown} line {lineno}: not UTF-8 text") from None
         except (json.JSONDecodeError, RecursionError) as e:
             msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
             raise DataError(f"{shown} line {lineno}: not valid JSON ({msg})") from None
+        except ValueError:  # a number past Python's int-string limit (4,300 digits)
+            raise DataError(
+                f"{shown} line {lineno}: holds a number too long to read (over 4,300 digits)"
+            ) from None
         examples.append(_row_to_example(row, f"{shown} line {lineno}"))
+        if len(examples) > MAX_ROWS:
+            raise DataError(f"{shown}: more than {MAX_ROWS:,} rows")
+    del data
     if not examples:
         raise DataError(f"{shown}: has no examples")
     return examples

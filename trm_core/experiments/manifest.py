@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,49 @@ def write_profiles(root: Path, sweep: Sweep) -> list[Path]:
     """Each run's expanded profile, written before anything is printed or started."""
     (root / PROFILES).mkdir(parents=True, exist_ok=True)
     return [write_text_atomic(profile_path(root, r), r.text, fsync=False) for r in sweep.runs]
+
+
+# the longest name a run directory gets below it: checkpoints/step-0000000/optimizer.pt.<atomic temp>
+_DEEPEST = "checkpoints/step-0000000/optimizer.pt.tmp-0123456789abcdef"
+
+
+def _fs_limit(path: Path, name: str, default: int) -> int:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return os.pathconf(path, name)
+    except (OSError, ValueError):
+        return default
+
+
+def check_paths(root: Path, sweep: Sweep) -> None:
+    """Every name the sweep will write fits the file system (NAME_MAX per component, PATH_MAX in all),
+    checked before anything is read or written (also at --dry-run): SweepError with each problem."""
+    from trm_core.experiments.sweep import SweepError
+    from trm_core.printable import printable
+
+    name_max = _fs_limit(root, "PC_NAME_MAX", 255)
+    path_max = _fs_limit(root, "PC_PATH_MAX", 4096)
+    problems = []
+    if len(os.fsencode(root.name)) > name_max:
+        problems.append(
+            f"the sweep name is {len(os.fsencode(root.name))} bytes; file names are at most {name_max}"
+        )
+    for run in sweep.runs:
+        longest = max(len(os.fsencode(f"{run.name}{ext}")) for ext in ("", ".toml", ".lock"))
+        if longest > name_max:
+            problems.append(
+                f"run {printable(run.name[:40])}… needs a {longest}-byte file name; at most {name_max}"
+            )
+        deepest = len(os.fsencode(str((root / run.name / _DEEPEST).absolute())))
+        if deepest > path_max:
+            problems.append(
+                f"run {printable(run.name[:40])}…'s files need {deepest}-byte paths; at most {path_max}"
+            )
+        if len(problems) >= 5:
+            break
+    if problems:
+        raise SweepError([f"{printable(str(root))[:80]}: {p}" for p in problems])
 
 
 def claim_path(root: Path, name: str) -> Path:

@@ -21,7 +21,14 @@ from typing import Any
 
 from trm_core.events import Event
 from trm_core.experiments.children import child_envs, spawn_child
-from trm_core.experiments.manifest import claim_path, profile_path, run_state, write_manifest, write_profiles
+from trm_core.experiments.manifest import (
+    check_paths,
+    claim_path,
+    profile_path,
+    run_state,
+    write_manifest,
+    write_profiles,
+)
 from trm_core.experiments.sweep import PlannedRun, Sweep
 from trm_core.runs.lock import try_claim
 
@@ -69,6 +76,7 @@ class SweepQueue:
         self.settings = sweep.eval_settings()
         self.on_event = on_event
         self.on_update = on_update
+        check_paths(self.root, sweep)  # before any path is read or written, --dry-run included
         self.items = [
             QueueItem(r, self.root / r.name, run_state(self.root / r.name, self.settings)) for r in sweep.runs
         ]
