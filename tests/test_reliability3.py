@@ -284,3 +284,36 @@ def test_gold_answers_without_hashes_are_counted_and_all_unreadable_is_refused()
     result = evaluate(Echo(), [Example("a", "#### 1"), Example("b", "no answer")])
     assert (result.correct, result.total, result.unscorable) == (1, 2, 1)
     assert math.isclose(result.accuracy, 0.5)
+
+
+# --------------------------------------------------------------------------- offline hub (issue 27.5)
+
+
+def test_an_hf_source_offline_fails_fast_with_one_line_naming_the_local_copy(tmp_path: Path) -> None:
+    profile = tmp_path / "g.toml"
+    profile.write_text(GOOD.read_text().replace('source = "synthetic"', 'source = "hf:openai/gsm8k"'))
+    t0 = time.monotonic()
+    r = subprocess.run(
+        [sys.executable, "-m", "trm_tui", "train", str(profile), "--run-dir", str(tmp_path / "r")],
+        cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    took = time.monotonic() - t0  # ~1 s (was ~30 s: torch imports, then six hub retries)
+    assert r.returncode == 1 and r.stdout == "", r.stdout  # said once, not on stdout and stderr
+    assert len(r.stderr.splitlines()) == 1 and "jsonl:../shared/gsm8k" in r.stderr
+    assert "HF_HUB_OFFLINE=1" in r.stderr and took < 4
+    if (REPO.parent / "shared" / "gsm8k" / "train.jsonl").is_file():
+        assert "it exists" in r.stderr
+
+
+def test_no_network_is_found_within_the_probe_time(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from trm_core.data import sources
+
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr(sources, "HUB_HOST", "127.0.0.1")  # a port nobody listens on: refused
+    monkeypatch.setattr(sources, "HUB_PORT", 9)
+    t0 = time.monotonic()
+    with pytest.raises(DataError, match="it is unreachable"):
+        sources.check_source_reachable("hf:openai/gsm8k")
+    assert time.monotonic() - t0 < sources.PROBE_S + 0.5

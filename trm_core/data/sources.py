@@ -163,11 +163,78 @@ def _load_jsonl(target: str, split: str) -> list[Example]:
     return examples
 
 
+LOCAL_GSM8K = Path("..") / "shared" / "gsm8k"  # beside a checkout: the real GSM8K JSONL
+HUB_HOST, HUB_PORT = "huggingface.co", 443
+PROBE_S = 1.5  # how long the hub may take to answer before we call the machine offline
+
+
+def _local_alternative() -> str:
+    """Where a local GSM8K JSONL is: ../shared/gsm8k (from the cwd or the repo) when it exists."""
+    repo = Path(__file__).resolve().parents[2]
+    for base in (Path.cwd(), repo):
+        if (base / LOCAL_GSM8K / "train.jsonl").is_file():
+            where = printable(str((base / LOCAL_GSM8K).resolve()))
+            return f"data.source = 'jsonl:{LOCAL_GSM8K}' (it exists: {where}) or any 'jsonl:<dir>' of GSM8K JSONL"
+    return f"data.source = 'jsonl:<dir>' with GSM8K's train.jsonl and test.jsonl (e.g. 'jsonl:{LOCAL_GSM8K}')"
+
+
+def _hub_cached(repo: str) -> bool:
+    """Whether the datasets cache holds `repo` (offline, load_dataset can use nothing else)."""
+    home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    caches = [Path(os.environ["HF_DATASETS_CACHE"])] if os.environ.get("HF_DATASETS_CACHE") else []
+    caches.append(home / "datasets")
+    stem = repo.replace("/", "___")
+    hub = Path(os.environ.get("HF_HUB_CACHE") or home / "hub") / f"datasets--{repo.replace('/', '--')}"
+    return hub.is_dir() or any((c / stem).is_dir() for c in caches)
+
+
+def _offline_reason() -> str | None:
+    """Why the hub cannot be reached right now (an offline switch, no network), else None; at most
+    PROBE_S seconds (datasets would retry for ~30 s before failing)."""
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{var}={os.environ[var]}"
+    import socket
+    import threading
+
+    result: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((HUB_HOST, HUB_PORT), timeout=PROBE_S).close()
+            result.append(None)
+        except OSError as e:
+            result.append(f"no network: {e.strerror or type(e).__name__}")
+
+    t = threading.Thread(target=probe, daemon=True)  # a DNS lookup can block past any timeout
+    t.start()
+    t.join(PROBE_S)
+    return result[0] if result else f"{HUB_HOST} did not answer within {PROBE_S} s"
+
+
+def check_source_reachable(source: str) -> None:
+    """For an `hf:` source that is not cached, a DataError within PROBE_S seconds when the hub cannot
+    be reached — called before torch is imported, so an offline `train` fails in about a second, not
+    after ~30 s of imports and hub retries. Other sources: nothing (their loader checks them)."""
+    source = source.strip()
+    if not source.startswith("hf:") or not source[3:].strip():
+        return
+    repo = source[3:].strip()
+    if not _hub_cached(repo):
+        reason = _offline_reason()
+        if reason is not None:
+            raise DataError(
+                f"cannot load '{printable(source)}' from the Hugging Face hub: it is unreachable ({reason}) and "
+                f"the dataset is not cached; use a local copy: {_local_alternative()}, or 'synthetic'"
+            )
+
+
 def _load_hf(source: str, split: str) -> list[Example]:
     repo = source[len("hf:") :].strip()
     alternatives = "use 'jsonl:<dir>' (a folder with GSM8K's train.jsonl and test.jsonl) or 'synthetic'"
     if not repo:
         raise DataError(f"data source 'hf:' needs a dataset name like 'hf:openai/gsm8k'; or {alternatives}")
+    check_source_reachable(source)
     try:
         import datasets
 

@@ -99,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     console = Console(highlight=False)
     sweep = load_sweep(args.file, args.profiles_dir)
+    if not (args.dry_run or args.print_commands):
+        from trm_core.data.sources import check_source_reachable
+
+        for source in sorted({r.profile.data.source for r in sweep.runs}):
+            check_source_reachable(source)  # offline: one line now, not one failed run after another
     display = _QueueDisplay(console, len(sweep.runs))
     queue = SweepQueue(
         sweep, args.runs_dir, device=args.device, on_event=display.event, on_update=display.update
