@@ -317,3 +317,70 @@ def test_no_network_is_found_within_the_probe_time(monkeypatch: pytest.MonkeyPat
     with pytest.raises(DataError, match="it is unreachable"):
         sources.check_source_reachable("hf:openai/gsm8k")
     assert time.monotonic() - t0 < sources.PROBE_S + 0.5
+
+
+# --------------------------------------------------------------------------- disk full, read-only (28.6, 28.7)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):
+    """A 2 MiB tmpfs (root only; skipped cleanly elsewhere); `remount(ro=True)` makes it read-only."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_disk_full_while_checkpointing_is_one_sentence_and_the_previous_checkpoint_stays(
+    small_fs: Path, tmp_path: Path
+) -> None:
+    from trm_core.runs.read import read_state, resolve_checkpoint
+
+    profile = tmp_path / "p.toml"
+    text = (
+        GOOD.read_text()
+        .replace("max_steps = 2", "max_steps = 400")
+        .replace("hidden_size = 32", "hidden_size = 64")
+    )
+    profile.write_text(text.replace("checkpoint_every = 1", "checkpoint_every = 1\nkeep_last = 1000"))
+    run = small_fs / "run"
+    r = subprocess.run(
+        [sys.executable, "-m", "trm_tui", "train", str(profile), "--run-dir", str(run)],
+        cwd=REPO, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no space left on device" in lines[0] and str(small_fs) in lines[0], lines
+    assert "previous checkpoint is kept" in lines[0]
+    assert read_state(resolve_checkpoint(run, "latest"))["step"] >= 1  # the last good one still loads
+
+
+def test_a_finished_sweep_on_a_read_only_folder_reports_and_a_new_run_is_one_sentence(
+    small_fs: Path, tmp_path: Path
+) -> None:
+    file = tmp_path / "s.toml"
+    file.write_text(SWEEP.replace('"train.max_steps" = 2', '"train.max_steps" = 1\n"train.ema" = false'))
+    env = cli_env(tmp_path)
+
+    def sweep(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "trm_tui", "sweep", str(file), "--runs-dir", str(small_fs), *extra],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    assert sweep().returncode == 0
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    for extra in ((), ("--print-commands",), ("--dry-run",)):
+        r = sweep(*extra)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, (extra, r.stderr)
+    file.write_text(file.read_text().replace("seeds = [0]", "seeds = [0, 1]"))
+    r = sweep()
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "read-only" in r.stderr, r.stderr

@@ -99,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         from trm_core.printable import printable
 
-        print(f"trm-tui: {printable(str(e))}", file=sys.stderr)
+        problems = getattr(e, "problems", None)
+        if isinstance(problems, list) and len(problems) > 1:  # one line each, never joined by a literal \x0a
+            print(f"trm-tui: {len(problems)} problems:", file=sys.stderr)
+            for problem in problems:
+                print(f"  {printable(str(problem))}", file=sys.stderr)
+        else:
+            print(f"trm-tui: {printable(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("trm-tui: interrupted", file=sys.stderr)

@@ -53,7 +53,22 @@ def profile_path(root: Path, run: PlannedRun) -> Path:
 def write_profiles(root: Path, sweep: Sweep) -> list[Path]:
     """Each run's expanded profile, written before anything is printed or started."""
     (root / PROFILES).mkdir(parents=True, exist_ok=True)
-    return [write_text_atomic(profile_path(root, r), r.text, fsync=False) for r in sweep.runs]
+    out = []
+    for r in sweep.runs:  # a profile already written as is stays untouched (a read-only finished sweep)
+        path = profile_path(root, r)
+        if not _holds(path, r.text):
+            write_text_atomic(path, r.text, fsync=False)
+        out.append(path)
+    return out
+
+
+def _holds(path: Path, text: str) -> bool:
+    from trm_core.safe_read import FileProblem, read_bounded
+
+    try:
+        return read_bounded(path, len(text.encode()) + 1) == text.encode()
+    except FileProblem:
+        return False
 
 
 # the longest name a run directory gets below it: checkpoints/step-0000000/optimizer.pt.<atomic temp>

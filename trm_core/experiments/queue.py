@@ -8,7 +8,6 @@ on CUDA each child sees one GPU (CUDA_VISIBLE_DEVICES), on CPU each gets cores /
 
 from __future__ import annotations
 
-import shlex
 import signal
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trm_core.atomic import write_failure
+from trm_core.errors import UserError
 from trm_core.events import Event
 from trm_core.experiments.children import child_envs, spawn_child
 from trm_core.experiments.manifest import (
@@ -30,6 +31,7 @@ from trm_core.experiments.manifest import (
     write_profiles,
 )
 from trm_core.experiments.sweep import PlannedRun, Sweep
+from trm_core.printable import shell_join
 from trm_core.runs.lock import try_claim
 
 __all__ = ["QueueItem", "SweepQueue"]
@@ -96,11 +98,29 @@ class SweepQueue:
 
     # ------------------------------------------------------------------ state
 
-    def prepare(self) -> None:
+    def prepare(self, *, strict: bool = True) -> None:
         """Write every run's profile and the manifest (before anything is printed or started); runs
-        another sweep process holds keep the state that process wrote."""
-        write_profiles(self.root, self.sweep)
-        self._save([i for i in self.items if not self._held_elsewhere(i)])
+        another sweep process holds keep the state that process wrote. A folder that cannot be
+        written (read-only, full, no permission) is one sentence, unless nothing needs writing:
+        a finished sweep, or `strict=False` once the profiles are on disk (--print-commands)."""
+        try:
+            write_profiles(self.root, self.sweep)
+        except OSError as e:
+            raise UserError(
+                f"cannot write the sweep's profiles in {self.root}: {write_failure(self.root, e)}"
+            ) from None
+        try:
+            self._save([i for i in self.items if not self._held_elsewhere(i)])
+        except UserError:
+            if strict and any(i.state != "done" for i in self.items):
+                raise
+
+    def _save(self, items: list[QueueItem]) -> None:
+        try:
+            self._write(items)
+        except OSError as e:
+            reason = write_failure(self.root / "sweep.json", e)
+            raise UserError(f"cannot write {self.root / 'sweep.json'}: {reason}") from None
 
     def _held_elsewhere(self, item: QueueItem) -> bool:
         if item.name in self._claims:
@@ -111,7 +131,7 @@ class SweepQueue:
         release()
         return False
 
-    def _save(self, items: list[QueueItem]) -> None:
+    def _write(self, items: list[QueueItem]) -> None:
         write_manifest(
             self.root,
             self.sweep,
@@ -183,7 +203,7 @@ class SweepQueue:
         return out
 
     def command_lines(self) -> list[str]:
-        return [shlex.join(argv) for item in self.items for argv in self.commands(item)]
+        return [shell_join(argv) for item in self.items for argv in self.commands(item)]
 
     # ------------------------------------------------------------------ running
 
@@ -241,8 +261,6 @@ class SweepQueue:
             release()
 
     def _run_here(self, item: QueueItem) -> None:
-        from trm_core.errors import UserError
-
         t0 = time.monotonic()
         if item.state != "trained":
             self._set(item, "running", "training")
