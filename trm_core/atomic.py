@@ -51,8 +51,8 @@ def _mount_of(path: Path) -> Path:
 
 
 def write_failure(path: str | Path, error: BaseException, needed: int | None = None) -> str | None:
-    """Why writing `path` failed, as a phrase for one sentence ("no space left on device: about 3.1 MiB
-    needed, 12.0 KiB free on /mnt"; "the file system is read-only"; "permission denied"), or None when
+    """Why writing `path` failed, as a phrase for one sentence ("No space left on device (about 3.1 MiB
+    needed, 12.0 KiB free on /mnt)"; "the file system is read-only"; "permission denied"), or None when
     `error` is not a write failure (a programming error, to be raised as is). Recognises what the
     writers raise on a full disk besides OSError: safetensors' SafetensorError, torch.save's
     RuntimeError ("unexpected pos", "file write failed")."""
@@ -80,5 +80,5 @@ def write_failure(path: str | Path, error: BaseException, needed: int | None = N
     if code in (errno.ENOSPC, errno.EDQUOT) or writer and (free is not None and free < (needed or 1 << 20)):
         need = f"about {_size(needed)} needed, " if needed else ""
         have = f"{_size(free)} free" if free is not None else "no space left"
-        return f"no space left on device: {need}{have} on {mount}"
+        return f"No space left on device ({need}{have} on {mount})"
     return getattr(error, "strerror", None) or text.splitlines()[0][:160] if text else type(error).__name__
