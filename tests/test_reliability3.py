@@ -357,7 +357,9 @@ def test_disk_full_while_checkpointing_is_one_sentence_and_the_previous_checkpoi
     )  # fmt: skip
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "No space left on device (about" in lines[0] and str(small_fs) in lines[0], lines
+    assert len(lines) == 1 and "No space left on device (about" in lines[0] and str(small_fs) in lines[0], (
+        lines
+    )
     assert "previous checkpoint is kept" in lines[0]
     assert read_state(resolve_checkpoint(run, "latest"))["step"] >= 1  # the last good one still loads
 
@@ -384,3 +386,41 @@ def test_a_finished_sweep_on_a_read_only_folder_reports_and_a_new_run_is_one_sen
     r = sweep()
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "read-only" in r.stderr, r.stderr
+
+
+def _without_dac_override() -> list[str]:
+    """A command prefix that runs as root without the capability to ignore file modes (root reads
+    mode 000 anyway); skipped cleanly where setpriv or root is missing."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to drop CAP_DAC_OVERRIDE")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["generate", "{run}", "--prompt", "hi"],
+        ["train", "{run}/profile.toml", "--run-dir", "{run}"],
+        ["eval", "{run}"],
+    ],
+    ids=["generate", "train", "eval"],
+)
+def test_an_unreadable_checkpoint_folder_is_one_sentence_not_a_fresh_start(
+    trained_run: Path, tmp_path: Path, argv: list[str]
+) -> None:
+    prefix = _without_dac_override()
+    run = copy_run(trained_run, tmp_path / "run")
+    (run / "checkpoints").chmod(0)
+    try:
+        r = subprocess.run(
+            [*prefix, sys.executable, "-m", "trm_tui", *(a.replace("{run}", str(run)) for a in argv)],
+            cwd=REPO, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        (run / "checkpoints").chmod(0o755)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1] == f"trm-tui: cannot read {run}/checkpoints (Permission denied)"
+    assert "step 0" not in r.stdout  # train did not start over beside the unreadable checkpoints
