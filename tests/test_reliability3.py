@@ -424,3 +424,36 @@ def test_an_unreadable_checkpoint_folder_is_one_sentence_not_a_fresh_start(
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1] == f"trm-tui: cannot read {run}/checkpoints (Permission denied)"
     assert "step 0" not in r.stdout  # train did not start over beside the unreadable checkpoints
+
+
+def test_sweep_output_drives_no_terminal_and_printed_commands_paste_back_exactly(tmp_path: Path) -> None:
+    """ESC/BEL and a newline in --runs-dir: every printed line stays one line without a raw control
+    byte, and each printed command, run by bash, receives the exact path (shell_join's $'…')."""
+    file = tmp_path / "s.toml"
+    file.write_text(SWEEP)
+    runs = tmp_path / "r\x1b[31m\x07\nx"
+    r = subprocess.run(
+        [sys.executable, "-m", "trm_tui", "sweep", str(file), "--runs-dir", str(runs), "--print-commands"],
+        cwd=REPO, env=cli_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1 and not any(c in r.stdout for c in "\x1b\x07")  # one run, no eval: one command
+    got = subprocess.run(
+        ["bash", "-c", f'f() {{ printf "%s\\0" "$@"; }}; f {lines[0].split(" ", 1)[1]}'],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    assert str(runs / "s" / "seed0") in got
+
+
+def test_several_problems_are_one_per_line(tmp_path: Path) -> None:
+    file = tmp_path / "s.toml"
+    file.write_text(SWEEP.replace("seeds = [0]", "seeds = [0]\nbogus = 1\nother = 2"))
+    r = subprocess.run(
+        [sys.executable, "-m", "trm_tui", "sweep", str(file), "--dry-run"],
+        cwd=REPO, env=cli_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 1 and "\\x0a" not in r.stderr
+    assert r.stderr.splitlines()[0] == "trm-tui: 2 problems:" and len(r.stderr.splitlines()) == 3
