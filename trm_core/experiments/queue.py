@@ -237,12 +237,12 @@ class SweepQueue:
         for item in list(todo):
             release = try_claim(claim_path(self.root, item.name))
             if release is None:
-                self._waited.add(item.name)
+                self._waiting(item, "another sweep process works on it")
                 continue
             state = run_state(item.run_dir, self.settings)
             if state == "running":  # its trainer is alive but not ours (an orphan finishing, a manual train)
                 release()
-                self._waited.add(item.name)
+                self._waiting(item, "its trainer is still running")
                 continue
             if state == "done" or (state == "failed" and item.name in self._waited):
                 release()
@@ -254,6 +254,14 @@ class SweepQueue:
             self._claims[item.name] = release
             return item
         return None
+
+    def _waiting(self, item: QueueItem, why: str) -> None:
+        """Say once that this run is waited for (nothing written: its holder owns its state)."""
+        if item.name not in self._waited:
+            self._waited.add(item.name)
+            item.state, item.message = "running", f"waiting: {why}"
+            if self.on_update is not None:
+                self.on_update(self, item)
 
     def _unclaim(self, item: QueueItem) -> None:
         release = self._claims.pop(item.name, None)
