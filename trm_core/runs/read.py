@@ -69,7 +69,9 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
         entries = list(root.iterdir())
     except (FileNotFoundError, NotADirectoryError):
         return []
-    except OSError as e:  # mode 000, a run folder of another user: not "no checkpoint" (train would start over)
+    except (
+        OSError
+    ) as e:  # mode 000, a run folder of another user: not "no checkpoint" (train would start over)
         raise CheckpointError(f"cannot read {printable(str(root))} ({e.strerror})") from None
     for p in entries:
         m = STEP_RE.match(p.name)
