@@ -155,6 +155,16 @@ def run(args: argparse.Namespace) -> int:
             else []
         ),
         ("correct / total", f"{result.correct} / {result.total}"),
+        *(
+            [
+                (
+                    "unscorable",
+                    f"{result.unscorable} gold answers have no readable '#### number' (never correct)",
+                )
+            ]
+            if result.unscorable
+            else []
+        ),
         ("lm-eval strict", f"{result.strict_accuracy:.2%} ({result.strict_correct})"),
         ("lm-eval flexible", f"{result.flexible_accuracy:.2%} ({result.flexible_correct})"),
         ("problems/s", f"{result.problems_per_s:.2f}"),
