@@ -3,6 +3,7 @@ from the app as a queue in its worker, and the sweep builder."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,7 @@ async def test_the_app_runs_a_sweep_as_a_queue_in_its_worker(tmp_path: Path) -> 
     from tests.fakes import fake_backend
     from trm_core.experiments.manifest import read_manifest
     from trm_tui.app import TrmApp
+    from trm_tui.backend import Backend
     from trm_tui.panes.runs import RunsPane
     from trm_tui.screens.modals import ConfirmModal
 
@@ -109,7 +111,9 @@ async def test_the_app_runs_a_sweep_as_a_queue_in_its_worker(tmp_path: Path) -> 
         .replace("limit = 2", "limit = 1")
     )
     (profiles / "sweeps" / "one.toml").write_text(one)
-    app = TrmApp(profiles_dir=profiles, runs_dir=runs, backend=fake_backend())
+    # sweeps train through the backend (issue 26.2); this one trains and evaluates for real
+    backend = dataclasses.replace(fake_backend(), trainer_factory=Backend.trainer_factory)
+    app = TrmApp(profiles_dir=profiles, runs_dir=runs, backend=backend)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f4", "f9")
         await pilot.pause()

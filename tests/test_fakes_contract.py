@@ -79,3 +79,31 @@ def test_fresh_run_dir_names_are_the_real_ones(
         (tmp_path / name).mkdir()
     assert propose_fresh_run_dir(tmp_path / asked) == tmp_path / proposed
     assert fake_backend().propose_fresh_run_dir(tmp_path / asked) == tmp_path / proposed
+
+
+@pytest.mark.parametrize("kind", ["fake", "real"])
+def test_sweeps_go_through_the_backend_and_meet_the_same_contract(tmp_path: Path, kind: str) -> None:
+    """Issue 26.2: a sweep's runs are built by Backend.trainer_factory, so the run contract above holds
+    for a sweep on the fake backend and on the real one (two 2-step runs of the tiny profile)."""
+    from collections import defaultdict
+
+    from tests.fakes import FakeTrainerFactory
+    from trm_core.experiments.sweep import parse_sweep
+    from trm_tui.backend import Backend
+
+    good = Path(__file__).parent / "bad_inputs" / "profiles" / "good.toml"
+    sweep = parse_sweep(
+        f'name = "c"\nbase = "{good}"\nseeds = [0, 1]\n[set]\n"train.max_steps" = 2\n"train.ema" = false\n',
+        tmp_path / "c.toml",
+    )
+    factory = FakeTrainerFactory(script=TrainerScript(total_steps=2, eval_every=2))
+    backend = fake_backend(trainer=factory) if kind == "fake" else Backend()
+    seen: dict[str, list[Event]] = defaultdict(list)
+    queue = backend.sweep_queue(
+        sweep, tmp_path / "runs", on_event=lambda item, ev: seen[item.name].append(ev)
+    )
+    assert queue.run() == 0
+    assert [i.state for i in queue.items] == ["done", "done"]
+    for item in queue.items:
+        assert_run_contract(item.run_dir, seen[item.name], 2)
+    assert len(factory.created) == (2 if kind == "fake" else 0)

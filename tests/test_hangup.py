@@ -36,8 +36,27 @@ def drain(fd: int, seconds: float) -> bytes:
 
 
 def events(run: Path) -> list[dict]:
+    """The complete lines of the run's metrics.jsonl (a line being written is not one yet)."""
     path = run / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    out = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            break
+    return out
+
+
+BACKSTOP_S = 600  # only against a hang: every wait below ends on an event, however loaded the machine
+
+
+def wait_for(fd: int, what: str, done) -> bytes:
+    """Drain the app's screen until `done(screen)` holds (an event: text drawn, a line logged)."""
+    screen, end = b"", time.monotonic() + BACKSTOP_S
+    while not done(screen):
+        assert time.monotonic() < end, f"no {what} after {BACKSTOP_S} s: {screen[-2000:]!r}"
+        screen += drain(fd, 0.2)
+    return screen
 
 
 @pytest.mark.parametrize("training", [False, True])
@@ -59,21 +78,12 @@ def test_a_dropped_terminal_stops_training_with_a_checkpoint_and_exits(
     )  # fmt: skip
     os.close(slave)
     try:
-        screen = b""
-        for _ in range(60):  # the app is up once it has drawn its tabs
-            screen += drain(master, 0.5)
-            if b"Profiles" in screen:
-                break
-        assert b"Profiles" in screen, screen[-2000:]
+        wait_for(master, "app drawn", lambda screen: b"Profiles" in screen)  # up once its tabs are drawn
         if training:
             os.write(master, F2)
-            drain(master, 0.5)
+            wait_for(master, "Train tab", lambda screen: b"resume" in screen)  # its footer: F5 Start/resume
             os.write(master, F5)
-            for _ in range(120):
-                drain(master, 0.25)
-                if any(e["kind"] == "step" for e in events(runs / "long")):
-                    break
-            assert any(e["kind"] == "step" for e in events(runs / "long"))
+            wait_for(master, "first step", lambda _: any(e["kind"] == "step" for e in events(runs / "long")))
         os.close(master)  # the terminal goes away
         master = -1
         assert proc.wait(timeout=60) == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import stat
 import time
@@ -201,19 +202,27 @@ _KINDS: dict[str, type[Event]] = {
 _HINTS = {cls: {k: v for k, v in get_type_hints(cls).items() if k != "kind"} for cls in _KINDS.values()}
 
 
-def _fits(value: Any, tp: Any) -> bool:
+# A diverged run logs NaN/inf losses and norms (and an ETA before the first step); every other float
+# field must be finite, and every int must fit 64 bits (a record is data from outside: 1e400, 10**400).
+_MAY_BE_NONFINITE = frozenset({"loss", "val_loss", "best_val_loss", "grad_norm", "eta_s"})
+_INT_BOUND = 2**63
+
+
+def _fits(value: Any, tp: Any, name: str = "") -> bool:
     if tp is bool:
         return isinstance(value, bool)
     if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, int) and not isinstance(value, bool) and -_INT_BOUND <= value < _INT_BOUND
     if tp is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return -_INT_BOUND <= value < _INT_BOUND
+        return isinstance(value, float) and (math.isfinite(value) or name in _MAY_BE_NONFINITE)
     if tp is str:
         return isinstance(value, str)
     if tp is type(None):
         return value is None
     args = get_args(tp)
-    return any(_fits(value, a) for a in args) if args else True
+    return any(_fits(value, a, name) for a in args) if args else True
 
 
 def event_from_dict(d: Any) -> Event | None:
@@ -226,7 +235,7 @@ def event_from_dict(d: Any) -> Event | None:
         return None
     hints = _HINTS[cls]
     kwargs = {k: v for k, v in d.items() if k in hints}
-    if not all(_fits(v, hints[k]) for k, v in kwargs.items()):
+    if not all(_fits(v, hints[k], k) for k, v in kwargs.items()):
         return None
     try:
         return cls(**kwargs)
@@ -235,35 +244,79 @@ def event_from_dict(d: Any) -> Event | None:
 
 
 READ_LIMIT = 64 << 20  # bytes read per call; the rest (a huge log) on the next call
+LINE_LIMIT = 1 << 20  # an event is a few hundred bytes; a longer line is skipped (and named), not read
+SKIP_LIMIT = 256 << 20  # a line without a newline this far is not a log: the rest of the file is left
 
 
-def read_events(path, offset: int = 0) -> tuple[list[Event], int]:
+def _skip_long_line(fd: int, start: int, size: int) -> int:
+    """The offset just past the newline that ends the line beginning at `start` (scanned 1 MiB at a
+    time, nothing kept), or -1 when the line has no end yet."""
+    pos = start
+    while pos < size and pos - start < SKIP_LIMIT:
+        chunk = os.pread(fd, min(LINE_LIMIT, size - pos), pos)
+        if not chunk:
+            break
+        nl = chunk.find(b"\n")
+        if nl >= 0:
+            return pos + nl + 1
+        pos += len(chunk)
+    return size if pos - start >= SKIP_LIMIT else -1
+
+
+def read_events(path, offset: int = 0, problems: list[str] | None = None) -> tuple[list[Event], int]:
     """Read complete lines of a metrics.jsonl from byte `offset`; return (events, new offset).
 
-    A trailing partial line (another process mid-write) is left for the next call.
+    A trailing partial line (another process mid-write) is left for the next call. A line that is not
+    an event (bad JSON, a wrong field type, a non-finite time, a line over LINE_LIMIT) is skipped and,
+    with `problems`, named there ("PATH line at byte N: …"); the lines after it are still read.
     """
     events: list[Event] = []
     try:  # O_NONBLOCK: a FIFO planted as metrics.jsonl must not hang the reader (the app's Runs tab)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+    except FileNotFoundError:
+        return events, offset
+    except OSError as e:
+        if problems is not None:
+            problems.append(f"{path}: cannot be read ({e.strerror})")
         return events, offset
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # /dev/zero would never end
+            if problems is not None:
+                problems.append(f"{path}: not a regular file, so it was not read")
             return events, offset
-        data = os.pread(fd, max(0, min(st.st_size - offset, READ_LIMIT)), offset)
-    except OSError:
+        while True:
+            data = os.pread(fd, max(0, min(st.st_size - offset, READ_LIMIT)), offset)
+            if len(data) <= LINE_LIMIT or b"\n" in data[: LINE_LIMIT + 1]:
+                break
+            end = _skip_long_line(fd, offset, st.st_size)  # a line too long to be an event
+            if end < 0:
+                return events, offset  # still being written (or never ended): left for later
+            if problems is not None:
+                problems.append(
+                    f"{path} line at byte {offset:,}: {end - offset:,} bytes, not an event; skipped"
+                )
+            offset = end
+    except OSError as e:
+        if problems is not None:
+            problems.append(f"{path}: cannot be read ({e.strerror})")
         return events, offset
     finally:
         os.close(fd)
     end = data.rfind(b"\n")
     if end < 0:
         return events, offset
-    for line in data[: end + 1].splitlines():
-        try:
-            ev = event_from_dict(json.loads(line))
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            continue
+    pos = 0
+    for line in data[: end + 1].splitlines(keepends=True):
+        at, pos = offset + pos, pos + len(line)
+        ev = None
+        if len(line) <= LINE_LIMIT:
+            try:
+                ev = event_from_dict(json.loads(line))
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                ev = None
         if ev is not None:
             events.append(ev)
+        elif problems is not None and line.strip():
+            problems.append(f"{path} line at byte {at:,}: not a valid event; skipped")
     return events, offset + end + 1

@@ -79,8 +79,10 @@ def read_bounded(path: str | Path, limit: int, *, root: str | Path | None = None
             raise FileProblem("not-regular", f"is {_kind_of(st.st_mode)}, not a regular file")
         if st.st_size > limit:
             raise FileProblem("too-large", f"is larger than {_size_phrase(limit)} ({st.st_size:,} bytes)")
-        chunks, total = [], 0
-        while total <= limit:
+        # the whole file in one read (one buffer, no join doubling the peak); more only if it grew
+        first = os.read(fd, min(st.st_size, limit) + 1)
+        chunks, total = [first], len(first)
+        while first and total <= limit:
             chunk = os.read(fd, min(1 << 20, limit + 1 - total))
             if not chunk:
                 break
@@ -88,7 +90,7 @@ def read_bounded(path: str | Path, limit: int, *, root: str | Path | None = None
             total += len(chunk)
         if total > limit:  # the file grew while we read it
             raise FileProblem("too-large", f"is larger than {_size_phrase(limit)}")
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     except OSError as e:
         raise FileProblem("unreadable", f"cannot be read ({e.strerror})") from None
     finally:

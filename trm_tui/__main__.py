@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import NoReturn
@@ -28,8 +29,34 @@ def tune_openmp(environ: MutableMapping[str, str]) -> None:
         environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
 
 
+# argparse's own fields (`%(default)s`, `%(prog)s`) and `%%` stay; any other `%` is escaped.
+_PERCENT = re.compile(r"%%|%\(\w+\)[-#0 +]*\d*(?:\.\d+)?[diouxXeEfFgGcrsa]|%")
+
+
+class SafeHelpFormatter(argparse.HelpFormatter):
+    """Help whose text cannot break `--help`: argparse %-formats every help string, so a bare `%`
+    ("95% interval") raised TypeError; each `%` that is not `%%` or a `%(name)s` field is escaped."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        if text is None:
+            return None
+        return _PERCENT.sub(lambda m: "%%" if m.group() == "%" else m.group(), text)
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        try:
+            return super()._expand_help(action)
+        except (KeyError, TypeError, ValueError):  # a field argparse does not know: show it as written
+            return action.help or ""
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one sentence on stderr (exit 2), not the usage block."""
+    """argparse whose errors are one sentence on stderr (exit 2), not the usage block, and whose
+    help strings are safe to format (SafeHelpFormatter, inherited by every subcommand's parser)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", SafeHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         from trm_core.printable import printable
@@ -68,7 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         from trm_core.printable import printable
 
-        print(f"trm-tui: {printable(str(e))}", file=sys.stderr)
+        problems = getattr(e, "problems", None)
+        if isinstance(problems, list) and len(problems) > 1:  # one line each, never joined by a literal \x0a
+            print(f"trm-tui: {len(problems)} problems:", file=sys.stderr)
+            for problem in problems:
+                print(f"  {printable(str(problem))}", file=sys.stderr)
+        else:
+            print(f"trm-tui: {printable(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("trm-tui: interrupted", file=sys.stderr)

@@ -132,6 +132,13 @@ class Backend:
     depth_study: Callable[..., list[dict[str, Any]]] = _real_depth_study
     clock: Callable[[], float] = field(default=time.time)  # injectable for deterministic snapshots
 
+    def sweep_queue(self, sweep: Any, runs_dir: Path, **kw: Any) -> Any:
+        """A sweep's queue (trm_core.experiments.queue.SweepQueue) whose runs are trained by this
+        backend's trainer_factory: the app's sweeps go through the same Backend (and fakes) as its runs."""
+        from trm_core.experiments.queue import SweepQueue
+
+        return SweepQueue(sweep, runs_dir, trainer_factory=self.trainer_factory, **kw)
+
 
 def wrap_prompt(text: str, format_prompt: Callable[[str], str]) -> str:
     """Plain problem text becomes "Question: …\\nAnswer:"; text already in that form is kept."""

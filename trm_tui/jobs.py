@@ -157,7 +157,6 @@ class Jobs(Widget):
 
     def run_sweep(self, sweep: Sweep) -> bool:
         """Queue `sweep`'s runs one after the other in a worker (False when something already runs)."""
-        from trm_core.experiments.queue import SweepQueue
 
         if self.busy:
             return False
@@ -181,7 +180,7 @@ class Jobs(Widget):
                 )
             )
 
-        queue = SweepQueue(sweep, self.runs_dir, on_update=on_update, on_event=on_event)
+        queue = self.backend.sweep_queue(sweep, self.runs_dir, on_update=on_update, on_event=on_event)
         self.sweep = queue
         self._sweep_worker(queue)
         return True

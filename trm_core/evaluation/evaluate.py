@@ -47,6 +47,7 @@ class EvalResult:
     calculator: bool = False
     strict_correct: int = 0  # lm-evaluation-harness gsm8k, filter strict-match
     flexible_correct: int = 0  # lm-evaluation-harness gsm8k, filter flexible-extract
+    unscorable: int = 0  # gold answers with no readable "#### number" (never counted correct)
 
     @property
     def strict_accuracy(self) -> float:
@@ -97,6 +98,13 @@ def evaluate(
         batch_size = default_batch_size(getattr(generator, "device", "cpu"))
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    unscorable = sum(extract_answer(ex.answer) is None for ex in examples)
+    if examples and unscorable == len(examples):
+        from trm_core.errors import DataError
+
+        raise DataError(
+            f"none of the {len(examples):,} gold answers ends in a readable '#### number', so nothing can be scored"
+        )
     prompts = [format_prompt(ex.question) for ex in examples]
     # Similar lengths together: less left padding per batch. Results go back to input order.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -154,6 +162,7 @@ def evaluate(
         calculator=calculator,
         strict_correct=sum(s["strict_correct"] for s in samples),
         flexible_correct=sum(s["flexible_correct"] for s in samples),
+        unscorable=unscorable,
     )
 
 

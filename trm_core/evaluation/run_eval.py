@@ -144,6 +144,7 @@ def evaluate_generator(
         "data": source,
         "limit": settings.limit,
         "n": results[0].total,
+        "unscorable": results[0].unscorable,  # gold answers without a readable "#### number"
         "accuracy": results[0].accuracy,
         "accuracy_no_calculator": no_calc,
         # lm-evaluation-harness's gsm8k scores of the primary result (scoring.py)

@@ -78,9 +78,11 @@ def harness_flexible(text: str) -> str:
 
 def harness_normalise(text: str) -> str:
     """exact_match's normalisation in that task: regexes_to_ignore removed in order, then lowercase."""
-    for pattern in _IGNORE:
-        text = re.sub(pattern, "", text)
-    return text.lower()
+    text = text.replace(",", "").replace("$", "")
+    cut = text.rfind("#### ")  # `(?s).*#### ` in linear time: the regex backtracks from every
+    if cut >= 0:  # position of a text without "#### " (40k characters took 0.7 s, 400 KB minutes)
+        text = text[cut + 5 :]
+    return re.sub(r"\.$", "", text).lower()
 
 
 def harness_match(extracted: str, reference_answer: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 MANIFEST = "sweep.json"
+MANIFEST_LOCK = ".sweep.json.lock"  # held for each read-modify-write of sweep.json
+MANIFEST_MAX_BYTES = 64 << 20  # 100,000 runs of a few hundred bytes each, with room
+CLAIMS = ".claims"  # <run>.lock: the sweep process working on that run holds its flock
 PROFILES = "profiles"
 # queued: nothing trained yet; stopped: resumable checkpoint; trained: waits for its evaluation
 STATES = ("queued", "running", "stopped", "trained", "done", "failed")
@@ -53,20 +57,110 @@ def profile_path(root: Path, run: PlannedRun) -> Path:
 def write_profiles(root: Path, sweep: Sweep) -> list[Path]:
     """Each run's expanded profile, written before anything is printed or started."""
     (root / PROFILES).mkdir(parents=True, exist_ok=True)
-    return [write_text_atomic(profile_path(root, r), r.text, fsync=False) for r in sweep.runs]
+    out = []
+    for r in sweep.runs:  # a profile already written as is stays untouched (a read-only finished sweep)
+        path = profile_path(root, r)
+        if not _holds(path, r.text):
+            write_text_atomic(path, r.text, fsync=False)
+        out.append(path)
+    return out
+
+
+def _holds(path: Path, text: str) -> bool:
+    from trm_core.safe_read import FileProblem, read_bounded
+
+    try:
+        return read_bounded(path, len(text.encode()) + 1) == text.encode()
+    except FileProblem:
+        return False
+
+
+# the longest name a run directory gets below it: checkpoints/step-0000000/optimizer.pt.<atomic temp>
+_DEEPEST = "checkpoints/step-0000000/optimizer.pt.tmp-0123456789abcdef"
+
+
+def _fs_limit(path: Path, name: str, default: int) -> int:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return os.pathconf(path, name)
+    except (OSError, ValueError):
+        return default
+
+
+def check_paths(root: Path, sweep: Sweep) -> None:
+    """Every name the sweep will write fits the file system (NAME_MAX per component, PATH_MAX in all),
+    checked before anything is read or written (also at --dry-run): SweepError with each problem."""
+    from trm_core.experiments.sweep import SweepError
+    from trm_core.printable import printable
+
+    name_max = _fs_limit(root, "PC_NAME_MAX", 255)
+    path_max = _fs_limit(root, "PC_PATH_MAX", 4096)
+    problems = []
+    if len(os.fsencode(root.name)) > name_max:
+        problems.append(
+            f"the sweep name is {len(os.fsencode(root.name))} bytes; file names are at most {name_max}"
+        )
+    for run in sweep.runs:
+        longest = max(len(os.fsencode(f"{run.name}{ext}")) for ext in ("", ".toml", ".lock"))
+        if longest > name_max:
+            problems.append(
+                f"run {printable(run.name[:40])}… needs a {longest}-byte file name; at most {name_max}"
+            )
+        deepest = len(os.fsencode(str((root / run.name / _DEEPEST).absolute())))
+        if deepest > path_max:
+            problems.append(
+                f"run {printable(run.name[:40])}…'s files need {deepest}-byte paths; at most {path_max}"
+            )
+        if len(problems) >= 5:
+            break
+    if problems:
+        raise SweepError([f"{printable(str(root))[:80]}: {p}" for p in problems])
+
+
+def claim_path(root: Path, name: str) -> Path:
+    return root / CLAIMS / f"{name}.lock"
 
 
 def read_manifest(root: Path) -> dict[str, Any] | None:
+    """sweep.json, or None when it is missing or not one (bounded: a FIFO or a huge file is None)."""
+    from trm_core.safe_read import FileProblem, read_bounded
+
     try:
-        data = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        data = json.loads(read_bounded(root / MANIFEST, MANIFEST_MAX_BYTES).decode("utf-8"))
+    except (FileProblem, UnicodeDecodeError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("runs"), list) else None
 
 
+_ENTRY_KEYS = ("state", "message", "seconds")
+
+
+def _known_states(root: Path) -> dict[str, dict[str, Any]]:
+    manifest = read_manifest(root) or {"runs": []}
+    out = {}
+    for entry in manifest["runs"]:
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry.get("state") in STATES:
+            out[entry["name"]] = {k: entry[k] for k in _ENTRY_KEYS if k in entry}
+    return out
+
+
 def write_manifest(root: Path, sweep: Sweep, states: dict[str, dict[str, Any]]) -> Path:
-    """The sweep file, its base, each run's overrides and state (`states[name]`: state, message, seconds)."""
+    """The sweep file, its base, each run's overrides and state (`states[name]`: state, message, seconds).
+
+    A read-modify-write under the manifest's lock: runs missing from `states` keep the state sweep.json
+    already gives them, so two sweep processes on one folder each write only what they know."""
+    from trm_core.runs.lock import file_lock
+
     root.mkdir(parents=True, exist_ok=True)
+    release = file_lock(root / MANIFEST_LOCK)
+    try:
+        return _write_manifest(root, sweep, {**_known_states(root), **states})
+    finally:
+        release()
+
+
+def _write_manifest(root: Path, sweep: Sweep, states: dict[str, dict[str, Any]]) -> Path:
     doc = {
         "version": 1,
         "name": sweep.name,

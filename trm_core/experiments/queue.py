@@ -8,8 +8,6 @@ on CUDA each child sees one GPU (CUDA_VISIBLE_DEVICES), on CPU each gets cores /
 
 from __future__ import annotations
 
-import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -20,9 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trm_core.atomic import write_failure
+from trm_core.errors import UserError
 from trm_core.events import Event
-from trm_core.experiments.manifest import profile_path, run_state, write_manifest, write_profiles
+from trm_core.experiments.children import child_envs, spawn_child
+from trm_core.experiments.manifest import (
+    check_paths,
+    claim_path,
+    profile_path,
+    run_state,
+    write_manifest,
+    write_profiles,
+)
 from trm_core.experiments.sweep import PlannedRun, Sweep
+from trm_core.printable import shell_join
+from trm_core.runs.lock import try_claim
 
 __all__ = ["QueueItem", "SweepQueue"]
 
@@ -55,7 +65,13 @@ class SweepQueue:
         device: str | None = None,
         on_event: Callable[[QueueItem, Event], None] | None = None,
         on_update: Callable[[SweepQueue, QueueItem], None] | None = None,
+        trainer_factory: Callable[..., Any] | None = None,
+        evaluator: Callable[..., Any] | None = None,
+        poll_s: float = 1.0,
     ):
+        """`trainer_factory(profile, run_dir, *, on_event, resume)` builds a run's trainer (the app's
+        `Backend.trainer_factory`; default: the real Trainer on `device`); `evaluator(run_dir, settings,
+        device, progress)` writes its eval record (default: evaluate_run)."""
         self.sweep = sweep
         self.root = Path(runs_dir) / sweep.name
         self.device = device
@@ -63,38 +79,71 @@ class SweepQueue:
         self.studies = sweep.depth_studies()  # [[eval.depth]]: after the eval, RUN/<name> each
         self.on_event = on_event
         self.on_update = on_update
+        check_paths(self.root, sweep)  # before any path is read or written, --dry-run included
         self.items = [
             QueueItem(r, self.root / r.name, run_state(self.root / r.name, self.settings)) for r in sweep.runs
         ]
         self._stop = threading.Event()
         self._trainer: Any = None
         self._children: list[subprocess.Popen[bytes]] = []
+        self._claims: dict[str, Callable[[], None]] = {}
+        self._waited: set[str] = set()  # runs seen held by another process
+        self.poll_s = poll_s
+        self.trainer_factory = trainer_factory or self._real_trainer
+        self.evaluator = evaluator or _real_evaluator
+
+    def _real_trainer(self, profile: Any, run_dir: Path, *, on_event: Any, resume: bool) -> Any:
+        from trm_core.training.trainer import Trainer
+
+        return Trainer(profile, run_dir, resume=resume, device=self.device, on_event=on_event)
 
     # ------------------------------------------------------------------ state
 
-    def prepare(self) -> None:
-        """Write every run's profile and the manifest (before anything is printed or started)."""
-        write_profiles(self.root, self.sweep)
-        self._save()
+    def prepare(self, *, strict: bool = True) -> None:
+        """Write every run's profile and the manifest (before anything is printed or started); runs
+        another sweep process holds keep the state that process wrote. A folder that cannot be
+        written (read-only, full, no permission) is one sentence, unless nothing needs writing:
+        a finished sweep, or `strict=False` once the profiles are on disk (--print-commands)."""
+        try:
+            write_profiles(self.root, self.sweep)
+        except OSError as e:
+            raise UserError(
+                f"cannot write the sweep's profiles in {self.root}: {write_failure(self.root, e)}"
+            ) from None
+        try:
+            self._save([i for i in self.items if not self._held_elsewhere(i)])
+        except UserError:
+            if strict and any(i.state != "done" for i in self.items):
+                raise
 
-    def _save(self) -> None:
+    def _save(self, items: list[QueueItem]) -> None:
+        try:
+            self._write(items)
+        except OSError as e:
+            reason = write_failure(self.root / "sweep.json", e)
+            raise UserError(f"cannot write {self.root / 'sweep.json'}: {reason}") from None
+
+    def _held_elsewhere(self, item: QueueItem) -> bool:
+        if item.name in self._claims:
+            return False
+        release = try_claim(claim_path(self.root, item.name))
+        if release is None:
+            return True
+        release()
+        return False
+
+    def _write(self, items: list[QueueItem]) -> None:
         write_manifest(
             self.root,
             self.sweep,
-            {
-                i.name: {"state": i.state, "message": i.message, "seconds": round(i.seconds, 1)}
-                for i in self.items
-            },
+            {i.name: {"state": i.state, "message": i.message, "seconds": round(i.seconds, 1)} for i in items},
         )
 
     def _set(self, item: QueueItem, state: str, message: str = "") -> None:
         item.state, item.message = state, message
-        self._save()
+        self._save([item])
         if self.on_update is not None:
             self.on_update(self, item)
-
-    def pending(self) -> list[QueueItem]:
-        return [i for i in self.items if i.state != "done" and i.state != "running"]
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -146,39 +195,87 @@ class SweepQueue:
         return out
 
     def command_lines(self) -> list[str]:
-        return [shlex.join(argv) for item in self.items for argv in self.commands(item)]
+        return [shell_join(argv) for item in self.items for argv in self.commands(item)]
 
     # ------------------------------------------------------------------ running
 
     def run(self, jobs: int = 1) -> int:
-        """Work through the queue; returns 0 (all done), 1 (some failed) or 130 (stopped)."""
+        """Work through the queue; returns 0 (all done), 1 (some failed) or 130 (stopped).
+
+        Each run is claimed first (an flock under .claims/, dropped by the kernel when its holder
+        dies): a run another sweep process works on, or one whose trainer is still alive, is waited
+        for and its outcome read back from disk; a run whose holder is gone is taken over."""
         self.prepare()
+        todo = [i for i in self.items if i.state != "done"]
         if jobs <= 1:
-            for item in self.pending():
-                if self.stopping:
-                    break
-                self._run_here(item)
+            while todo and not self.stopping:
+                item = self._claim_next(todo)
+                if item is None:
+                    self._stop.wait(self.poll_s)  # every run left is held by another live process
+                    continue
+                try:
+                    self._run_here(item)
+                finally:
+                    self._unclaim(item)
         else:
-            self._run_children(jobs)
+            self._run_children(jobs, todo)
         if self.stopping and any(i.state != "done" for i in self.items):
             return 130
         return 1 if any(i.state == "failed" for i in self.items) else 0
 
-    def _run_here(self, item: QueueItem) -> None:
-        from trm_core.errors import UserError
-        from trm_core.evaluation.run_eval import evaluate_run
-        from trm_core.training.trainer import Trainer
+    def _claim_next(self, todo: list[QueueItem]) -> QueueItem | None:
+        """The first run of `todo` this process can claim, its state re-read from disk (runs finished
+        elsewhere meanwhile are marked and dropped); None when every one left is held elsewhere."""
+        for item in list(todo):
+            release = try_claim(claim_path(self.root, item.name))
+            if release is None:
+                self._waiting(item, "another sweep process works on it")
+                continue
+            state = run_state(item.run_dir, self.settings)
+            if state == "running":  # its trainer is alive but not ours (an orphan finishing, a manual train)
+                release()
+                self._waiting(item, "its trainer is still running")
+                continue
+            if state == "done" or (state == "failed" and item.name in self._waited):
+                release()
+                todo.remove(item)
+                self._set(item, state, "" if state == "done" else "failed in another process")
+                continue
+            todo.remove(item)
+            item.state = state
+            self._claims[item.name] = release
+            return item
+        return None
 
+    def _waiting(self, item: QueueItem, why: str) -> None:
+        """Say once that this run is waited for (nothing written: its holder owns its state)."""
+        if item.name not in self._waited:
+            self._waited.add(item.name)
+            item.state, item.message = "running", f"waiting: {why}"
+            if self.on_update is not None:
+                self.on_update(self, item)
+
+    def _unclaim(self, item: QueueItem) -> None:
+        release = self._claims.pop(item.name, None)
+        if release is not None:
+            release()
+
+    def _run_here(self, item: QueueItem) -> None:
         t0 = time.monotonic()
         if item.state != "trained":
             self._set(item, "running", "training")
-            trainer = Trainer(
-                item.run.profile,
-                item.run_dir,
-                resume=True,
-                device=self.device,
-                on_event=None if self.on_event is None else (lambda ev: self.on_event(item, ev)),
-            )
+            try:
+                trainer = self.trainer_factory(
+                    item.run.profile,
+                    item.run_dir,
+                    on_event=(lambda ev: None)
+                    if self.on_event is None
+                    else (lambda ev: self.on_event(item, ev)),
+                    resume=True,
+                )
+            except UserError as e:
+                self._set(item, "failed", str(e))
+                return
             self._trainer = trainer
             if self.stopping:  # a stop that came while the trainer was being built
                 trainer.request_stop()
@@ -201,7 +298,7 @@ class SweepQueue:
 
             t1 = time.monotonic()
             try:
-                evaluate_run(item.run_dir, self.settings, device=self.device or "auto", progress=progress)
+                self.evaluator(item.run_dir, self.settings, self.device or "auto", progress)
             except _Stopped:
                 item.seconds += time.monotonic() - t1
                 self._set(item, "trained", "evaluation stopped")
@@ -220,31 +317,24 @@ class SweepQueue:
         item.seconds = max(item.seconds, time.monotonic() - t0)
         self._set(item, "done")
 
-    def _child_envs(self, jobs: int) -> list[dict[str, str]]:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        gpus = _visible_gpus() if self.device != "cpu" else []
-        if gpus:
-            return [{**env, "CUDA_VISIBLE_DEVICES": gpus[i]} for i in range(min(jobs, len(gpus)))]
-        from trm_core.training.accel import threads_for  # (imports torch: only when children run)
-
-        threads = str(threads_for(jobs))  # cores // jobs, at least 1
-        return [{**env, "OMP_NUM_THREADS": threads} for _ in range(jobs)]
-
-    def _run_children(self, jobs: int) -> None:
-        slots = self._child_envs(jobs)
+    def _run_children(self, jobs: int, todo: list[QueueItem]) -> None:
+        slots = child_envs(jobs, self.device)
         free = list(range(len(slots)))
-        todo = list(self.pending())
         active: dict[int, tuple[QueueItem, list[list[str]], subprocess.Popen[bytes], float]] = {}
         prog = [sys.executable, "-m", "trm_tui"]
         while (todo and not self.stopping) or active:
             while todo and free and not self.stopping:
-                item, slot = todo.pop(0), free.pop(0)
+                item = self._claim_next(todo)
+                if item is None:
+                    break
+                slot = free.pop(0)
                 cmds = self.commands(item, prog)
                 if item.state == "trained":
                     cmds = cmds[1:]
                 self._set(item, "running", "training" if cmds[0][3] == "train" else "evaluating")
                 active[slot] = (item, cmds, self._spawn(cmds[0], slots[slot], item), time.monotonic())
-            time.sleep(0.2)
+            if todo or active:
+                self._stop.wait(0.2 if active else self.poll_s)
             for slot, (item, cmds, child, t0) in list(active.items()):
                 code = child.poll()
                 if code is None:
@@ -258,40 +348,23 @@ class SweepQueue:
                     self._set(
                         item, state, f"{cmds[0][3]} exited with {code}; see {item.run_dir / 'sweep.log'}"
                     )
+                    self._unclaim(item)
                     free.append(slot)
                 elif len(cmds) > 1 and not self.stopping:
                     self._set(item, "running", "evaluating")
                     active[slot] = (item, cmds[1:], self._spawn(cmds[1], slots[slot], item), time.monotonic())
                 else:
                     self._set(item, "done" if len(cmds) == 1 else "trained")
+                    self._unclaim(item)
                     free.append(slot)
 
     def _spawn(self, argv: list[str], env: dict[str, str], item: QueueItem) -> subprocess.Popen[bytes]:
-        item.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(item.run_dir / "sweep.log", "ab") as log:
-            # its own session: a terminal's Ctrl+C reaches the queue only, which forwards one SIGINT
-            child = subprocess.Popen(
-                argv,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        child = spawn_child(argv, env, item.run_dir / "sweep.log")
         self._children.append(child)
         return child
 
 
-def _visible_gpus() -> list[str]:
-    """The GPU ids a child may be pinned to (respecting the parent's CUDA_VISIBLE_DEVICES)."""
-    try:
-        import torch
+def _real_evaluator(run_dir: Path, settings: Any, device: str, progress: Callable[..., None]) -> Any:
+    from trm_core.evaluation.run_eval import evaluate_run
 
-        n = torch.cuda.device_count()
-    except Exception:
-        return []
-    if n == 0:
-        return []
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else [str(i) for i in range(n)]
-    return ids[:n]
+    return evaluate_run(run_dir, settings, device=device, progress=progress)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -44,6 +45,20 @@ __all__ = ["EVAL_KEYS", "PlannedRun", "Sweep", "SweepError", "load_sweep", "pars
 TOP_KEYS = ("name", "description", "base", "seeds", "set", "grid", "variant", "eval")
 EVAL_KEYS = ("split", "limit", "calculator", "checkpoint", "batch_size", "max_tokens", "depth")
 _NOT_SWEEPABLE = {"name", "description", "train.seed"}  # the run's own name; seeds has its own list
+SWEEP_MAX_BYTES = 16 << 20  # a sweep file is a few KB; 16 MiB still lets an oversized grid be counted
+MAX_RUNS = 1000  # validating one run costs ~4 ms: 1,000 runs are 4 s before the first one starts
+
+
+def count_runs(raw: dict[str, Any]) -> int:
+    """How many runs a parsed sweep table asks for, by arithmetic on its lists' lengths alone (nothing
+    expanded or validated): seeds × variants × the product of the grid's value lists."""
+
+    def n(value: Any) -> int:
+        return len(value) if isinstance(value, list) and value else 1
+
+    grid = raw.get("grid")
+    sizes = [n(v) for v in grid.values()] if isinstance(grid, dict) else []
+    return n(raw.get("seeds")) * n(raw.get("variant")) * math.prod(sizes)
 
 
 class SweepError(UserError):
@@ -222,6 +237,13 @@ def parse_sweep(text: str, path: str | Path = "<sweep>", profiles_dir: str | Pat
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SweepError([f"{src}: TOML syntax error: {e}"]) from None
+    total = count_runs(raw)
+    if total > MAX_RUNS:
+        raise SweepError(
+            [
+                f"{src}: the sweep asks for {total:,} runs (seeds × variants × grid), more than the {MAX_RUNS:,} a sweep may have"
+            ]
+        )
     problems: list[str] = []
     known = _known_keys()
     if "base" not in raw and any(k in raw for k in ("model", "train", "data", "tokenizer")):
@@ -293,10 +315,15 @@ def parse_sweep(text: str, path: str | Path = "<sweep>", profiles_dir: str | Pat
 
 def expand(sweep: Sweep, problems: list[str]) -> list[PlannedRun]:
     """Every variant × grid point × seed as a validated profile; problems of each run appended to `problems`."""
+    from trm_core.profile import PROFILE_MAX_BYTES
+    from trm_core.safe_read import read_text_file
+
     try:
-        base_text = sweep.base_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        problems.append(f"{sweep.base_path}: cannot read the base profile ({e})")
+        base_text = read_text_file(
+            sweep.base_path, PROFILE_MAX_BYTES, what="base profile", error=lambda m: SweepError([m])
+        )
+    except SweepError as e:
+        problems.extend(e.problems)
         return []
     try:
         parse_profile(base_text, str(sweep.base_path))
@@ -328,13 +355,8 @@ def expand(sweep: Sweep, problems: list[str]) -> list[PlannedRun]:
 
 def load_sweep(path: str | Path, profiles_dir: str | Path | None = None) -> Sweep:
     """Read and parse a sweep file (SweepError: one sentence per problem)."""
+    from trm_core.safe_read import read_text_file
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SweepError([f"{path}: no such sweep file"]) from None
-    except IsADirectoryError:
-        raise SweepError([f"{path}: is a directory, not a sweep file"]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SweepError([f"{path}: cannot read the sweep file ({e})"]) from None
+    text = read_text_file(path, SWEEP_MAX_BYTES, what="sweep file", error=lambda m: SweepError([m]))
     return parse_sweep(text, path, profiles_dir)

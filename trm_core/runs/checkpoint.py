@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from trm_core import __version__
+from trm_core.atomic import write_failure
 from trm_core.errors import CheckpointError
 from trm_core.runs.read import (
     CARRY_FILE,
@@ -90,6 +91,12 @@ def _replace_symlink(link: Path, target_name: str) -> None:
 
 
 # --------------------------------------------------------------------------- save
+
+
+def _bytes_of(*states: dict[str, Any] | None) -> int:
+    """The weights' bytes, x3 with the optimizer's two moments: what a checkpoint needs on disk."""
+    n = sum(t.numel() * t.element_size() for st in states if st for t in st.values() if hasattr(t, "numel"))
+    return 3 * n
 
 
 def save_checkpoint(
@@ -154,9 +161,13 @@ def save_checkpoint(
         _fsync_path(root)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except OSError as e:
-        reason = e.strerror or str(e)
-        raise CheckpointError(f"could not write checkpoint {final}: {reason}") from None
+    except Exception as e:  # noqa: BLE001 — OSError, SafetensorError and torch's RuntimeError on a full disk
+        reason = write_failure(root, e, _bytes_of(model_state, ema_state, carry_state))
+        if reason is None:
+            raise
+        raise CheckpointError(
+            f"could not write checkpoint {final}: {reason}; the previous checkpoint is kept"
+        ) from None
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

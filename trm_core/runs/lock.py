@@ -16,7 +16,7 @@ from pathlib import Path
 
 from trm_core.errors import CheckpointError
 
-__all__ = ["LOCK_FILE", "acquire_lock", "lock_holder", "pid_alive"]
+__all__ = ["LOCK_FILE", "acquire_lock", "file_lock", "lock_holder", "pid_alive", "try_claim"]
 
 LOCK_FILE = ".lock"
 PID_MAX = 1 << 22  # Linux's largest pid_max; a bigger number in a lock file is not a pid
@@ -70,6 +70,65 @@ def _open(path: Path, flags: int) -> int:
     return fd
 
 
+def _write_pid(fd: int) -> None:
+    """Our pid into the lock file, for humans only: a full or read-only disk leaves it empty ("pid
+    unknown"); the flock, not the pid, is the lock."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass
+
+
+def _locked_file(path: Path, blocking: bool) -> Callable[[], None] | None:
+    """flock `path` exclusively (created if needed); the release function, or None when another
+    process holds it and `blocking` is False. Same inode re-check as acquire_lock."""
+    for _ in range(20):
+        fd = _open(path, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            continue
+        _write_pid(fd)
+
+        def release(fd: int = fd) -> None:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            os.close(fd)
+
+        return release
+    raise CheckpointError(f"could not take the lock {path}; another process keeps replacing it")
+
+
+def try_claim(path: str | Path) -> Callable[[], None] | None:
+    """Claim a piece of work (a sweep's run) for this process: a non-blocking flock on `path`.
+    Returns the release function, or None when a live process holds the claim. The kernel drops the
+    claim when its holder dies (even by kill -9), so a claim can never be stale."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"cannot create {path.parent} ({e.strerror})") from None
+    return _locked_file(path, blocking=False)
+
+
+def file_lock(path: str | Path) -> Callable[[], None]:
+    """Wait for the exclusive flock on `path` (a short read-modify-write, such as sweep.json's)."""
+    release = _locked_file(Path(path), blocking=True)
+    assert release is not None
+    return release
+
+
 def acquire_lock(run_dir: str | Path, log: Callable[[str], None] | None = None) -> Callable[[], None]:
     """Take run_dir/.lock (exclusive flock, our pid written in it); returns the release function.
 
@@ -101,8 +160,7 @@ def acquire_lock(run_dir: str | Path, log: Callable[[str], None] | None = None) 
         stale = _read_pid(fd)
         if stale is not None and stale != os.getpid() and log:
             log(f"took over a stale lock in {run_dir} (pid {stale} is not running)")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _write_pid(fd)
 
         def release(fd: int = fd) -> None:
             try:

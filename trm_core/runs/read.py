@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trm_core.errors import CheckpointError
+from trm_core.printable import printable
 from trm_core.profile import PROFILE_MAX_BYTES, Mismatch, Profile, ProfileError, diff, parse_profile
 from trm_core.safe_read import FileProblem, read_bounded
 
@@ -66,8 +67,12 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     out = []
     try:
         entries = list(root.iterdir())
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
+    except (
+        OSError
+    ) as e:  # mode 000, a run folder of another user: not "no checkpoint" (train would start over)
+        raise CheckpointError(f"cannot read {printable(str(root))} ({e.strerror})") from None
     for p in entries:
         m = STEP_RE.match(p.name)
         if m and not p.is_symlink() and (p / STATE_FILE).is_file():

@@ -47,6 +47,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _say_left_out(paths: list) -> None:
+    """Records that are not records were left out of the statistics: say which (file and field)."""
+    from trm_core.evaluation.record import run_problems
+    from trm_core.printable import printable
+
+    for problem in (q for p in paths for q in run_problems(p)):
+        print(f"trm-tui: left out: {printable(problem)}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
 
     from trm_core.errors import UserError
@@ -67,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
     metrics = args.metric or DEFAULT_METRICS
     if metrics == ["all"]:
         metrics = list(METRICS)
-    runs = [summarize_run(p) for p in find_runs(args.paths)]
+    paths = find_runs(args.paths)
+    runs = [summarize_run(p) for p in paths]
+    _say_left_out(paths)
     result = compare(runs, by=args.by, metrics=metrics)
     emit(args, result, markdown, rich_table, verdicts, "resolved best")
     if args.plot:

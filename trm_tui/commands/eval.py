@@ -190,6 +190,16 @@ def run(args: argparse.Namespace) -> int:
         ),
         ("correct / total", f"{result.correct} / {result.total}"),
         ("by steps", _by_steps_text(record["by_steps"])),
+        *(
+            [
+                (
+                    "unscorable",
+                    f"{result.unscorable} gold answers have no readable '#### number' (never correct)",
+                )
+            ]
+            if result.unscorable
+            else []
+        ),
         ("lm-eval strict", f"{result.strict_accuracy:.2%} ({result.strict_correct})"),
         ("lm-eval flexible", f"{result.flexible_accuracy:.2%} ({result.flexible_correct})"),
         ("problems/s", f"{result.problems_per_s:.2f}"),

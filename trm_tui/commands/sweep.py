@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-from pathlib import Path
 from typing import Any
 
 
@@ -35,7 +34,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _overrides(run: Any) -> str:
-    return ", ".join(f"{k}={v}" for k, v in run.overrides.items())
+    from trm_core.printable import printable
+
+    return printable(", ".join(f"{k}={v}" for k, v in run.overrides.items()))
+
+
+def _safe(text: object) -> str:
+    """Text for a rich console: no terminal-driving characters, no markup."""
+    from rich.markup import escape
+
+    from trm_core.printable import printable
+
+    return escape(printable(str(text)))
 
 
 class _QueueDisplay:
@@ -61,7 +71,7 @@ class _QueueDisplay:
         self.queue = queue
         done = queue.counts().get("done", 0)
         self.progress.console.print(
-            f"[{done}/{self.total}] {item.name}: {item.state}{' — ' + item.message if item.message else ''}"
+            f"[{done}/{self.total}] {_safe(item.name)}: {item.state}{' — ' + _safe(item.message) if item.message else ''}"
         )
         if item.state != "running" and self.task is not None:
             self.progress.remove_task(self.task)
@@ -99,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     console = Console(highlight=False)
     sweep = load_sweep(args.file, args.profiles_dir)
+    if not (args.dry_run or args.print_commands):
+        from trm_core.data.sources import check_source_reachable
+
+        for source in sorted({r.profile.data.source for r in sweep.runs}):
+            check_source_reachable(source)  # offline: one line now, not one failed run after another
     display = _QueueDisplay(console, len(sweep.runs))
     queue = SweepQueue(
         sweep, args.runs_dir, device=args.device, on_event=display.event, on_update=display.update
@@ -107,12 +122,12 @@ def run(args: argparse.Namespace) -> int:
     changes = check_changes(queue.root, sweep)
     if changes:
         table = mismatch_table(changes)
-        table.title = f"the sweep differs from what {queue.root} holds"
+        table.title = f"the sweep differs from what {_safe(queue.root)} holds"
         console.print(table)
         grade = worst(changes)
         if grade == "incompatible":
             console.print(
-                f"[red]refusing to continue {queue.root}:[/red] some runs' saved weights cannot load the new "
+                f"[red]refusing to continue {_safe(queue.root)}:[/red] some runs' saved weights cannot load the new "
                 f"profiles. Give the changed sweep a new name (name = …) to train it beside the old one."
             )
             return 2
@@ -124,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.dry_run:
         table = Table(
-            title=f"sweep {sweep.name}: {len(sweep.runs)} runs → {queue.root}", title_justify="left"
+            title=f"sweep {sweep.name}: {len(sweep.runs)} runs → {_safe(queue.root)}", title_justify="left"
         )
         for col in ("run", "overrides", "state"):
             table.add_column(col, overflow="fold")
@@ -133,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(table)
         return 0
     if args.print_commands:
-        queue.prepare()
+        queue.prepare(strict=False)
         for line in queue.command_lines():
             print(line)
         return 0
@@ -160,7 +175,11 @@ def run(args: argparse.Namespace) -> int:
         for s, h in old.items():
             signal.signal(s, h)
     counts = ", ".join(f"{n} {state}" for state, n in sorted(queue.counts().items()))
-    console.print(f"sweep {sweep.name}: {counts}. Compare: trm-tui compare {Path(queue.root)}")
+    from trm_core.printable import shell_join
+
+    console.print(
+        f"sweep {sweep.name}: {counts}. Compare: {_safe(shell_join(['trm-tui', 'compare', str(queue.root)]))}"
+    )
     if code == 130 and received and received[0] == signal.SIGTERM:
         return 143
     return code

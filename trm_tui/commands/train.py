@@ -165,6 +165,8 @@ class TrainDisplay:
             out.print(
                 f"  checkpoint {shown(ev.path)} ({ev.reason}{', best' if ev.is_best and ev.reason != 'best' else ''})"
             )
+        elif kind == "log" and ev.level == "error":
+            pass  # the run's error ends it: said once, on stderr, as `trm-tui: …` (not twice)
         elif kind == "log" and ev.level != "info" or kind == "log" and "resumed" in ev.message:
             out.print(
                 f"  [{'red' if ev.level == 'error' else 'yellow' if ev.level == 'warning' else 'dim'}]{shown(ev.message)}"
@@ -179,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
     rank0 = int(os.environ.get("RANK", "0")) == 0
     console = Console(quiet=not rank0, highlight=False)
     profile = load_profile(args.profile)
+    from trm_core.data.sources import check_source_reachable
+
+    check_source_reachable(profile.data.source)  # offline with an hf: source: one line, before torch loads
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.runs_dir) / profile.name
     if args.eval_limit is not None and args.eval_limit < 1:
         from trm_core.errors import UserError
@@ -197,8 +202,10 @@ def run(args: argparse.Namespace) -> int:
     received: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:
-        if received:  # a second Ctrl+C: the user really wants out now
+        if received and signum == signal.SIGINT:  # a second Ctrl+C: the user really wants out now
             raise KeyboardInterrupt
+        if received:  # another SIGTERM (a dead sweep's death signal comes once per reparenting): stopping
+            return
         received.append(signum)
         trainer.request_stop()  # the loop saves a checkpoint at the next step and returns
 
