@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_hints
-
-if TYPE_CHECKING:
-    from trm_core.profile import Profile
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 __all__ = ["build_section", "check_ranges", "coerce", "type_name", "unknown_key"]
 
@@ -97,7 +94,7 @@ def build_section(cls: type, raw: Any, section: str, problems: list[str]) -> Any
     return cls(**kwargs)
 
 
-def check_ranges(p: Profile, problems: list[str]) -> None:
+def check_ranges(p: Any, problems: list[str]) -> None:  # p: a profile.Profile (that module imports this one)
     flat = p.flat()
     for path in _POSITIVE:
         if flat[path] <= 0:
