@@ -5,6 +5,7 @@ on disk appear without a restart."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
@@ -23,7 +24,9 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return build_swept(tmp_path_factory)
 
 
-async def until(cond, timeout: float = 30.0) -> None:
+async def until(
+    cond, timeout: float = 180.0
+) -> None:  # a backstop against a hang: the first real step can take a minute on a loaded machine
     for _ in range(int(timeout / 0.05)):
         if cond():
             return
@@ -52,13 +55,16 @@ async def test_a_sweep_shows_its_size_first_and_stops_from_the_train_tab(tmp_pat
     from tests.fakes import fake_backend
     from trm_core.experiments.manifest import read_manifest
     from trm_tui.app import TrmApp
+    from trm_tui.backend import Backend
     from trm_tui.panes.runs import RunsPane
     from trm_tui.screens.modals import ConfirmModal
     from trm_tui.screens.sweep_start import SweepPickModal
 
     profiles, runs = tmp_path / "profiles", tmp_path / "runs"
     long_sweep(profiles)
-    app = TrmApp(profiles_dir=profiles, runs_dir=runs, backend=fake_backend())
+    # the sweep trains for real (a sweep goes through the backend's trainer factory)
+    backend = dataclasses.replace(fake_backend(), trainer_factory=Backend.trainer_factory)
+    app = TrmApp(profiles_dir=profiles, runs_dir=runs, backend=backend)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f4", "f9")
         await pilot.pause()
