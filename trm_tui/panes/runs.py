@@ -55,7 +55,7 @@ class RunsPane(Pane):
     BINDINGS = [
         Binding("f5", "refresh", "Refresh", id="runs.refresh", show=False, tooltip="Re-read the runs directory (also every 5 s)"),
         Binding("f6", "open_repl", "REPL", id="runs.open_repl", tooltip="Talk to this run's model"),
-        Binding("f7", "toggle_log", "Log", id="runs.log_scale", tooltip="Toggle log-scale loss axis"),
+        Binding("f7", "toggle_log", "Log", id="runs.log_scale", show=False, tooltip="Toggle log-scale loss axis"),
         Binding("space", "toggle_mark", "Mark (moves down)", id="runs.mark", show=False,
                 tooltip="Mark or unmark this run for comparison, and move down"),
         Binding("f8", "compare", "Compare", id="runs.compare",
