@@ -4,6 +4,7 @@ the files untouched) and deleted runs (moved to RUNS_DIR/.trash/, never removed)
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -52,11 +53,18 @@ def short_names(manifest_runs: dict[str, list[dict[str, Any]]]) -> dict[str, str
         varying = [k for k in keys if len({repr(o.get(k)) for o in overrides}) > 1]
         seeds = len({repr(o.get("train.seed")) for o in overrides}) > 1
         leaves = [k.rpartition(".")[2] for k in varying]
+        # a key some runs do not set comes from [[variant]] tables: the run's name says it better
+        # ("sampled" rather than "init_state=None"), so the name without its seed is shown
+        by_variant = any(k not in o for k in varying for o in overrides)
         for e, o in zip(entries, overrides, strict=True):
-            parts = [
-                f"{leaf if leaves.count(leaf) == 1 else key}={_value(o.get(key))}"
-                for key, leaf in zip(varying, leaves, strict=True)
-            ]
+            parts = (
+                [re.sub(r"_seed\d+$", "", str(e.get("name")))]
+                if by_variant
+                else [
+                    f"{leaf if leaves.count(leaf) == 1 else key}={_value(o.get(key))}"
+                    for key, leaf in zip(varying, leaves, strict=True)
+                ]
+            )
             if seeds or not parts:
                 parts.append(f"s{o.get('train.seed', '?')}")
             out[f"{sweep}/{e.get('name')}"] = f"{sweep}/" + " ".join(parts)
