@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,7 @@ async def test_the_compare_view_has_a_depth_mode(study: Path) -> None:
 
     for run in study.iterdir():  # the app's depth studies are RUN/depth.json, as here
         assert (run / "depth.json").is_file()
+        shutil.copy(run / "depth.json", run / "depth-hard.json")  # and a sweep's, named by [[eval.depth]]
     runs = sorted(study.iterdir())
     screen = CompareScreen(runs)
 
@@ -210,9 +212,14 @@ async def test_the_compare_view_has_a_depth_mode(study: Path) -> None:
         assert rows[2][1:] == ["S1-H4-L1", "3", "10.0% ± 0.0%", "-40.0 ± 24.8 pts"]
         assert rows[5][1:] == ["S1-H4-L1", "3", "60.0% ± 24.8%", "+25.0 ± 12.4 pts"]
         title = str(screen.query_one("#compare-title", Static).render())
-        assert "± = 95% CI half-width" in title and len(title) <= 80
+        assert title.startswith("depth-hard.json · ± 95% CI") and "F6 next" in title and len(title) <= 80
         await until(lambda: "accuracy %" in str(screen.query_one("#compare-plot", Static).render()))
         plot = str(screen.query_one("#compare-plot", Static).render())
         assert "hidden_size=16" in plot and "H-cycles" in plot
+        screen.depth = None
+        await pilot.press("f6")  # the next study the runs hold (a sweep's [[eval.depth]] names them)
+        await until(lambda: screen.depth is not None)
+        title = str(screen.query_one("#compare-title", Static).render())
+        assert title.startswith("depth.json") and "F6 next" not in title
         await pilot.press("f6")  # back to the runs' metrics
         await until(lambda: "best val" in [str(c.label) for c in table.columns.values()])

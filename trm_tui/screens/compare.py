@@ -92,6 +92,8 @@ class CompareScreen(Screen[None]):
         self.result: dict[str, Any] | None = None
         self.depth: dict[str, Any] | None = None
         self.depth_mode = False
+        self.depth_files: list[str] = []  # the depth studies the runs hold; F6 steps through them
+        self.depth_file = ""
         self.log_scale = False
 
     def compose(self) -> ComposeResult:
@@ -143,24 +145,34 @@ class CompareScreen(Screen[None]):
         self.call_after_refresh(self._draw)  # once the table has taken its rows, the plot knows its height
 
     def action_toggle_depth(self) -> None:
-        self.depth_mode = not self.depth_mode
-        if self.depth_mode:
-            self.query_one("#compare-title", Static).update("reading the runs' depth.json …")
-            self._load_depth(self.run_dirs)
-        elif self.result is not None:
-            self._on_ready(CompareReady(self.result))
+        """Off -> each depth study the runs hold (depth.json, a sweep's depth-hard.json, …) -> off."""
+        if not self.depth_mode:
+            from trm_core.evaluation.depth_study import DEPTH_FILE
+
+            found = sorted({p.name for d in self.run_dirs for p in d.glob("depth*.json") if p.is_file()})
+            self.depth_files = found or [DEPTH_FILE]  # none: the message says how to write one
+            self.depth_file = self.depth_files[0]
+        elif self.depth_file != self.depth_files[-1]:
+            self.depth_file = self.depth_files[self.depth_files.index(self.depth_file) + 1]
+        else:
+            self.depth_mode = False
+            if self.result is not None:
+                self._on_ready(CompareReady(self.result))
+            return
+        self.depth_mode = True
+        self.query_one("#compare-title", Static).update(f"reading the runs' {self.depth_file} …")
+        self._load_depth(self.run_dirs, self.depth_file)
 
     @work(thread=True, exclusive=True, group="compare-depth", exit_on_error=False)
-    def _load_depth(self, run_dirs: list[Path]) -> None:
+    def _load_depth(self, run_dirs: list[Path], name: str) -> None:
         from trm_core.errors import UserError
-        from trm_core.evaluation.depth_study import DEPTH_FILE
         from trm_core.experiments.depth_compare import depth_compare
 
         try:
             try:
-                result = depth_compare(run_dirs, DEPTH_FILE, paired=True)
+                result = depth_compare(run_dirs, name, paired=True)
             except UserError:  # seeds that do not pair up: the table and curve without Δ
-                result = depth_compare(run_dirs, DEPTH_FILE)
+                result = depth_compare(run_dirs, name)
             self.post_message(DepthReady(result))
         except UserError as e:
             self.post_message(DepthReady(None, str(e)))
@@ -180,8 +192,9 @@ class CompareScreen(Screen[None]):
             self.depth = None
             return
         self.depth = r = msg.result
-        skipped = f" · {len(r['skipped'])} without depth.json" if r["skipped"] else ""
-        title.update(f"depth · ± = 95% CI half-width · Δ paired vs trained{skipped}")
+        skipped = f" · {len(r['skipped'])} without it" if r["skipped"] else ""
+        more = " · F6 next" if self.depth_file != self.depth_files[-1] else ""
+        title.update(f"{self.depth_file} · ± 95% CI · Δ paired vs trained{skipped}{more}")
         table.add_columns("group", "depth", "n", "accuracy", "Δ vs trained")
         for cells in depth_rows(r):
             table.add_row(*cells)
