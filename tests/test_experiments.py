@@ -455,3 +455,21 @@ def test_compare_says_when_accuracies_were_measured_differently(
         "- Accuracies measured with different eval settings, not comparable: n=3 (hidden_size-16_seed1); n=2 (3 runs)."
         in capsys.readouterr().out
     )
+
+
+def test_compare_says_a_run_whose_metrics_cannot_be_read_is_unreadable_not_unfinished(tmp_path: Path) -> None:
+    """An unreadable metrics.jsonl (here a folder; a mode-000 file for a user who is not root) is
+    named as unreadable, not as a run that has not finished training (issue 28.7)."""
+    from trm_core.experiments.compare import compare, summarize_run
+    from trm_core.experiments.report import caveats
+
+    repo = Path(__file__).resolve().parents[1]
+    run = tmp_path / "r0"
+    run.mkdir()
+    (run / "profile.toml").write_text((repo / "profiles" / "quickstart.toml").read_text())
+    (run / "metrics.jsonl").mkdir()  # not a file: cannot be read
+    summary = summarize_run(run)
+    assert not summary.readable
+    said = caveats(compare([summary], metrics=["best_val_loss"]))
+    assert any("r0" in line and "cannot be read" in line for line in said), said
+    assert not any("not finished training" in line for line in said), said

@@ -86,6 +86,7 @@ class RunSummary:
     curve: list[tuple[int, float]] = field(default_factory=list)  # (step, validation loss)
     finished: bool = True  # training ended (its budget or early stopping) after its last start
     eval_settings: dict[str, Any] | None = None  # what the accuracies were measured on (EVAL_KEYS)
+    readable: bool = True  # its metrics.jsonl could be read (False: permissions, not a file, …)
 
     @property
     def evaluated(self) -> bool:
@@ -144,7 +145,9 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
 
     run_dir = Path(run_dir)
     profile = saved_profile(run_dir)
-    events, _ = read_events(run_dir / "metrics.jsonl", 0)
+    log, problems = run_dir / "metrics.jsonl", []
+    events, _ = read_events(log, 0, problems)
+    readable = not any(p.startswith(f"{log}: ") for p in problems)  # the file itself, not one bad line
     curve: dict[int, float] = {}
     params = wall = None
     speeds: list[float] = []
@@ -181,7 +184,7 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
     if record is not None:  # the record's own fields (data, n, checkpoint) over the settings asked for
         given = {**(record.get("settings") or {}), **record}
         settings = {k: given.get(k) for k in EVAL_KEYS}
-    return RunSummary(run_dir, profile.flat(), metrics, sorted(curve.items()), finished, settings)
+    return RunSummary(run_dir, profile.flat(), metrics, sorted(curve.items()), finished, settings, readable)
 
 
 def differing_keys(runs: Sequence[RunSummary]) -> list[str]:
@@ -255,7 +258,8 @@ def compare(
             m: summarize([r.metrics[m] for r in members if r.metrics.get(m) is not None]) for m in metrics
         }
         g["curve"] = _mean_curve([r.curve for r in members])
-        g["unfinished"] = [str(r.path) for r in members if not r.finished]
+        g["unreadable"] = [str(r.path) for r in members if not r.readable]
+        g["unfinished"] = [str(r.path) for r in members if not r.finished and r.readable]
         g["unevaluated"] = [str(r.path) for r in members if not r.evaluated]
         out_groups.append(g)
     resolved = []

@@ -108,10 +108,14 @@ def caveats(result: dict[str, Any]) -> list[str]:
     """A sentence each for runs whose training has not ended (their numbers are partial: a sweep
     still running, or stopped), finished runs without an eval record (no accuracy), and runs whose
     latest eval record was measured differently from the others' (another `eval` overwrote it)."""
+    unreadable = [p for g in result["groups"] for p in g.get("unreadable", [])]
     unfinished = [p for g in result["groups"] for p in g.get("unfinished", [])]
-    unevaluated = [p for g in result["groups"] for p in g.get("unevaluated", []) if p not in unfinished]
+    unevaluated = [
+        p for g in result["groups"] for p in g.get("unevaluated", []) if p not in unfinished + unreadable
+    ]
     out = []
     for paths, what in (
+        (unreadable, "whose metrics.jsonl cannot be read (no loss, steps or wall time)"),
         (unfinished, "not finished training (numbers partial)"),
         (unevaluated, "no eval record (no accuracy)"),
     ):
