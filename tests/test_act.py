@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.test_model import at
-from trm_core.model.halting import exploration_min_depth, halt_decisions, halt_logit
+from trm_core.model.halting import exploration_min_depth, halt_logit, still_running
 from trm_core.model.lm import CausalLM, build_model
 from trm_core.profile import ModelConfig, Profile, ProfileError, diff, parse_profile
 
@@ -161,6 +161,11 @@ def test_act_q_head_starts_far_from_halting() -> None:
 
 
 # --------------------------------------------------------------------------- halting rules
+
+
+def halt_decisions(step: int, steps: int, q: torch.Tensor, running: torch.Tensor, **kw) -> torch.Tensor:
+    """The running positions the policy halts after `step`: those running now and not next."""
+    return running & ~still_running(step, steps, q, running, **kw)
 
 
 def test_halt_decisions() -> None:

@@ -16,7 +16,6 @@ from torch import Tensor
 
 __all__ = [
     "halt_logit",
-    "halt_decisions",
     "still_running",
     "keep_halted",
     "running_key_mask",
@@ -36,35 +35,6 @@ def halt_logit(threshold: float) -> float:
     return math.log(threshold / (1.0 - threshold))
 
 
-def halt_decisions(
-    step: int,
-    steps: int,
-    q_halt: Tensor,
-    running: Tensor,
-    *,
-    threshold: float = 0.5,
-    may_halt: Tensor | None = None,
-    min_depth: Tensor | None = None,
-    halt_steps: Tensor | None = None,
-) -> Tensor:
-    """Which running positions halt after 0-based `step` of `steps` ([B, T] bool).
-
-    Every position still running halts after the last step. `halt_steps` [B, T] (depths 1..S)
-    replaces the Q-head's decisions (tests replay a decoder's decisions with it); otherwise a
-    position halts when q_halt > logit(threshold), it `may_halt` and it has run `min_depth` steps.
-    """
-    if step >= steps - 1:
-        return running.clone()
-    if halt_steps is not None:
-        return running & (halt_steps == step + 1)
-    halt = running & (q_halt > halt_logit(threshold))
-    if may_halt is not None:
-        halt &= may_halt
-    if min_depth is not None:
-        halt &= min_depth <= step + 1
-    return halt
-
-
 def still_running(
     step: int,
     steps: int,
@@ -76,12 +46,21 @@ def still_running(
     min_depth: Tensor | None = None,
     halt_steps: Tensor | None = None,
 ) -> Tensor:
-    """The policy every caller applies after a supervision step (training's `act_pass`, the
-    parallel `infer_depth` and the KV-cached decoder alike): the positions that run the next step."""
-    halt = halt_decisions(
-        step, steps, q_halt, running,
-        threshold=threshold, may_halt=may_halt, min_depth=min_depth, halt_steps=halt_steps,
-    )  # fmt: skip
+    """The positions that run the step after 0-based `step` of `steps` ([B, T] bool): the policy
+    every caller applies (training's `act_pass`, the parallel `infer_depth` and the KV-cached
+    decoder alike). Every position still running halts after the last step. `halt_steps` [B, T]
+    (depths 1..S) replaces the Q-head's decisions (tests replay a decoder's decisions with it);
+    otherwise a position halts when q_halt > logit(threshold), it `may_halt` and it has run
+    `min_depth` steps."""
+    if step >= steps - 1:
+        return torch.zeros_like(running)
+    if halt_steps is not None:
+        return running & (halt_steps != step + 1)
+    halt = q_halt > halt_logit(threshold)
+    if may_halt is not None:
+        halt &= may_halt
+    if min_depth is not None:
+        halt &= min_depth <= step + 1
     return running & ~halt
 
 
