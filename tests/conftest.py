@@ -29,6 +29,12 @@ def _torch_threads() -> None:
 _torch_threads()
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """The app tests (pytest.mark.anyio) run on asyncio, Textual's loop."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

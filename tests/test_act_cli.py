@@ -126,11 +126,6 @@ def test_token_regions_and_depth_report() -> None:
     assert rep.mean_depth == pytest.approx(11 / 5)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.anyio
 async def test_transcript_shades_tokens_by_depth() -> None:
     from textual.app import App

@@ -36,11 +36,6 @@ SIZE = (80, 24)
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 TINY = """\
 # tiny — a test profile; this comment must survive a save
 name = "tiny"

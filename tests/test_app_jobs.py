@@ -14,11 +14,6 @@ import pytest
 from .test_experiments import GOOD, SWEEP, build_swept
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return build_swept(tmp_path_factory)

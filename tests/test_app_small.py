@@ -20,11 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def dirs(tmp_path: Path) -> tuple[Path, Path]:
     profiles, runs = tmp_path / "profiles", tmp_path / "runs"
     profiles.mkdir()

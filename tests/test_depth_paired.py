@@ -170,11 +170,6 @@ def test_plus_minus_is_the_95_percent_half_width_everywhere_and_identical_values
     assert metric_verdicts(result) == ["params: equal in every group (0.46M)."]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.anyio
 async def test_the_compare_view_has_a_depth_mode(study: Path) -> None:
     import asyncio

@@ -12,11 +12,6 @@ import pytest
 from .cli_harness import CORPUS
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from trm_core.profile import parse_profile

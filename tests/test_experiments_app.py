@@ -19,11 +19,6 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 # --------------------------------------------------------------------------- the app
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.anyio
 async def test_runs_tab_lists_sweep_runs_marks_them_and_opens_the_compare_view(
     swept: tuple[Path, Path], tmp_path: Path
