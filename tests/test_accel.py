@@ -1,12 +1,13 @@
 """The CPU fast path: what `precision`/`compile = "auto"` choose, bf16 and compiled losses against
 fp32 eager on the same batch (stated bounds), and the compile phase's events.
 
-The exactness tests elsewhere run fp32 eager; this file holds the suite's only torch.compile call
-(a 32-wide, 1-layer model, 3 steps), with its kernels cached on disk between runs.
+The exactness tests elsewhere run fp32 eager; this file holds the suite's only torch.compile calls
+(a 32-wide, 1-layer model, a few steps), with their kernels cached on disk between runs.
 """
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +18,9 @@ import torch
 from tests.test_train import tiny_profile, train
 from trm_core.data.batches import iterate_batches
 from trm_core.errors import UserError
+from trm_core.model.attention_precision import cpu_attention
+from trm_core.model.depth import Depth
+from trm_core.model.lm import build_model
 from trm_core.training import accel
 from trm_core.training.accel import (
     CPU_COMPILE_MIN_STEPS,
@@ -119,6 +123,55 @@ def test_compiled_training_matches_eager_and_compiling_is_its_own_phase(tmp_path
     assert len(losses["on"]) == len(losses["off"]) == 3
     for eager, compiled in zip(losses["off"], losses["on"], strict=True):
         assert abs(compiled - eager) <= COMPILED_BOUND * eager, (losses["off"], losses["on"])
+
+
+@pytest.mark.skipif(not _compiler_available(), reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_net_bf16_equals_eager_over_lengths_and_sampled_depths_with_bounded_graphs(monkeypatch):
+    """The CPU compile (issue 29.2): the shared net with attention inside, one graph with dynamic
+    lengths. Under bf16 autocast, with attention in either precision, over bucket lengths in any
+    order and a new H per step (sampled depth, 1-step gradient: no-grad cycles before the last),
+    the training losses equal eager's within bf16 rounding, attention breaks no graph, and after
+    one step of each kind (grad/no-grad x attention precision) no new depth or length compiles."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(Path(tempfile.gettempdir()) / "trm-tui-test-compile"))
+    torch._dynamo.reset()
+    counters.clear()
+    cfg = tiny_profile().model
+    torch.manual_seed(0)
+    models = {"eager": build_model(cfg, 260)}
+    models["compiled"] = copy.deepcopy(models["eager"])
+    models["compiled"].compile_net(dynamic=True)
+    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-3) for k, m in models.items()}
+    gen = torch.Generator().manual_seed(0)
+    # (length, H-cycles, attention): the first two steps compile both attention precisions (H=2:
+    # a no-grad cycle then a grad cycle); every later depth and length must reuse those graphs
+    plan = [
+        (48, 2, "bf16"),
+        (32, 2, "fp32"),
+        (64, 1, "bf16"),
+        (32, 4, "bf16"),
+        (80, 3, "fp32"),
+        (48, 5, "bf16"),
+    ]
+    graphs_after_warmup = None
+    for i, (T, H, attention) in enumerate(plan):
+        ids = torch.randint(0, 260, (4, T), generator=gen)
+        losses = {}
+        for name, model in models.items():
+            with torch.autocast("cpu", dtype=torch.bfloat16), cpu_attention(attention):
+                hidden, _ = model(ids, depth=Depth.trained(cfg).with_H(H), grad_cycles=1)
+                loss = model.loss(hidden, ids)
+            loss.backward()
+            opts[name].step()
+            opts[name].zero_grad(set_to_none=True)
+            losses[name] = float(loss.detach())
+        assert abs(losses["compiled"] - losses["eager"]) <= BF16_BOUND * losses["eager"], (i, losses)
+        if i == 1:
+            graphs_after_warmup = counters["stats"]["unique_graphs"]
+    torch._dynamo.reset()
+    assert not counters["graph_break"], dict(counters["graph_break"])  # attention is inside the graph
+    assert 1 <= graphs_after_warmup <= 4 and counters["stats"]["unique_graphs"] == graphs_after_warmup
 
 
 def test_threads_for_shares_the_free_cores():

@@ -2,8 +2,11 @@
 
 usage: PYTHONPATH=. GOMP_SPINCOUNT=20000 R=4 N=3 python docs/perf/ab_train_step.py eager,regions_dyn,bf16
 Variants (comma list; the first is the baseline): eager, bf16, fused (AdamW fused=True),
-regions (compiled block, one static graph per length), regions_dyn (dynamic lengths, as the
-Trainer does on CPU), a32 (with bf16: attention in fp32; without a32 bf16 attention is forced),
+regions (compiled block, one static graph per length), regions_dyn (dynamic lengths),
+net (the whole shared net with attention as one graph, dynamic lengths: the Trainer's CPU path
+since issue 29.2), brk (attention kept out of the compiled graph, as the Trainer's regional CPU
+compile did before: regions_dyn_brk is that path), a32 (with bf16: attention in fp32; without
+a32 bf16 attention is forced),
 t1 (this variant's steps on 1 intra-op thread, the others on THREADS),
 and combinations such as regions_dyn_bf16, bf16_a32 or bf16_t1. Same weights and batches for all;
 R rounds of N steps per variant, variants interleaved within each round; prints the median ratio.
@@ -11,12 +14,14 @@ R rounds of N steps per variant, variants interleaved within each round; prints 
 
 import contextlib
 import os
+import resource
 import statistics
 import sys
 import time
 
 import torch
 
+import trm_core.model.layers as layers
 from trm_core.model.attention_precision import cpu_attention
 from trm_core.model.lm import build_model
 from trm_core.profile import load_profile
@@ -30,6 +35,13 @@ batches = [batch for _, (_, _, batch) in zip(range(40), s.data.walk(Position()),
 shapes = sorted({tuple(b.input_ids.shape) for b in batches})
 print("shapes", shapes)
 init = s.model.state_dict()
+graph_sdpa = layers.cpu_sdpa
+eager_sdpa = torch.compiler.disable(graph_sdpa)
+
+
+def cpu_seconds():
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
 def make(v):
@@ -38,6 +50,8 @@ def make(v):
     m.train()
     if "regions" in v:
         m.compile_regions(dynamic="dyn" in v)
+    if "net" in v:
+        m.compile_net(dynamic=True)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3, fused="fused" in v)
     ac = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if "bf16" in v else contextlib.nullcontext
 
@@ -47,6 +61,7 @@ def make(v):
 
     def step(b):
         torch.set_num_threads(threads)
+        layers.cpu_sdpa = eager_sdpa if "brk" in v else graph_sdpa
         with ac(), cpu_attention(attn):
             h, _ = m(b.input_ids)
             loss = m.loss(h, b.labels)
@@ -61,11 +76,11 @@ def make(v):
 variants = sys.argv[1].split(",")
 steps = {}
 for v in variants:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     st = make(v)
     for shp in shapes:  # warm (and compile) every length
         st(next(b for b in batches if tuple(b.input_ids.shape) == shp))
-    print(v, "warm-up/compile s", round(time.perf_counter() - t0, 1), flush=True)
+    print(v, "warm-up/compile s", round(time.perf_counter() - t0, 1), "CPU s", round(cpu_seconds() - c0, 1), flush=True)
     steps[v] = st
 R, N = int(os.environ.get("R", "5")), int(os.environ.get("N", "3"))
 res = {v: [] for v in variants}
@@ -75,6 +90,7 @@ for _ in range(R):
         for b in batches[:N]:
             steps[v](b)
         res[v].append((time.perf_counter() - t0) / N)
+print("load average", os.getloadavg())
 for v in variants:
     ratios = [res[variants[0]][i] / res[v][i] for i in range(R)]
     print(

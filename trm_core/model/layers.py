@@ -13,8 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trm_core.model.attention_precision import cpu_attention_fp32
-
 __all__ = ["trunc_normal_", "rms_norm", "Rotary", "Attention", "SwiGLU", "Block", "Net", "swiglu_hidden_size"]
 
 RoPE = tuple[Tensor, Tensor]  # (cos, signed sin), each [B or 1, 1, T, head_dim]
@@ -91,15 +89,27 @@ def apply_rope(x: Tensor, rope: RoPE) -> Tensor:
     return (x32 * cos + x32.roll(x.shape[-1] // 2, dims=-1) * signed_sin).to(x.dtype)
 
 
-@torch.compiler.disable
 def cpu_sdpa(
-    q: Tensor, k: Tensor, v: Tensor, *, is_causal: bool = False, attn_mask: Tensor | None = None
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    fp32: bool = False,
+    is_causal: bool = False,
+    attn_mask: Tensor | None = None,
 ) -> Tensor:
-    """Parallel attention on CPU, always eager (a graph break when compiled: with dynamic lengths
-    inductor in torch 2.13 asserts a wrong stride on SDPA's saved output in backward). Under bf16
-    autocast it runs in fp32 where that measured faster for this head size on this CPU
-    (`attention_precision`); the output is then fp32 and the next projection casts it back."""
-    if q.dtype == torch.bfloat16 and torch.is_autocast_enabled("cpu") and cpu_attention_fp32(q.shape[-1]):
+    """Parallel attention on CPU. `fp32` (decided by the caller, `CausalLM.attention_fp32`: under
+    bf16 autocast where fp32 measured faster for this head size on this CPU) runs it in fp32; the
+    output is then fp32 and the next projection casts it back.
+
+    Traced into the compiled net (`CausalLM.compile_net`): there q, k, v are made contiguous first.
+    With a permuted view as input and dynamic lengths, inductor in torch 2.13 records the stride
+    of SDPA's saved output with the first length's value and asserts in backward at the next
+    length (docs/performance.md, "Dynamic lengths and the inductor bug"); contiguous inputs (and
+    the fp32 copies) do not trip it, and the copy is fused into the RoPE kernel."""
+    if torch.compiler.is_compiling():
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    if fp32 and q.dtype != torch.float32:
         with torch.autocast("cpu", enabled=False):
             return F.scaled_dot_product_attention(
                 q.float(), k.float(), v.float(), attn_mask=attn_mask, is_causal=is_causal
@@ -130,17 +140,18 @@ class Attention(nn.Module):
         kv: KVSlot | None = None,
         index: int | Tensor | None = None,
         mask: Tensor | None = None,
+        attn_fp32: bool = False,
     ) -> Tensor:
         B, T, D = x.shape
         qkv = self.qkv_proj(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = apply_rope(qkv[:2], rope).unbind(0)  # q and k rotated in one go
         v = qkv[2]
         if kv is None:
-            sdpa = cpu_sdpa if x.device.type == "cpu" else F.scaled_dot_product_attention
-            if mask is None:
-                y = sdpa(q, k, v, is_causal=True)
-            else:  # ACT: causal and restricted to the keys still running (the mask says both)
-                y = sdpa(q, k, v, attn_mask=mask)
+            # ACT (`mask` given): causal and restricted to the keys still running (the mask says both)
+            if x.device.type == "cpu":
+                y = cpu_sdpa(q, k, v, fp32=attn_fp32, is_causal=mask is None, attn_mask=mask)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=mask is None, attn_mask=mask)
         else:
             k_cache, v_cache = kv
             if isinstance(index, int):
@@ -184,8 +195,9 @@ class Block(nn.Module):
         kv: KVSlot | None = None,
         index: int | Tensor | None = None,
         mask: Tensor | None = None,
+        attn_fp32: bool = False,
     ) -> Tensor:
-        x = rms_norm(x + self.self_attn(x, rope, kv, index, mask), self.norm_eps)
+        x = rms_norm(x + self.self_attn(x, rope, kv, index, mask, attn_fp32), self.norm_eps)
         return rms_norm(x + self.mlp(x), self.norm_eps)
 
 
@@ -205,7 +217,9 @@ class Net(nn.Module):
         kv: list[KVSlot] | None = None,
         index: int | Tensor | None = None,
         mask: Tensor | None = None,
+        attn_fp32: bool = False,
     ) -> Tensor:
+        """`attn_fp32`: parallel attention on CPU in fp32 (see `cpu_sdpa`); ignored elsewhere."""
         for i, layer in enumerate(self.layers):
-            x = layer(x, rope, None if kv is None else kv[i], index, mask)
+            x = layer(x, rope, None if kv is None else kv[i], index, mask, attn_fp32)
         return x

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from trm_core.model.attention_precision import cpu_attention_fp32
 from trm_core.model.decoding import CachedDecoding
 from trm_core.model.depth import Depth
 from trm_core.model.halting import keep_halted, running_key_mask, still_running
@@ -126,8 +127,11 @@ class CausalLM(CachedDecoding, nn.Module):
             diagonal = torch.eye(T, dtype=torch.bool, device=x.device)
             mask = running_key_mask(causal[None, None], running, diagonal)
 
+        net = self.__dict__.get("_compiled_net", self.net)  # compile_net's graph, when made
+        attn_fp32 = self.attention_fp32(x)
+
         def run(call: int, h: Tensor) -> Tensor:
-            return self.net(h, rope, None, None, mask)
+            return net(h, rope, None, None, mask, attn_fp32)
 
         depth = self.trained_depth if depth is None else depth
         grad_cycles = self.cfg.grad_cycles if grad_cycles is None else grad_cycles
@@ -231,10 +235,34 @@ class CausalLM(CachedDecoding, nn.Module):
             carry = Carry(carry.z_H, carry.z_L, running)
         return hidden, ran
 
+    def attention_fp32(self, x: Tensor) -> bool:
+        """Should this forward's parallel attention run in fp32? Only on CPU under bf16 autocast,
+        where fp32 measured faster for this head size on this CPU (`attention_precision`). Decided
+        here, outside any compiled graph, and handed to the net as a plain bool (a compiled net
+        keeps one graph per value)."""
+        if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+            return False
+        if torch.get_autocast_dtype("cpu") != torch.bfloat16:
+            return False
+        return _measured_attention_fp32(self.cfg.hidden_size // self.cfg.num_heads)
+
     def compile_regions(self, **compile_kwargs) -> None:
         """Regional compilation: compile each block of the net in place (one graph reused by all)."""
         for block in self.net.layers:
             block.compile(**compile_kwargs)
+
+    def compile_net(self, **compile_kwargs) -> None:
+        """Compile the whole shared net, attention included, as one graph for the parallel forward
+        (training and validation; the CPU path, `accel.compile_regions_for`). The Python loops over
+        H- and L-cycles call that one graph, so a new depth per step (sampled depth) reuses it;
+        grad and no-grad calls get one graph each. KV-cached decoding keeps calling the eager net.
+        The compiled module is kept outside the module tree: state_dict and checkpoints unchanged."""
+        self.__dict__["_compiled_net"] = torch.compile(self.net, **compile_kwargs)
+
+
+@torch.compiler.disable  # reads a file and may time a micro-benchmark: never traced (whole-model compile)
+def _measured_attention_fp32(head_dim: int) -> bool:
+    return cpu_attention_fp32(head_dim)
 
 
 def _ce_sum(h: Tensor, y: Tensor, weight: Tensor) -> Tensor:

@@ -211,12 +211,13 @@ def enable_compile_cache() -> Path:
 
 
 def compile_regions_for(models: Iterable[torch.nn.Module], device: torch.device) -> None:
-    """Regional compile of each model's shared block; on CPU with dynamic lengths (one graph for
-    every bucketed length instead of one compile per length)."""
+    """Compile each model's shared net for training. On CPU the whole net with attention inside,
+    one graph (`compile_net`) with dynamic lengths: one compile serves every bucketed length and
+    every sampled depth. On CUDA the regional compile of each block, as before."""
     enable_compile_cache()
     for m in models:
         if device.type == "cpu":
-            m.compile_regions(dynamic=True)
+            m.compile_net(dynamic=True)
         else:
             m.compile_regions()
 

@@ -37,7 +37,13 @@ def results_table(result: dict[str, Any]) -> Any:
     if tr:
         base = tr.get("baseline", tr["optimized"])["tokens_per_s"]
         names = ("baseline", "baseline_tf32", "optimized", "optimized_bucketed")
-        for name in (*names, "optimized_bf16_attn_bf16", "optimized_bf16_attn_fp32"):
+        cpu_rows = (
+            "optimized_bf16_attn_bf16",
+            "optimized_bf16_attn_fp32",
+            "bf16_bucketed_eager",
+            "bf16_bucketed_compiled",
+        )
+        for name in (*names, *cpu_rows):
             if name not in tr:
                 continue
             r = tr[name]
@@ -45,6 +51,8 @@ def results_table(result: dict[str, Any]) -> Any:
             notes = f"{r['tflops']:.3g} TFLOP/s, MFU {mfu}, peak {r['peak_memory_gib']:.2f} GiB ({r['memory_kind']})"
             if r["compile_s"]:
                 notes += f", compile {r['compile_s']:.0f} s"
+            if name == "bf16_bucketed_compiled" and tr.get("compiled_step_speedup"):
+                notes += f", {tr['compiled_step_speedup']:.2f}× the eager bf16 step"
             table.add_row(
                 "train",
                 name,
