@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.fx.experimental._config as fx_config
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
@@ -257,7 +258,15 @@ class CausalLM(CachedDecoding, nn.Module):
         H- and L-cycles call that one graph, so a new depth per step (sampled depth) reuses it;
         grad and no-grad calls get one graph each. KV-cached decoding keeps calling the eager net.
         The compiled module is kept outside the module tree: state_dict and checkpoints unchanged."""
-        self.__dict__["_compiled_net"] = torch.compile(self.net, **compile_kwargs)
+        compiled = torch.compile(self.net, **compile_kwargs)
+
+        def net(*args: object) -> Tensor:
+            # no duck sizing: a first length equal to the hidden size (or to the batch size) would
+            # otherwise tie the length to it, and the next length would compile a second graph
+            with fx_config.patch(use_duck_shape=False):
+                return compiled(*args)
+
+        self.__dict__["_compiled_net"] = net
 
 
 @torch.compiler.disable  # reads a file and may time a micro-benchmark: never traced (whole-model compile)

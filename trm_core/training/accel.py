@@ -189,8 +189,9 @@ def compile_cache_dir() -> Path:
 
 def compile_marker(model_cfg: Any, precision: str) -> Path:
     """A file in the cache directory that says this model shape was compiled here (with this
-    torch and precision): `compile = "auto"` then expects the cheap, cached compile."""
-    key = f"{torch.__version__}|{precision}|{model_cfg.hidden_size}|{model_cfg.num_heads}|"
+    torch and precision, as one net since issue 29.2): `compile = "auto"` then expects the cheap,
+    cached compile."""
+    key = f"net|{torch.__version__}|{precision}|{model_cfg.hidden_size}|{model_cfg.num_heads}|"
     key += f"{model_cfg.num_layers}|{model_cfg.expansion}|{model_cfg.norm_eps}|{model_cfg.rope_theta}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return compile_cache_dir() / "trm-tui-compiled" / digest
@@ -242,7 +243,7 @@ def compile_for_run(
     t0 = time.perf_counter()
     device = next(model.parameters()).device
     lengths = sorted(data.train_ds.bucket_lengths() | data.val_ds.bucket_lengths())
-    emit(PhaseEvent("compiling", step, f"compiling the shared block (cache {compile_cache_dir()})"))
+    emit(PhaseEvent("compiling", step, f"compiling the shared net (cache {compile_cache_dir()})"))
     compile_regions_for([model] + ([ema.module] if ema is not None else []), device)
     # two lengths: the first call specialises, the second makes the length dynamic
     warm = sorted({lengths[0], lengths[-1]}) if lengths else []
