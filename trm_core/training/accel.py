@@ -7,10 +7,10 @@ compiling is its own phase (with its own event) instead of a frozen first step.
 Why these rules (numbers in docs/performance.md, "CPU fast path"):
 - bf16 autocast only where the CPU has native bf16 dot products (AVX512-BF16 or AMX); elsewhere
   bf16 is emulated and slower than fp32.
-- `torch.compile` of the shared block only (regional: one graph whatever H x L), with dynamic
-  lengths on CPU so one compile serves every bucketed length (SDPA is kept outside the graph
-  there: with dynamic lengths inductor in torch 2.13 mis-strides its saved output), the compiled
-  code cached on disk so the next run or app launch skips codegen.
+- `torch.compile` on CPU: the whole shared net, attention included, as one graph with dynamic
+  lengths (`CausalLM.compile_net`): one compile serves every bucketed length and every sampled
+  depth (the loops over cycles stay in Python); on CUDA the regional compile of each block. The
+  compiled code is cached on disk so the next run or app launch skips codegen.
 - `compile = "auto"` on CPU compiles only runs long enough to win back the compile time.
 - intra-op threads fit the load (`threads_for`, `fit_cpu_threads`): oversubscribed cores cost far
   more than an idle one (docs/performance-cpu-step.md: 1 thread ran 3.5x faster than 2 at load 11-19).
@@ -49,10 +49,13 @@ __all__ = [
     "usable_cores",
 ]
 
-# Fewest optimizer steps for which compiling pays on CPU (docs/performance.md, "CPU fast path, measured on a
-# quiet machine"): on the quickstart (2-layer net, bf16) a compiled step ran 12.5k against 11.9k
-# tokens/s eager (1.05x, ~0.02 s of ~0.45 s saved), and compiling cost 33.8 s cold, 7.8 s with the
-# kernels in the on-disk cache: break-even ~1500 steps cold, ~400 warm.
+# Fewest optimizer steps for which compiling pays on CPU (docs/performance-cpu-step.md, section 3:
+# measured on the quickstart, AMD EPYC Zen 4 without AMX, interleaved A/B under load): the compiled
+# net ran 1.07-1.21x the eager bf16 step (~0.03-0.07 s saved of ~0.4 s), and compiling cost 60
+# CPU-s cold, 11 with the kernels in the on-disk cache: break-even ~170-370 steps warm, ~850-2000
+# cold. 400 is above the whole warm range, 1500 near the middle of the cold one; a quickstart
+# (<= 350 steps) never compiles by itself, cold or warm. Larger models save more per step for about the same compile
+# cost, so for them the rule errs towards eager, never towards a compile that loses time.
 CPU_COMPILE_MIN_STEPS = 400  # the cache holds this model's kernels (compiled here before)
 CPU_COMPILE_MIN_STEPS_COLD = 1500  # first compile of this shape on this machine
 
