@@ -39,6 +39,9 @@ def test_quick_json_schema(quick_json: dict) -> None:
         rows = [d["train"][f"optimized_bf16_attn_{a}"] for a in ("bf16", "fp32")]
         assert [r["config"]["attention"] for r in rows] == ["bf16", "fp32"]
         assert all(r["tokens_per_s"] > 0 for r in rows)
+        eager = d["train"]["bf16_bucketed_eager"]  # the compiled row needs a compile: not in --quick
+        assert eager["config"]["compile"] == "off" and eager["tokens_per_s"] > 0
+        assert "bf16_bucketed_compiled" not in d["train"]
     assert d["decode"]["full_recompute"]["ms_per_token"] > 0
     assert d["decode"]["kv_cache"]["ms_per_token"] > 0
     assert d["decode"]["cuda_graph"]["ms_per_token"] is None

@@ -128,7 +128,7 @@ class CausalLM(CachedDecoding, nn.Module):
             diagonal = torch.eye(T, dtype=torch.bool, device=x.device)
             mask = running_key_mask(causal[None, None], running, diagonal)
 
-        net = self.__dict__.get("_compiled_net", self.net)  # compile_net's graph, when made
+        net = self._parallel_net()
         attn_fp32 = self.attention_fp32(x)
 
         def run(call: int, h: Tensor) -> Tensor:
@@ -257,16 +257,28 @@ class CausalLM(CachedDecoding, nn.Module):
         (training and validation; the CPU path, `accel.compile_regions_for`). The Python loops over
         H- and L-cycles call that one graph, so a new depth per step (sampled depth) reuses it;
         grad and no-grad calls get one graph each. KV-cached decoding keeps calling the eager net.
-        The compiled module is kept outside the module tree: state_dict and checkpoints unchanged."""
-        compiled = torch.compile(self.net, **compile_kwargs)
+        The compiled function is kept outside the module tree (state_dict and checkpoints unchanged)
+        and takes the net as an argument, so a deep copy (the EMA) runs its own weights."""
+        self.__dict__["_compiled_net"] = torch.compile(_call_net, **compile_kwargs)
 
-        def net(*args: object) -> Tensor:
+    def _parallel_net(self) -> Callable[..., Tensor]:
+        """The net for a parallel forward: compile_net's graph when made, else the eager net."""
+        compiled = self.__dict__.get("_compiled_net")
+        if compiled is None:
+            return self.net
+        net = self.net
+
+        def run(*args: object) -> Tensor:
             # no duck sizing: a first length equal to the hidden size (or to the batch size) would
             # otherwise tie the length to it, and the next length would compile a second graph
             with fx_config.patch(use_duck_shape=False):
-                return compiled(*args)
+                return compiled(net, *args)
 
-        self.__dict__["_compiled_net"] = net
+        return run
+
+
+def _call_net(net: nn.Module, *args: object) -> Tensor:
+    return net(*args)
 
 
 @torch.compiler.disable  # reads a file and may time a micro-benchmark: never traced (whole-model compile)
