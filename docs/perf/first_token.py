@@ -11,8 +11,8 @@ import torch
 from trm_core.data.sources import format_prompt
 from trm_core.data.tokenizers import build_tokenizer
 from trm_core.generation.generator import Generator
-from trm_core.model.lm import build_model
 from trm_core.model.depth import Depth
+from trm_core.model.lm import build_model
 from trm_core.profile import load_profile
 
 torch.set_num_threads(2)
