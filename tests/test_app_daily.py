@@ -249,10 +249,11 @@ async def test_new_profile_name_is_selected_and_a_template_is_chosen(dirs):
 async def test_evaluate_from_runs_shows_accuracy_samples_and_writes_a_record(dirs):
     train_once(dirs, TrainerScript(total_steps=10))
     evaluator = FakeEvaluator()
-    app = TrmApp(profiles_dir=dirs[0], runs_dir=dirs[1], profile="tiny", backend=None)
     from tests.fakes import fake_backend
 
-    app.backend = fake_backend(evaluator=evaluator)
+    app = TrmApp(
+        profiles_dir=dirs[0], runs_dir=dirs[1], profile="tiny", backend=fake_backend(evaluator=evaluator)
+    )
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f4")
         pane = app.query_one(RunsPane)

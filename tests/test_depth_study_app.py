@@ -33,29 +33,25 @@ async def until(cond, timeout: float = 60.0) -> None:  # type: ignore[no-untyped
 
 @pytest.mark.anyio
 async def test_a_depth_study_on_a_checkpoint_writes_depth_json_and_shows_its_curve(tiny_run: Path) -> None:
-    from textual.app import App
     from textual.widgets import Input, Static
 
     from trm_core.experiments.depth_compare import depth_compare
+    from trm_tui.app import TrmApp
     from trm_tui.backend import Backend
     from trm_tui.screens.evaluation import EvalScreen
 
-    screen = EvalScreen(tiny_run)
     notes: list[str] = []
-
-    class One(App[None]):
-        backend = Backend()
-
-        def on_mount(self) -> None:
-            self.push_screen(screen)
-
-        def notify(self, message: str, **kw: object) -> None:  # type: ignore[override]
-            notes.append(message)
-
-    async with One().run_test(size=(80, 24)) as pilot:
+    app = TrmApp(profiles_dir=tiny_run.parent / "profiles", runs_dir=tiny_run.parent, backend=Backend())
+    app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_evaluation(tiny_run)
+        await until(lambda: isinstance(app.screen, EvalScreen))
+        screen = app.screen
+        assert isinstance(screen, EvalScreen)
         await pilot.pause()
         screen.query_one("#eval-limit", Input).value = "3"
         screen.query_one("#eval-H", Input).value = "x"
+        notes.clear()
         await pilot.press("f7")
         assert notes == ["H-cycles takes numbers separated by commas, got 'x'"] and not screen.running
         screen.query_one("#eval-H", Input).value = "1, 2"

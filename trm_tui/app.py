@@ -192,18 +192,21 @@ class TrmApp(App[None]):
         super().exit(*args, **kwargs)
 
     async def action_quit(self) -> None:
-        busy = self.jobs.busy
+        busy = self.jobs.busy or self.jobs.evaluating
         if busy is None:
             self.post_message(QuitWanted())  # the Profiles tab asks about unsaved edits, then exits
             return
         question = {
             "sweep": "A sweep is running. Stop it (the run saves a checkpoint; F9 or `trm-tui sweep` resumes) and quit?",
             "training": "Training is running. Stop it (a checkpoint is saved) and quit?",
+            "evaluation": "An evaluation is running. Stop it (nothing is written) and quit?",
+            "depth study": "A depth study is running. Stop it (depth.json is not written) and quit?",
         }[busy]
+        saving = ": saving a checkpoint," if busy in ("sweep", "training") else ","
 
         def decided(yes: bool | None) -> None:
             if yes:
-                self.notify(f"Stopping the {busy}: saving a checkpoint, then quitting…", timeout=30)
+                self.notify(f"Stopping the {busy}{saving} then quitting…", timeout=30)
                 self.jobs.stop(quit_after=True)
 
         self.push_screen(ConfirmModal(question, yes="Stop and quit"), decided)

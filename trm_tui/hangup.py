@@ -6,7 +6,7 @@ Textual's input thread reads end-of-file in a loop, and the orphaned app spins o
 training on. So the app ignores SIGHUP and polls its terminal once a second for POLLHUP, which a
 hung-up terminal reports however the signal went. Nobody is left to answer a question: a
 running sweep or training is stopped the way F6 stops it (a checkpoint is saved; resuming is
-exact), and the app exits at once (`TrmApp.exit`: Textual's own shutdown writes to the dead
+exact), an evaluation after its batch (nothing written), and the app exits at once (`TrmApp.exit`: Textual's own shutdown writes to the dead
 terminal and can block forever). Unsaved profile edits are lost, as they were to the signal.
 """
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.message import Message
 
 from trm_core.events import Event
 from trm_core.profile import Mismatch, Profile
 from trm_core.runs.listing import RunInfo
+
+if TYPE_CHECKING:
+    from .jobs import Evaluation
 
 
 @dataclass
@@ -69,7 +72,14 @@ class GenerationDone(Message):
 
 
 @dataclass
-class EvalProgress(Message):
+class EvalNews(Message):
+    """What an evaluation in the app reports: the app's Jobs re-publishes these on `eval_news`."""
+
+    job: Evaluation | None = field(default=None, kw_only=True)  # the evaluation it is about
+
+
+@dataclass
+class EvalProgress(EvalNews):
     """How far an evaluation in the app has come."""
 
     done: int
@@ -77,13 +87,33 @@ class EvalProgress(Message):
 
 
 @dataclass
-class EvalFinished(Message):
-    """An evaluation ended: its record (as written to the run's eval/ folder) and samples, or an error."""
+class EvalFinished(EvalNews):
+    """An evaluation ended: its record (as written to the run's eval/ folder) and samples, or an
+    error, or it was stopped (`cancelled`: nothing written)."""
 
     run_dir: Path
     record: dict[str, Any] | None
     samples: list[dict[str, Any]]
     error: str = ""
+    cancelled: bool = False
+
+
+@dataclass
+class DepthProgress(EvalNews):
+    """How far a depth study has come, and the depth it is at (e.g. "H2-t0.9")."""
+
+    done: int
+    total: int
+    label: str
+
+
+@dataclass
+class DepthStudyDone(EvalNews):
+    """A depth study ended: its rows (also in RUN/depth.json), or an error, or it was stopped."""
+
+    rows: list[dict[str, Any]]
+    error: str = ""
+    cancelled: bool = False
 
 
 @dataclass

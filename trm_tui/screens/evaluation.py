@@ -1,41 +1,42 @@
 """Evaluation in the app: score a run on held-out problems, then browse the answers.
 
-A worker runs `Backend.evaluate_run` (greedy, with and without the calculator; the record and
-samples land in run_dir/eval/) and posts progress; the screen shows both accuracies and a table
+F5 asks the app's job owner (`app.jobs.evaluate`, trm_tui/jobs.py) to run `Backend.evaluate_run`
+(greedy, with and without the calculator; the record and samples land in run_dir/eval/); its
+progress and result come back on `jobs.eval_news`. The screen shows both accuracies and a table
 of samples (✓/✗, gold, predicted, question) that F6 filters to the wrong ones. The last record
-of the run is shown when the screen opens.
+of the run is shown when the screen opens. Closing the screen stops its evaluation, as do the
+app's stop, quit and hang-up (all through the job owner).
 
 A depth study (F7): the checkpoint evaluated at every H-cycles × halting-threshold value typed in
-the second row (`Backend.depth_study`, written to RUN/depth.json as `trm-tui eval --json` writes
-it), then its curve of accuracy against depth in place of the samples; `trm-tui compare --depth
-depth.json` and the compare view's depth mode read the same file.
+the second row (`app.jobs.depth_study` → `Backend.depth_study`, written to RUN/depth.json as
+`trm-tui eval --json` writes it), then its curve of accuracy against depth in place of the
+samples; `trm-tui compare --depth depth.json` and the compare view's depth mode read the same file.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, ProgressBar, Select, Static
-from textual.worker import get_current_worker
 
 from trm_core.evaluation.record import latest_eval
 
-from ..messages import EvalFinished, EvalProgress
-from ..widgets.depth_study import DepthProgress, DepthStudyDone, DepthStudyRow, depth_curve
+from ..messages import DepthProgress, DepthStudyDone, EvalFinished, EvalNews, EvalProgress
+from ..widgets.depth_study import DepthStudyRow, depth_curve
+
+if TYPE_CHECKING:
+    from ..app import TrmApp
+    from ..jobs import Evaluation
 
 MAX_SAMPLES_BYTES = 16 << 20  # a samples file bigger than this is not shown
-
-
-class EvalCancelled(Exception):
-    """Raised from the progress callback to end an evaluation nobody waits for."""
 
 
 def read_samples(run_dir: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -104,6 +105,11 @@ class EvalScreen(Screen[None]):
         self.record: dict[str, Any] | None = None
         self.wrong_only = False
         self.running = False
+        self.job: Evaluation | None = None  # this screen's evaluation, while the app's jobs run it
+
+    @property
+    def tapp(self) -> TrmApp:
+        return cast("TrmApp", self.app)
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"Evaluate {self.run_dir.name}", style="bold"), id="eval-title")
@@ -146,22 +152,33 @@ class EvalScreen(Screen[None]):
         if record is not None:
             self._show(record, read_samples(self.run_dir, record))
         self.query_one("#eval-start", Button).focus()
+        self.tapp.jobs.eval_news.subscribe(self, self._on_news)
 
     # ------------------------------------------------------------------ actions
 
     def action_close(self) -> None:
-        if self.running:
-            for w in self.workers:
-                w.cancel()
+        if self.running:  # this screen's evaluation: it ends after its batch, writing nothing
+            self.tapp.jobs.stop_evaluation()
         self.dismiss(None)
+
+    def _refused(self) -> bool:
+        """True (with a notice) while an evaluation runs: this screen's, or a closed one's, stopping."""
+        if self.running:
+            self.app.notify("Already evaluating.", severity="warning")
+            return True
+        if self.tapp.jobs.evaluation is not None:
+            self.app.notify(
+                "The last evaluation is still stopping; try again in a moment.", severity="warning"
+            )
+            return True
+        return False
 
     @on(Button.Pressed, "#eval-start")
     def _start_pressed(self) -> None:
         self.action_start()
 
     def action_start(self) -> None:
-        if self.running:
-            self.app.notify("Already evaluating.", severity="warning")
+        if self._refused():
             return
         text = self.query_one("#eval-limit", Input).value.strip()
         try:
@@ -173,13 +190,15 @@ class EvalScreen(Screen[None]):
             return
         which = str(self.query_one("#eval-which", Select).value)
         split = str(self.query_one("#eval-split", Select).value)
+        self.job = self.tapp.jobs.evaluate(self.run_dir, which, split, limit)
+        if self.job is None:
+            return
         self.running = True
         self.remove_class("depth-shown")
         self.query_one("#eval-progress", ProgressBar).update(total=None, progress=0)
         self.query_one("#eval-summary", Static).update(
             Text(f"loading {which} and the {split} problems…", style="yellow")
         )
-        self._evaluate(which, split, limit)
 
     def _limit(self) -> int | None:
         """The limit typed (empty = every problem); ValueError for anything but a number ≥ 1."""
@@ -190,8 +209,7 @@ class EvalScreen(Screen[None]):
         return limit
 
     def action_depth_study(self) -> None:
-        if self.running:
-            self.app.notify("Already evaluating.", severity="warning")
+        if self._refused():
             return
         try:
             limit = self._limit()
@@ -200,24 +218,42 @@ class EvalScreen(Screen[None]):
             return
         which = str(self.query_one("#eval-which", Select).value)
         split = str(self.query_one("#eval-split", Select).value)
-        if self.query_one(DepthStudyRow).start(self.run_dir, which, split, limit):
+        lists = self.query_one(DepthStudyRow).lists()
+        if lists is None:
+            return
+        self.job = self.tapp.jobs.depth_study(self.run_dir, which, split, limit, *lists)
+        if self.job is not None:
             self.running = True
             self.query_one("#eval-progress", ProgressBar).update(total=None, progress=0)
             self.query_one("#eval-summary", Static).update(
                 Text(f"depth study: loading {which} and the {split} problems…", style="yellow")
             )
 
-    @on(DepthProgress)
+    def _on_news(self, msg: EvalNews) -> None:
+        """What the app's jobs report about an evaluation; only this screen's is shown."""
+        if msg.job is None or msg.job is not self.job:
+            return
+        if isinstance(msg, EvalProgress):
+            self._on_progress(msg)
+        elif isinstance(msg, EvalFinished):
+            self._on_finished(msg)
+        elif isinstance(msg, DepthProgress):
+            self._on_depth_progress(msg)
+        elif isinstance(msg, DepthStudyDone):
+            self._on_depth_done(msg)
+
     def _on_depth_progress(self, msg: DepthProgress) -> None:
         self.query_one("#eval-progress", ProgressBar).update(total=msg.total, progress=msg.done)
         self.query_one("#eval-summary", Static).update(
             Text(f"depth study at {msg.label}: {msg.done}/{msg.total} answers", style="yellow")
         )
 
-    @on(DepthStudyDone)
     def _on_depth_done(self, msg: DepthStudyDone) -> None:
-        self.running = False
+        self.running, self.job = False, None
         self.query_one("#eval-progress", ProgressBar).update(total=1, progress=1)
+        if msg.cancelled:
+            self.query_one("#eval-summary", Static).update(Text("depth study stopped", style="yellow"))
+            return
         if msg.error:
             self.query_one("#eval-summary", Static).update(
                 Text(f"depth study failed: {msg.error}", style="bold red")
@@ -248,30 +284,8 @@ class EvalScreen(Screen[None]):
         self.wrong_only = not self.wrong_only
         self._fill()
 
-    # ------------------------------------------------------------------ worker
+    # ------------------------------------------------------------------ news from the app's jobs
 
-    @work(thread=True, exclusive=True, group="evaluate", exit_on_error=False)
-    def _evaluate(self, which: str, split: str, limit: int | None) -> None:
-        post = self.post_message
-        worker = get_current_worker()
-
-        def progress(done: int, total: int) -> None:
-            if worker.is_cancelled:  # the screen closed or the app quits: stop after this batch
-                raise EvalCancelled
-            post(EvalProgress(done, total))
-
-        try:
-            record, samples = cast(Any, self.app).backend.evaluate_run(  # the TrmApp's backend
-                self.run_dir, which=which, split=split, limit=limit, progress=progress
-            )
-        except EvalCancelled:
-            return
-        except Exception as e:  # noqa: BLE001 — shown on the screen; the app stays up
-            post(EvalFinished(self.run_dir, None, [], error=f"{type(e).__name__}: {e}"))
-            return
-        post(EvalFinished(self.run_dir, record, samples))
-
-    @on(EvalProgress)
     def _on_progress(self, msg: EvalProgress) -> None:
         self.query_one("#eval-progress", ProgressBar).update(total=msg.total, progress=msg.done)
         half = msg.total // 2
@@ -280,9 +294,11 @@ class EvalScreen(Screen[None]):
             Text(f"evaluating {what}: {msg.done}/{msg.total} answers", style="yellow")
         )
 
-    @on(EvalFinished)
     def _on_finished(self, msg: EvalFinished) -> None:
-        self.running = False
+        self.running, self.job = False, None
+        if msg.cancelled:
+            self.query_one("#eval-summary", Static).update(Text("evaluation stopped", style="yellow"))
+            return
         if msg.error or msg.record is None:
             self.query_one("#eval-summary", Static).update(
                 Text(f"evaluation failed: {msg.error}", style="bold red")
