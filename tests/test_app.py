@@ -350,14 +350,14 @@ async def test_editor_refuses_invalid_and_saves_comments_byte_for_byte(dirs):
         editor = app.query_one(ProfileEditor)
         assert editor.text == TINY
         editor.text_area.text = TINY.replace("lr = 1e-3", "lr = -1")
-        await pilot.pause(0.5)  # debounced validation
-        assert not editor.result.ok and editor.result.line == 9
+        await wait_for(pilot, lambda: not editor.result.ok)  # debounced validation
+        assert editor.result.line == 9
         assert "line 10" in text_of(app, "#validation")
         await pilot.press("ctrl+s")
         assert path.read_text() == TINY  # refused
         editor.text_area.text = TINY.replace("lr = ", "lr = = ")
-        await pilot.pause(0.5)
-        assert "syntax" in editor.result.problem and editor.result.line == 9
+        await wait_for(pilot, lambda: "syntax" in (editor.result.problem or ""))
+        assert editor.result.line == 9
         new = TINY.replace("lr = 1e-3", "lr = 2e-3   # doubled, comment kept")
         editor.text_area.text = new
         await pilot.press("ctrl+s")
