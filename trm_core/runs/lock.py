@@ -80,34 +80,53 @@ def _write_pid(fd: int) -> None:
         pass
 
 
-def _locked_file(path: Path, blocking: bool) -> Callable[[], None] | None:
-    """flock `path` exclusively (created if needed); the release function, or None when another
-    process holds it and `blocking` is False. Same inode re-check as acquire_lock."""
+def _flock_current(path: Path, blocking: bool, on_busy: Callable[[int], None] | None = None) -> int | None:
+    """flock `path` exclusively (created if needed) and return the locked fd; None when another
+    process holds it and `blocking` is False (after `on_busy(fd)`, which may raise). The holder
+    before us may have unlinked the file between our open and our flock: then we locked an orphan
+    inode and start over on the file now at `path`."""
     for _ in range(20):
         fd = _open(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
-            os.close(fd)
+            try:
+                if on_busy is not None:
+                    on_busy(fd)
+            finally:
+                os.close(fd)
             return None
         try:
             same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             same = False
-        if not same:
-            os.close(fd)
-            continue
-        _write_pid(fd)
-
-        def release(fd: int = fd) -> None:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-            os.close(fd)
-
-        return release
+        if same:
+            return fd
+        os.close(fd)
     raise CheckpointError(f"could not take the lock {path}; another process keeps replacing it")
+
+
+def _release(path: Path, fd: int) -> Callable[[], None]:
+    """The release function of a lock taken by `_flock_current`."""
+
+    def release() -> None:
+        try:
+            os.unlink(path)  # while still holding it: a racer that opened it re-checks the inode
+        except OSError:
+            pass
+        os.close(fd)
+
+    return release
+
+
+def _locked_file(path: Path, blocking: bool) -> Callable[[], None] | None:
+    """flock `path` exclusively (created if needed), our pid written in it; the release function,
+    or None when another process holds it and `blocking` is False."""
+    fd = _flock_current(path, blocking)
+    if fd is None:
+        return None
+    _write_pid(fd)
+    return _release(path, fd)
 
 
 def try_claim(path: str | Path) -> Callable[[], None] | None:
@@ -136,41 +155,22 @@ def acquire_lock(run_dir: str | Path, log: Callable[[str], None] | None = None) 
     (no flock held) is taken over, with a log line naming the dead pid.
     """
     path = Path(run_dir) / LOCK_FILE
-    for _ in range(20):
-        fd = _open(path, os.O_RDWR | os.O_CREAT)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = _read_pid(fd)
-            os.close(fd)
-            who = f"pid {pid}" if pid is not None else "pid unknown"
-            raise CheckpointError(
-                f"{run_dir} is being trained by another process ({who}); "
-                f"stop it first or train into another run directory"
-            ) from None
-        # The holder before us may have unlinked the file between our open and our flock: then we
-        # locked an orphan inode and must start over on the file now at `path`.
-        try:
-            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if not same:
-            os.close(fd)
-            continue
-        stale = _read_pid(fd)
-        if stale is not None and stale != os.getpid() and log:
-            log(f"took over a stale lock in {run_dir} (pid {stale} is not running)")
-        _write_pid(fd)
 
-        def release(fd: int = fd) -> None:
-            try:
-                os.unlink(path)  # while still holding it: a racer that opened it re-checks the inode
-            except OSError:
-                pass
-            os.close(fd)
+    def busy(fd: int) -> None:
+        pid = _read_pid(fd)
+        who = f"pid {pid}" if pid is not None else "pid unknown"
+        raise CheckpointError(
+            f"{run_dir} is being trained by another process ({who}); "
+            f"stop it first or train into another run directory"
+        ) from None  # raised inside _flock_current's except BlockingIOError
 
-        return release
-    raise CheckpointError(f"could not take the lock {path}; another process keeps replacing it")
+    fd = _flock_current(path, blocking=False, on_busy=busy)
+    assert fd is not None  # busy raised otherwise
+    stale = _read_pid(fd)
+    if stale is not None and stale != os.getpid() and log:
+        log(f"took over a stale lock in {run_dir} (pid {stale} is not running)")
+    _write_pid(fd)
+    return _release(path, fd)
 
 
 def lock_holder(run_dir: str | Path) -> int | None:
