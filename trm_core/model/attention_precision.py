@@ -16,6 +16,7 @@ bench's rows). CUDA never asks this module: there attention stays in the autocas
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import statistics
@@ -59,16 +60,20 @@ def cache_file() -> Path:
     return Path(base) / "trm-tui" / "cpu-attention.json"
 
 
-def _machine_key() -> str:
-    model = "unknown cpu"
+@functools.cache
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, read once per process (asked on every forward)."""
     try:
         for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[-1].strip()
-                break
+                return line.split(":", 1)[-1].strip()
     except OSError:
         pass
-    return f"{model}|torch {torch.__version__}|{torch.get_num_threads()} threads"
+    return "unknown cpu"
+
+
+def _machine_key() -> str:
+    return f"{_cpu_model()}|torch {torch.__version__}|{torch.get_num_threads()} threads"
 
 
 def measure(head_dim: int, *, rounds: int = 5, batch_heads: int = 16, length: int = 128) -> dict[str, float]:
