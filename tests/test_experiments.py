@@ -309,6 +309,23 @@ def test_print_commands_writes_each_profile_first(tmp_path: Path, capsys: pytest
     assert evals[0][evals[0].index("--limit") + 1] == "2" and "--both" in evals[0]
 
 
+def test_compare_of_a_written_but_untrained_sweep_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "tiny.toml"
+    file.write_text(SWEEP)
+    runs = tmp_path / "runs"
+    assert cli("sweep", file, "--runs-dir", runs, "--print-commands") == 0  # writes profiles only
+    capsys.readouterr()
+    for folder in (runs, runs / "tiny"):
+        assert cli("compare", folder) == 1
+        err = capsys.readouterr().err
+        assert "holds 4 run(s) of a sweep, none trained yet" in err and "Traceback" not in err
+    (tmp_path / "empty").mkdir()
+    assert cli("compare", tmp_path / "empty") == 1
+    assert "neither a run directory nor a folder of runs" in capsys.readouterr().err
+
+
 def test_jobs_two_runs_the_printed_commands_as_child_processes(tmp_path: Path) -> None:
     from trm_core.evaluation.record import latest_eval
     from trm_core.experiments.manifest import read_manifest

@@ -103,11 +103,23 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
         if _is_run(p):
             out.append(p)
             continue
-        found = sorted(d for d in p.iterdir() if d.is_dir() and _is_run(d)) if p.is_dir() else []
+        subdirs = sorted(d for d in p.iterdir() if d.is_dir()) if p.is_dir() else []
+        found = [d for d in subdirs if _is_run(d)]
         if not found:
-            raise UserError(f"{p} is neither a run directory nor a folder of runs")
+            raise UserError(_no_runs_reason(p, subdirs))
         out += found
     return list(dict.fromkeys(out))
+
+
+def _no_runs_reason(p: Path, subdirs: list[Path]) -> str:
+    """Why `p` gave no run to compare, in one sentence: a sweep written but not trained yet (its
+    `profiles/` folder, or run folders with a profile and no metrics) says so."""
+    profiles = [f for d in (p, *subdirs) for f in sorted((d / "profiles").glob("*.toml"))]
+    started = [d for d in (p, *subdirs) if (d / "profile.toml").is_file()]
+    if profiles or started:
+        n = len(profiles) or len(started)
+        return f"{p} holds {n} run(s) of a sweep, none trained yet: nothing to compare"
+    return f"{p} is neither a run directory nor a folder of runs"
 
 
 def _is_run(p: Path) -> bool:
