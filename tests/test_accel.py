@@ -8,8 +8,10 @@ The exactness tests elsewhere run fp32 eager; this file holds the suite's only t
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -188,27 +190,122 @@ def test_compiled_net_bf16_equals_eager_over_lengths_and_sampled_depths_with_bou
 
 
 def test_threads_for_shares_the_free_cores():
-    assert accel.threads_for(1, 2) == 2 and accel.threads_for(2, 2) == 1 and accel.threads_for(3, 2) == 1
-    assert accel.threads_for(2, 16) == 8
-    assert accel.threads_for(1, 2, busy=0.4) == 2  # a quiet machine: all cores
-    assert accel.threads_for(1, 2, busy=1.2) == 1  # one core busy (another run beside it)
-    assert accel.threads_for(1, 2, busy=14.0) == 1  # never fewer than one
+    from trm_core.training.cpu_share import threads_for
+
+    assert threads_for(1, 2) == 2 and threads_for(2, 2) == 1 and threads_for(3, 2) == 1
+    assert threads_for(2, 16) == 8
+    assert threads_for(1, 2, busy=0.4) == 2  # a quiet machine: all cores
+    assert threads_for(1, 2, busy=1.2) == 1  # one core busy (another run beside it)
+    assert threads_for(1, 2, busy=14.0) == 1  # never fewer than one
 
 
-def test_fit_cpu_threads_follows_the_load_and_respects_omp_num_threads(monkeypatch):
+def test_machine_busy_seconds_reads_the_allowed_cores_without_idle_iowait_or_steal(monkeypatch):
+    from trm_core.training import cpu_share
+
+    stat = (
+        "cpu  900 0 300 5000 70 0 0 40 0 0\n"
+        "cpu0 100 10 50 1000 7 2 3 40 0 0\n"  # busy: 100+10+50+2+3 = 165 ticks
+        "cpu1 200 0 100 2000 9 0 0 0 0 0\n"  # busy: 300 ticks
+        "intr 12345\n"
+    )
+    hz = os.sysconf("SC_CLK_TCK")
+    monkeypatch.setattr(cpu_share.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert cpu_share.machine_busy_seconds(stat) == pytest.approx(465 / hz)
+    monkeypatch.setattr(cpu_share.os, "sched_getaffinity", lambda pid: {1})
+    assert cpu_share.machine_busy_seconds(stat) == pytest.approx(300 / hz)
+    assert cpu_share.machine_busy_seconds("intr 1\n") is None
+
+
+class _Clock:
+    """Scripted samples for CpuShare: the machine's busy seconds and this process's, per tick."""
+
+    def __init__(self):
+        self.t = self.busy = self.own = 0.0
+
+    def run(self, seconds: float, *, others: float, own: float) -> None:
+        self.t += seconds
+        self.busy += seconds * (others + own)
+        self.own += seconds * own
+
+
+def test_cpu_share_measures_the_other_processes_and_refits_while_training(monkeypatch):
+    from trm_core.training import cpu_share
+
     before = torch.get_num_threads()
-    monkeypatch.setattr(accel, "_DEFAULT_THREADS", 2)
-    monkeypatch.setattr(accel, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cpu_share, "DEFAULT_THREADS", 2)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    c = _Clock()
+    sleeps: list[float] = []
+
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        c.run(s, others=c_others[0], own=0.1)
+
+    c_others = [1.8]  # another training on ~2 cores when this one starts
+    share = cpu_share.CpuShare(
+        CPU, cores=2, busy_seconds=lambda: c.busy, own_seconds=lambda: c.own, clock=lambda: c.t, sleep=sleep
+    )
     try:
-        monkeypatch.setattr(accel.os, "getloadavg", lambda: (6.0, 6.0, 6.0))
-        assert "1 CPU thread(s) of 2" in accel.fit_cpu_threads(CPU) and torch.get_num_threads() == 1
-        monkeypatch.setattr(accel.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
-        assert accel.fit_cpu_threads(CPU) == "" and torch.get_num_threads() == 2  # back up when quiet
+        line = share.start()
+        assert sleeps == [cpu_share.START_WINDOW_S] and share.others == pytest.approx(1.8)
+        assert "1 CPU thread(s) of 2: the machine is busy" in line and torch.get_num_threads() == 1
+        c.run(5.0, others=0.0, own=1.0)  # the other run ended, but not 10 s ago yet
+        assert share.refit() == "" and torch.get_num_threads() == 1
+        c.run(6.0, others=0.0, own=1.0)
+        line = share.refit()  # 11 s: others 0 over the window since the start
+        assert "2 CPU thread(s) of 2: the other work has ended" in line and torch.get_num_threads() == 2
+        c.run(12.0, others=0.9, own=1.1)  # a second run starts beside this one (1 thread's worth)
+        assert "1 CPU thread(s)" in share.refit() and torch.get_num_threads() == 1
+        c.run(12.0, others=1.0, own=1.0)
+        assert share.refit() == ""  # unchanged: no log line
+        # a new run in the same process (the app trains many times) starts from torch's default
+        c_others[0] = 0.1
+        assert share.start() == "" and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cpu_share_leaves_omp_num_threads_cuda_and_no_proc_stat_alone_or_falls_back(monkeypatch):
+    from trm_core.training import cpu_share
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(cpu_share, "DEFAULT_THREADS", 2)
+    try:
         monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a sweep child's (or the user's) setting wins
         torch.set_num_threads(1)
-        monkeypatch.setattr(accel.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-        assert accel.fit_cpu_threads(CPU) == "" and torch.get_num_threads() == 1
-        assert accel.fit_cpu_threads(torch.device("cuda")) == ""
+        share = cpu_share.CpuShare(CPU, cores=2, busy_seconds=lambda: 0.0, sleep=lambda s: None)
+        assert share.start() == "" and share.refit() == "" and torch.get_num_threads() == 1
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert cpu_share.CpuShare(torch.device("cuda"), cores=2).start() == ""
+        # no /proc/stat: the 1-minute load average decides
+        monkeypatch.setattr(cpu_share.os, "getloadavg", lambda: (6.0, 6.0, 6.0))
+        share = cpu_share.CpuShare(CPU, cores=2, busy_seconds=lambda: None, sleep=lambda s: None)
+        assert "1 CPU thread(s) of 2" in share.start() and torch.get_num_threads() == 1
     finally:
+        torch.set_num_threads(before)
+
+
+def test_cpu_share_sees_a_real_busy_process_beside_it(monkeypatch):
+    """The real /proc/stat: a child spinning on one core is counted as another process's work."""
+    import subprocess
+    import sys
+
+    from trm_core.training import cpu_share
+
+    if cpu_share.machine_busy_seconds() is None:
+        pytest.skip("no /proc/stat here")
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cpu_share, "START_WINDOW_S", 1.0)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time\nt = time.time() + 30\nwhile time.time() < t: pass"]
+    )
+    try:
+        time.sleep(0.3)  # the child is spinning
+        share = cpu_share.CpuShare(CPU)
+        share.start()
+        assert share.others >= 0.5  # at least half a core's worth, even beside other test workers
+    finally:
+        child.kill()
+        child.wait()
         torch.set_num_threads(before)

@@ -62,7 +62,7 @@ def child_envs(jobs: int, device: str | None) -> list[dict[str, str]]:
     gpus = _visible_gpus() if device != "cpu" else []
     if gpus:
         return [{**env, "CUDA_VISIBLE_DEVICES": gpus[i]} for i in range(min(jobs, len(gpus)))]
-    from trm_core.training.accel import threads_for  # (imports torch: only when children run)
+    from trm_core.training.cpu_share import threads_for  # (imports torch: only when children run)
 
     threads = str(threads_for(jobs))  # cores // jobs, at least 1
     return [{**env, "OMP_NUM_THREADS": threads} for _ in range(jobs)]

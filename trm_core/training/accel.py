@@ -12,8 +12,7 @@ Why these rules (numbers in docs/performance.md, "CPU fast path"):
   depth (the loops over cycles stay in Python); on CUDA the regional compile of each block. The
   compiled code is cached on disk so the next run or app launch skips codegen.
 - `compile = "auto"` on CPU compiles only runs long enough to win back the compile time.
-- intra-op threads fit the load (`threads_for`, `fit_cpu_threads`): oversubscribed cores cost far
-  more than an idle one (docs/performance-cpu-step.md: 1 thread ran 3.5x faster than 2 at load 11-19).
+- the intra-op threads are not decided here: `cpu_share.CpuShare` fits them to the load.
 """
 
 from __future__ import annotations
@@ -44,9 +43,6 @@ __all__ = [
     "compile_regions_for",
     "cpu_has_native_bf16",
     "enable_compile_cache",
-    "fit_cpu_threads",
-    "threads_for",
-    "usable_cores",
 ]
 
 # Fewest optimizer steps for which compiling pays on CPU (docs/performance-cpu-step.md, section 3:
@@ -76,41 +72,6 @@ def cpu_has_native_bf16() -> bool:
 def cpu_compiler_available() -> bool:
     """torch.compile on CPU builds C++: is the compiler inductor would call ($CXX or g++) here?"""
     return shutil.which(os.environ.get("CXX", "g++")) is not None
-
-
-_DEFAULT_THREADS = torch.get_num_threads()  # torch's choice at start-up (OMP_NUM_THREADS or the cores)
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity), at least 1."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-def threads_for(jobs: int, cores: int | None = None, busy: float = 0.0) -> int:
-    """Intra-op threads for each of `jobs` torch processes sharing `cores` (default: usable_cores())
-    beside `busy` cores' worth of other work (a load average): each gets an equal share of the free
-    cores, at least one. Oversubscribing costs far more than it saves: with another torch process
-    on 2 cores, 1 thread ran 1.46x faster than 2 (issue 29; docs/performance-cpu-step.md)."""
-    cores = usable_cores() if cores is None else cores
-    free = max(1, cores - int(busy + 0.5))
-    return max(1, free // max(1, jobs))
-
-
-def fit_cpu_threads(device: torch.device) -> str:
-    """Fit this process's intra-op threads to the load when it trains on CPU: the cores not already
-    busy (1-minute load average) beside it. Left alone when OMP_NUM_THREADS is set (a sweep's
-    children get theirs from the queue, a user's choice wins). Returns a log line, "" if unchanged."""
-    if device.type != "cpu" or os.environ.get("OMP_NUM_THREADS") or not hasattr(os, "getloadavg"):
-        return ""
-    cores = usable_cores()
-    load = os.getloadavg()[0]
-    threads = min(_DEFAULT_THREADS, threads_for(1, cores, busy=load))
-    torch.set_num_threads(threads)  # up again too: the app trains many times in one process
-    if threads >= _DEFAULT_THREADS:
-        return ""
-    return f"{threads} CPU thread(s) of {cores}: the machine is busy (load average {load:.1f})"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ import torch
 from trm_core.errors import DataError
 from trm_core.model.memory import check_fits
 from trm_core.profile import Profile
-from trm_core.training.accel import Accel, choose_accel, fit_cpu_threads
+from trm_core.training.accel import Accel, choose_accel
+from trm_core.training.cpu_share import CpuShare
 from trm_core.training.depth_sampler import DepthSampler
 from trm_core.training.ema import EMA
 from trm_core.training.optim import build_optimizer
@@ -94,6 +95,7 @@ class TrainSetup:
     precision: str  # "bf16" | "fp32"
     accel: Accel  # the precision and compile decisions, with the reason
     depth: DepthSampler  # the H-cycles of each step (train.depth_sampling), the noise-start seeds
+    cpu_share: CpuShare  # the intra-op threads on CPU, fitted to the other processes' load
 
 
 def build_train_setup(
@@ -129,7 +131,10 @@ def build_train_setup(
     per_batch = S if deep else 1
     total_steps = max_steps or t.max_steps or batches_per_epoch * t.epochs * per_batch
     accel = choose_accel(t.precision, t.compile, device, total_steps, model_cfg=p.model)
-    threads = fit_cpu_threads(device)  # fewer threads when other work keeps the cores busy
+    cpu_share = CpuShare(
+        device
+    )  # fewer threads when other work keeps the cores busy, re-fitted while training
+    threads = cpu_share.start()
     if threads:
         accel = replace(accel, reason="; ".join(r for r in (accel.reason, threads) if r))
     return TrainSetup(
@@ -144,4 +149,5 @@ def build_train_setup(
         precision=accel.precision,
         accel=accel,
         depth=DepthSampler(t, p.model),
+        cpu_share=cpu_share,
     )

@@ -105,6 +105,7 @@ class Trainer:
     optimizer = _from_setup("optimizer")
     accel = _from_setup("accel")
     depth = _from_setup("depth")  # the sampled H-cycles of each step (train.depth_sampling)
+    cpu_share = _from_setup("cpu_share")  # intra-op threads, re-fitted to the load between steps
     batches_per_epoch = property(lambda self: self.data.batches_per_epoch)  # on this rank
 
     model = _from_setup("model")
@@ -318,6 +319,8 @@ class Trainer:
             improved = self._eval_and_judge()
         if improved or step % t.checkpoint_every == 0:
             self._save("best" if improved else "periodic", improved)
+        if threads := self.cpu_share.refit():  # another process started or ended beside this run
+            self._log(threads)
         self.meter.resume()  # eval and checkpoint time is not training throughput
         if self.state.stopper.should_stop:
             raise _Finish("early-stopped", f"early stopping: {self.state.stopper.state} at step {step}")
