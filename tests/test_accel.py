@@ -309,3 +309,23 @@ def test_cpu_share_sees_a_real_busy_process_beside_it(monkeypatch):
         child.kill()
         child.wait()
         torch.set_num_threads(before)
+
+
+def test_cpu_info_names_the_model_amx_and_native_bf16(monkeypatch):
+    from trm_core import cpu_info
+
+    xeon = (
+        "model name\t: Intel(R) Xeon(R) Platinum 8481C",
+        "flags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile",
+    )
+    epyc = ("model name\t: AMD EPYC", "flags\t\t: fpu avx512f avx512_bf16")
+    old = ("model name\t: Intel(R) Xeon(R) CPU E5-2690", "flags\t\t: fpu avx2")
+    monkeypatch.setattr(cpu_info, "_cpuinfo_lines", lambda: xeon)
+    assert cpu_info.describe_cpu() == "Intel(R) Xeon(R) Platinum 8481C (AMX, native bf16)"
+    assert accel.cpu_has_native_bf16()
+    monkeypatch.setattr(cpu_info, "_cpuinfo_lines", lambda: epyc)
+    assert cpu_info.describe_cpu() == "AMD EPYC (no AMX, native bf16)" and accel.cpu_has_native_bf16()
+    monkeypatch.setattr(cpu_info, "_cpuinfo_lines", lambda: old)
+    assert cpu_info.describe_cpu().endswith("(no AMX, no native bf16)") and not accel.cpu_has_native_bf16()
+    monkeypatch.setattr(cpu_info, "_cpuinfo_lines", lambda: ())
+    assert cpu_info.cpu_model() == "unknown cpu" and cpu_info.cpu_flags() == frozenset()

@@ -13,6 +13,7 @@ from trm_core.bench.common import BenchConfig, bench_examples, data_source, laye
 from trm_core.bench.decode import bench_decode
 from trm_core.bench.evaluation import bench_eval
 from trm_core.bench.train import bench_train
+from trm_core.cpu_info import describe_cpu
 from trm_core.data.sources import format_prompt
 from trm_core.errors import UserError
 from trm_core.model.lm import build_model
@@ -22,9 +23,7 @@ from trm_core.profile import Profile
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    import platform
-
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"cpu: {describe_cpu()}, {torch.get_num_threads()} threads"
 
 
 @dataclass

@@ -16,7 +16,6 @@ bench's rows). CUDA never asks this module: there attention stays in the autocas
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import statistics
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from trm_core.cpu_info import cpu_model
 
 __all__ = ["ENV", "FP32_MARGIN", "MODES", "cache_file", "cpu_attention", "cpu_attention_fp32", "measure"]
 
@@ -60,20 +61,8 @@ def cache_file() -> Path:
     return Path(base) / "trm-tui" / "cpu-attention.json"
 
 
-@functools.cache
-def _cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, read once per process (asked on every forward)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[-1].strip()
-    except OSError:
-        pass
-    return "unknown cpu"
-
-
 def _machine_key() -> str:
-    return f"{_cpu_model()}|torch {torch.__version__}|{torch.get_num_threads()} threads"
+    return f"{cpu_model()}|torch {torch.__version__}|{torch.get_num_threads()} threads"
 
 
 def measure(head_dim: int, *, rounds: int = 5, batch_heads: int = 16, length: int = 128) -> dict[str, float]:

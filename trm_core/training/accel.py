@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from trm_core.cpu_info import cpu_flags
 from trm_core.errors import UserError
 from trm_core.events import Event, PhaseEvent
 
@@ -58,15 +59,7 @@ CPU_COMPILE_MIN_STEPS_COLD = 1500  # first compile of this shape on this machine
 
 def cpu_has_native_bf16() -> bool:
     """True when the CPU multiplies bf16 natively (avx512_bf16 or amx_bf16 in /proc/cpuinfo)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return False
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[-1].split())
-            return bool(flags & {"avx512_bf16", "amx_bf16"})
-    return False
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def cpu_compiler_available() -> bool:
