@@ -322,10 +322,10 @@ def test_cpu_info_names_the_model_amx_and_native_bf16(monkeypatch):
     old = ("model name\t: Intel(R) Xeon(R) CPU E5-2690", "flags\t\t: fpu avx2")
     monkeypatch.setattr(cpu_info, "_cpuinfo_lines", lambda: xeon)
     assert cpu_info.describe_cpu() == "Intel(R) Xeon(R) Platinum 8481C (AMX, native bf16)"
-    assert accel.cpu_has_native_bf16()
+    assert cpu_info.cpu_has_native_bf16()
     monkeypatch.setattr(cpu_info, "_cpuinfo_lines", lambda: epyc)
-    assert cpu_info.describe_cpu() == "AMD EPYC (no AMX, native bf16)" and accel.cpu_has_native_bf16()
+    assert cpu_info.describe_cpu() == "AMD EPYC (no AMX, native bf16)" and cpu_info.cpu_has_native_bf16()
     monkeypatch.setattr(cpu_info, "_cpuinfo_lines", lambda: old)
-    assert cpu_info.describe_cpu().endswith("(no AMX, no native bf16)") and not accel.cpu_has_native_bf16()
+    assert cpu_info.describe_cpu().endswith("(no AMX, no native bf16)") and not cpu_info.cpu_has_native_bf16()
     monkeypatch.setattr(cpu_info, "_cpuinfo_lines", lambda: ())
     assert cpu_info.cpu_model() == "unknown cpu" and cpu_info.cpu_flags() == frozenset()

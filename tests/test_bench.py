@@ -10,10 +10,10 @@ import torch
 
 from trm_core.bench.common import layer_passes, train_step_flops
 from trm_core.bench.train import loss_pair
+from trm_core.cpu_info import cpu_has_native_bf16
 from trm_core.data.batches import IGNORE_INDEX
 from trm_core.model.lm import build_model
 from trm_core.profile import ModelConfig
-from trm_core.training.accel import cpu_has_native_bf16
 from trm_tui.__main__ import main
 
 

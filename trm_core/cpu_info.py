@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-__all__ = ["cpu_flags", "cpu_model", "describe_cpu"]
+__all__ = ["cpu_flags", "cpu_has_native_bf16", "cpu_model", "describe_cpu"]
 
 
 @functools.cache
@@ -35,9 +35,14 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU multiplies bf16 natively (avx512_bf16 or amx_bf16); elsewhere bf16 is
+    emulated and slower than fp32."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
 def describe_cpu() -> str:
     """One line for a timing: model name, and whether it has AMX and native bf16."""
-    flags = cpu_flags()
-    amx = "AMX" if "amx_bf16" in flags else "no AMX"
-    bf16 = "native bf16" if flags & {"avx512_bf16", "amx_bf16"} else "no native bf16"
+    amx = "AMX" if "amx_bf16" in cpu_flags() else "no AMX"
+    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
     return f"{cpu_model()} ({amx}, {bf16})"

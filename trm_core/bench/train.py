@@ -21,13 +21,14 @@ from trm_core.bench.common import (
     reset_peak,
     train_step_flops,
 )
+from trm_core.cpu_info import cpu_has_native_bf16
 from trm_core.data.batches import IGNORE_INDEX, Batch, iterate_batches, tokenize_examples
 from trm_core.data.sources import Example, format_completion, format_prompt
 from trm_core.errors import UserError
 from trm_core.model.attention_precision import cpu_attention
 from trm_core.model.lm import CausalLM, build_model
 from trm_core.profile import Profile
-from trm_core.training.accel import compile_regions_for, cpu_has_native_bf16
+from trm_core.training.accel import compile_regions_for
 from trm_core.training.step import Pass, supervision_step
 
 

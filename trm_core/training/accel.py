@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from trm_core.cpu_info import cpu_flags
+from trm_core.cpu_info import cpu_has_native_bf16
 from trm_core.errors import UserError
 from trm_core.events import Event, PhaseEvent
 
@@ -42,7 +42,6 @@ __all__ = [
     "compile_cache_dir",
     "compile_for_run",
     "compile_regions_for",
-    "cpu_has_native_bf16",
     "enable_compile_cache",
 ]
 
@@ -55,11 +54,6 @@ __all__ = [
 # cost, so for them the rule errs towards eager, never towards a compile that loses time.
 CPU_COMPILE_MIN_STEPS = 400  # the cache holds this model's kernels (compiled here before)
 CPU_COMPILE_MIN_STEPS_COLD = 1500  # first compile of this shape on this machine
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU multiplies bf16 natively (avx512_bf16 or amx_bf16 in /proc/cpuinfo)."""
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def cpu_compiler_available() -> bool:

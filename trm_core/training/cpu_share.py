@@ -6,7 +6,7 @@ runs 1.57x faster on 2 threads than on 1 when the machine is quiet, but an overs
 costs far more than an idle one (1 thread ran 3.5x faster than 2 at load 11-19). The old rule
 read the 1-minute load average once at start-up; that average lags by about a minute, so a run
 started just after other work ended took 1 thread on an idle machine (the "quiet" quickstart of
-2026-12-07 did: 140 s where 2 threads take ~95), and a run started first never gave a core back
+2026-12-07 did: 140 s where 2 threads took 73-98 s), and a run started first never gave a core back
 to one started next to it. Now the other processes' use is measured directly: the machine's busy
 CPU time (/proc/stat, over the cores this process may use) minus this process's own CPU time,
 over a short window at start and over the last ~10 s while training.

@@ -131,9 +131,8 @@ def build_train_setup(
     per_batch = S if deep else 1
     total_steps = max_steps or t.max_steps or batches_per_epoch * t.epochs * per_batch
     accel = choose_accel(t.precision, t.compile, device, total_steps, model_cfg=p.model)
-    cpu_share = CpuShare(
-        device
-    )  # fewer threads when other work keeps the cores busy, re-fitted while training
+    # fewer threads when other work keeps the cores busy, re-fitted while training
+    cpu_share = CpuShare(device)
     threads = cpu_share.start()
     if threads:
         accel = replace(accel, reason="; ".join(r for r in (accel.reason, threads) if r))
